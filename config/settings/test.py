@@ -1,0 +1,16 @@
+"""Test runs: local settings with their own var/ folder and fast hashing."""
+import os
+from pathlib import Path
+
+# Before base settings read it: tests never touch the demo's SQLite file or broker folder.
+os.environ.setdefault("ATTUNE_VAR_DIR", str(Path(__file__).resolve().parent.parent.parent / "var" / "test"))
+
+from .local import *  # noqa: E402,F401,F403
+from .local import DATABASES, VAR_DIR  # noqa: E402
+
+DEBUG = False
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+AXES_FAILURE_LIMIT = 3
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # A file, not memory, so a worker process can open the same test database.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test_attune.sqlite3")}

@@ -1,0 +1,73 @@
+from django.contrib import admin
+
+from .models import AuditEvent, CriteriaSet, CriteriaSetMember, Criterion, Helpline, ModelVersion, Response, Scenario
+
+
+@admin.register(Criterion)
+class CriterionAdmin(admin.ModelAdmin):
+    list_display = ["key", "name", "is_therapeutic", "is_safety", "evaluation_only", "position"]
+    search_fields = ["key", "name"]
+
+
+class CriteriaSetMemberInline(admin.TabularInline):
+    model = CriteriaSetMember
+    extra = 0
+
+
+@admin.register(CriteriaSet)
+class CriteriaSetAdmin(admin.ModelAdmin):
+    list_display = ["key", "name", "safety_criterion"]
+    inlines = [CriteriaSetMemberInline]
+
+
+@admin.register(Scenario)
+class ScenarioAdmin(admin.ModelAdmin):
+    list_display = ["id", "source", "external_id", "split", "risk_level", "short_text"]
+    list_filter = ["split", "risk_level", "source"]
+    search_fields = ["text", "external_id"]
+    readonly_fields = ["text_sha256", "created_at"]
+
+    @admin.display(description="text")
+    def short_text(self, obj):
+        return obj.text[:80]
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(admin.ModelAdmin):
+    list_display = ["name", "kind", "model_ref", "parent", "created_at"]
+    list_filter = ["kind"]
+    search_fields = ["name", "model_ref"]
+
+
+@admin.register(Response)
+class ResponseAdmin(admin.ModelAdmin):
+    list_display = ["id", "scenario", "model_version", "sample_index", "seed"]
+    list_filter = ["model_version"]
+    raw_id_fields = ["scenario"]
+
+
+@admin.register(Helpline)
+class HelplineAdmin(admin.ModelAdmin):
+    list_display = ["region", "name", "phone", "text_contact", "active", "order"]
+    list_filter = ["region", "active"]
+    list_editable = ["active", "order"]
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "actor_label", "action", "target_type", "target_id"]
+    list_filter = ["action"]
+    search_fields = ["actor_label", "action", "target_id"]
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields]

@@ -1,0 +1,27 @@
+#!/bin/sh
+# One entry point for every Attune container: web, worker, worker-gpu, beat, flower.
+set -e
+cd /app
+case "$1" in
+  web)
+    python manage.py migrate --noinput
+    python manage.py collectstatic --noinput -v 0
+    exec gunicorn config.wsgi:application --bind 0.0.0.0:8000 --workers "${WEB_CONCURRENCY:-3}" --access-logfile -
+    ;;
+  worker)
+    exec celery -A config worker -Q default --concurrency "${WORKER_CONCURRENCY:-2}" -n "cpu@%h" --loglevel INFO
+    ;;
+  worker-gpu)
+    # One process per GPU; CUDA is touched only in the child that runs a task.
+    exec celery -A config worker -Q gpu --pool solo -n "gpu@%h" --loglevel INFO
+    ;;
+  beat)
+    exec celery -A config beat --loglevel INFO --schedule /data/celerybeat-schedule
+    ;;
+  flower)
+    exec celery -A config flower --port=5555
+    ;;
+  *)
+    exec "$@"
+    ;;
+esac

@@ -1,0 +1,83 @@
+"""`make demo`: migrate, load the demo study, run the web server and a Celery
+worker (both queues) until Ctrl-C, then stop both cleanly."""
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+HOST = os.environ.get("ATTUNE_HOST", "127.0.0.1")
+PORT = os.environ.get("ATTUNE_PORT", "8000")
+ENV = {**os.environ, "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "config.settings.local")}
+
+
+def manage(*args):
+    subprocess.run([PYTHON, "manage.py", *args], cwd=ROOT, env=ENV, check=True)
+
+
+def wait_until_up(url, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return True
+        except OSError:
+            time.sleep(0.5)
+    return False
+
+
+def main():
+    manage("migrate", "--noinput", "-v", "0")
+    manage("load_demo")
+    processes = [
+        subprocess.Popen([PYTHON, "manage.py", "runserver", f"{HOST}:{PORT}", "--noreload"], cwd=ROOT, env=ENV),
+        subprocess.Popen(
+            [PYTHON, "-m", "celery", "-A", "config", "worker", "-Q", "default,gpu", "--concurrency", "1",
+             "--loglevel", "INFO", "-n", "demo@%h"],
+            cwd=ROOT, env=ENV,
+        ),
+    ]
+    base = f"http://{HOST}:{PORT}"
+    try:
+        if not wait_until_up(f"{base}/healthz"):
+            print("The web server did not come up; see the log above.", file=sys.stderr)
+            return 1
+        from importlib import import_module
+
+        participant_url = f"{base}/"
+        try:
+            sys.path.insert(0, str(ROOT))
+            participant_url = base + import_module("survey.demo").PARTICIPANT_PATH
+        except (ImportError, AttributeError):
+            pass
+        print(
+            "\nAttune is running. Ctrl-C stops the web server and the worker.\n"
+            f"  Participant survey:  {participant_url}\n"
+            f"  Clinician sign-in:   {base}/accounts/login/\n"
+            f"  Researcher admin:    {base}/admin/\n",
+            flush=True,
+        )
+        while all(p.poll() is None for p in processes):
+            time.sleep(0.5)
+        print("A process stopped; shutting down the other.", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nStopping...", flush=True)
+        return 0
+    finally:
+        for p in processes:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in processes:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""Shared fixtures: users by role, and a real Celery worker process."""
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def clinician(db):
+    from tests.factories import ClinicianFactory
+
+    return ClinicianFactory()
+
+
+@pytest.fixture
+def researcher(db):
+    from tests.factories import ResearcherFactory
+
+    return ResearcherFactory()
+
+
+def worker_environment(extra=None):
+    """Environment for a worker process that shares the test database."""
+    from django.conf import settings
+    from django.db import connection
+
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test", "ATTUNE_VAR_DIR": str(settings.VAR_DIR)}
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("postgresql"):
+        env["DATABASE_URL"] = f"postgres://{db['USER'] or ''}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    else:
+        env["DATABASE_URL"] = f"sqlite:///{db['NAME']}"
+    env.update(extra or {})
+    return env
+
+
+class WorkerProcess:
+    def __init__(self, queues="default,gpu", extra_env=None, name="test"):
+        self.args = [
+            sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queues, "--pool", "solo",
+            "--loglevel", "INFO", "-n", f"{name}-{os.getpid()}-{time.monotonic_ns()}@%h",
+            "--without-gossip", "--without-mingle", "--without-heartbeat",
+        ]
+        self.env = worker_environment(extra_env)
+        self.log_path = Path(self.env["ATTUNE_VAR_DIR"]) / f"worker-{name}.log"
+        self.process = None
+
+    def start(self):
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "w")
+        self.process = subprocess.Popen(self.args, cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
+        return self
+
+    def log(self):
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if getattr(self, "_log", None):
+            self._log.close()
+
+
+@pytest.fixture
+def celery_worker_process(transactional_db):
+    """A real `celery worker` process on the configured broker, sharing the test database."""
+    worker = WorkerProcess().start()
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _purge_test_broker():
+    """Old messages from an earlier interrupted run must not reach this run's workers."""
+    from django.conf import settings
+
+    if settings.CELERY_BROKER_URL.startswith("redis://"):
+        import redis
+
+        redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
+    yield

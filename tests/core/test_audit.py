@@ -1,0 +1,73 @@
+"""Audit rows land in the same transaction as the action, and never change."""
+import pytest
+from django.db import connection, transaction
+
+from core.models import AuditEvent, Helpline
+from core.services import audit_record
+
+
+def test_audit_row_commits_and_rolls_back_with_the_action(db, researcher):
+    with transaction.atomic():
+        helpline = Helpline.objects.create(region="Testland", name="Line")
+        audit_record(actor=researcher, action="helpline.create", target=helpline, details={"region": "Testland"})
+    event = AuditEvent.objects.get(action="helpline.create")
+    assert event.actor == researcher and event.actor_label == researcher.username
+    assert event.target_type == "core.helpline" and event.target_id == str(helpline.pk)
+
+    class Boom(Exception):
+        pass
+
+    with pytest.raises(Boom):
+        with transaction.atomic():
+            other = Helpline.objects.create(region="Testland", name="Second")
+            audit_record(actor=researcher, action="helpline.create", target=other)
+            raise Boom
+    assert AuditEvent.objects.filter(action="helpline.create").count() == 1
+    assert not Helpline.objects.filter(name="Second").exists()
+
+
+def test_audit_record_refuses_to_run_outside_a_transaction(transactional_db):
+    with pytest.raises(RuntimeError, match="inside the action's transaction"):
+        audit_record(action="x.y")
+    assert AuditEvent.objects.count() == 0
+
+
+def test_audit_log_is_append_only(db):
+    with transaction.atomic():
+        event = audit_record(action="study.change", details={"a": 1})
+    event.details = {"a": 2}
+    with pytest.raises(PermissionError):
+        event.save()
+    with pytest.raises(PermissionError):
+        event.delete()
+    with pytest.raises(PermissionError):
+        AuditEvent.objects.filter(pk=event.pk).update(action="other")
+    with pytest.raises(PermissionError):
+        AuditEvent.objects.all().delete()
+    assert AuditEvent.objects.get(pk=event.pk).details == {"a": 1}
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the database trigger exists on PostgreSQL")
+def test_database_refuses_raw_updates(db):
+    from django.db import DatabaseError
+
+    with transaction.atomic():
+        event = audit_record(action="study.change")
+    with pytest.raises(DatabaseError, match="append-only"):
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("UPDATE core_auditevent SET action = 'forged' WHERE id = %s", [event.pk])
+    assert AuditEvent.objects.get(pk=event.pk).action == "study.change"
+
+
+def test_audit_log_is_read_only_in_admin(client, researcher):
+    from django.contrib.auth.models import Permission
+
+    researcher.user_permissions.add(Permission.objects.get(codename="view_auditevent"))
+    with transaction.atomic():
+        event = audit_record(actor=researcher, action="study.change")
+    client.force_login(researcher)
+    assert client.get("/admin/core/auditevent/").status_code == 200
+    page = client.get(f"/admin/core/auditevent/{event.pk}/change/")
+    assert page.status_code == 200 and b'name="_save"' not in page.content
+    assert client.get("/admin/core/auditevent/add/").status_code == 403
+    assert client.post(f"/admin/core/auditevent/{event.pk}/delete/", {"post": "yes"}).status_code == 403
