@@ -21,8 +21,9 @@ class Command(BaseCommand):
         roles.ensure_groups()
         report = scenario_bank_load()
         self.stdout.write(f"Scenario bank: {report.summary()}")
-        self._load_app_demos()
         created = self._ensure_accounts()
+        # Accounts first: the annotation demo assigns the demo clinicians.
+        self._load_app_demos()
         if created:
             self.stdout.write(self.style.WARNING("Demo accounts (passwords are shown this once; keep them):"))
             for username, password in created:
