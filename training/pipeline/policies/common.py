@@ -1,0 +1,428 @@
+"""What every policy trainer shares: the config, the LoRA recipe, checkpoints, progress and cancellation.
+
+LoRA recipe. Every policy (SFT, DPO, MODPO, joint DPO) builds its adapter with
+``build_lora_config`` and initialises it with ``attach_lora`` under the same
+``lora_init_seed``, so adapters trained for different criteria have the same
+rank, target modules and starting A matrices and can be merged afterwards.
+
+Checkpoints. Hugging Face checkpoints are not written atomically, so
+``CheckpointMarkerCallback`` writes ``checkpoint-N/COMPLETE`` after the trainer
+has finished saving, and a resumed run starts from the newest checkpoint that
+has the marker; unmarked ones are removed. Checkpoints always keep optimizer,
+scheduler and RNG state (never ``save_only_model``), so a resumed run continues
+where it left off and ends at the same step count.
+
+Progress and cancellation. ``PolicyConfig.progress_callback(step, total, loss)``
+is called at each logged step; ``PolicyConfig.should_stop()`` is checked after
+each step, and a True answer saves a checkpoint and stops, returning a result
+with ``completed=False``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from ..models import load_causal_lm, load_tokenizer, resolve_model
+
+logger = logging.getLogger(__name__)
+
+COMPLETE_MARKER = "COMPLETE"
+CHECKPOINT_STATE_FILE = "attune_state.json"
+_CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+
+DEFAULT_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+ProgressCallback = Callable[[int, int, float | None], None]
+StopCheck = Callable[[], bool]
+
+
+@dataclass
+class PolicyConfig:
+    """Settings shared by all policy trainers. Paths in, paths out; nothing here touches Django."""
+
+    output_dir: str | Path
+    base_model: str = "smollm2-135m-instruct"
+    # An adapter (e.g. the SFT adapter) merged into the base before training; the merged model is the reference.
+    base_adapter: str | Path | None = None
+    model_cache_dir: str | Path | None = None
+    system_prompt: str | None = None
+
+    full_finetune: bool = False
+    lora_rank: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.0
+    lora_target_modules: tuple[str, ...] = DEFAULT_TARGET_MODULES
+    lora_init_seed: int = 0
+
+    beta: float = 0.1
+    learning_rate: float = 5e-5
+    max_steps: int = 100  # <= 0: train for num_train_epochs instead
+    num_train_epochs: float = 1.0
+    batch_size: int = 4
+    gradient_accumulation_steps: int = 1
+    max_length: int = 512
+    warmup_steps: int = 0
+    lr_scheduler_type: str = "linear"
+    gradient_checkpointing: bool = False
+    bf16: bool | None = None  # None: bf16 on a GPU that supports it, fp32 on CPU
+    precompute_ref_log_probs: bool = True
+
+    save_steps: int = 50
+    save_total_limit: int | None = 2
+    logging_steps: int = 1
+    seed: int = 0
+    resume: bool = True
+    # Extra keyword arguments for the TRL/transformers config (escape hatch; recorded in policy.json).
+    trainer_overrides: dict[str, Any] = field(default_factory=dict)
+
+    progress_callback: ProgressCallback | None = field(default=None, repr=False, compare=False)
+    should_stop: StopCheck | None = field(default=None, repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        skip = {"progress_callback", "should_stop"}
+        out = {}
+        for f in fields(self):
+            if f.name in skip:
+                continue
+            value = getattr(self, f.name)
+            out[f.name] = str(value) if isinstance(value, Path) else (list(value) if isinstance(value, tuple) else value)
+        return out
+
+
+@dataclass
+class PolicyResult:
+    output_dir: Path
+    adapter_dir: Path | None  # the trained LoRA adapter (None for full fine-tuning or an unfinished run)
+    model_dir: Path | None  # the full model (full fine-tuning only)
+    metrics: dict[str, Any]
+    log_history_path: Path
+    checkpoint_dir: Path  # where checkpoint-N folders live
+    last_checkpoint: Path | None
+    resumed_from: Path | None
+    completed: bool
+    method: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+
+
+# ---------------------------------------------------------------------------
+# Prompts
+
+
+def prompt_messages(prompt: str, system_prompt: str | None = None) -> list[dict[str, str]]:
+    """The chat messages a policy sees for a scenario; used for training and should be used for generation."""
+    messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    messages.append({"role": "user", "content": prompt})
+    return messages
+
+
+# ---------------------------------------------------------------------------
+# Models and LoRA
+
+
+def build_lora_config(config: PolicyConfig):
+    """The one LoRA recipe every policy uses (so adapters can be merged). Adapter names must not contain '.'."""
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=config.lora_rank,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=list(config.lora_target_modules),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+
+
+def attach_lora(model, config: PolicyConfig, adapter_name: str = "default"):
+    """Wrap ``model`` with a fresh LoRA adapter, initialised from ``config.lora_init_seed`` whatever the training seed."""
+    import torch
+    from peft import get_peft_model
+
+    if "." in adapter_name:
+        raise ValueError(f"adapter name {adapter_name!r} contains '.', which PEFT cannot address")
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(config.lora_init_seed)
+        return get_peft_model(model, build_lora_config(config), adapter_name=adapter_name)
+
+
+def load_base_model(config: PolicyConfig):
+    """The model a policy starts from (and its reference): the base, with ``base_adapter`` merged in if given."""
+    model_dir = resolve_model(config.base_model, config.model_cache_dir)
+    # fp32 master weights; bf16, where used, comes from autocast in the trainer.
+    model = load_causal_lm(model_dir)
+    if config.base_adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(config.base_adapter)).merge_and_unload()
+    tokenizer = load_tokenizer(model_dir)
+    if tokenizer.chat_template is None:
+        raise ValueError(f"the tokenizer of {config.base_model!r} has no chat template; policies train on chat turns")
+    return model, tokenizer
+
+
+def _use_bf16(flag: bool | None) -> bool:
+    import torch
+
+    if not torch.cuda.is_available():
+        return False
+    return torch.cuda.is_bf16_supported() if flag is None else bool(flag)
+
+
+def device_kwargs(bf16: bool | None) -> dict[str, Any]:
+    """TRL configs raise on a CPU machine unless told: use_cpu there, and bf16 only where the GPU has it."""
+    import torch
+
+    if torch.cuda.is_available():
+        return {"use_cpu": False, "bf16": _use_bf16(bf16)}
+    return {"use_cpu": True, "bf16": False}
+
+
+def trainer_args_kwargs(config: PolicyConfig, checkpoint_dir: Path) -> dict[str, Any]:
+    """Keyword arguments shared by every TRL/transformers config a policy builds."""
+    kwargs = dict(
+        output_dir=str(checkpoint_dir),
+        learning_rate=config.learning_rate,
+        max_steps=config.max_steps if config.max_steps > 0 else -1,
+        num_train_epochs=config.num_train_epochs,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        warmup_steps=config.warmup_steps,
+        lr_scheduler_type=config.lr_scheduler_type,
+        activation_checkpointing=config.gradient_checkpointing,  # TRL defaults it on; new name in transformers 5.24
+        logging_steps=config.logging_steps,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit,
+        save_only_model=False,  # a resumable job needs optimizer, scheduler and RNG state
+        seed=config.seed,
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        **device_kwargs(config.bf16),
+    )
+    kwargs.update(config.trainer_overrides)
+    if kwargs.get("save_only_model"):
+        raise ValueError("save_only_model=True makes checkpoints that cannot be resumed")
+    return kwargs
+
+
+# ---------------------------------------------------------------------------
+# Checkpoints
+
+
+def list_checkpoints(checkpoint_dir: str | Path) -> list[tuple[int, Path, bool]]:
+    """(step, path, complete) for each checkpoint folder, oldest first."""
+    root = Path(checkpoint_dir)
+    if not root.is_dir():
+        return []
+    found = []
+    for child in root.iterdir():
+        match = _CHECKPOINT_RE.match(child.name)
+        if match and child.is_dir():
+            found.append((int(match.group(1)), child, (child / COMPLETE_MARKER).is_file()))
+    return sorted(found)
+
+
+def find_resumable_checkpoint(checkpoint_dir: str | Path, *, remove_incomplete: bool = False) -> Path | None:
+    """The newest checkpoint with a COMPLETE marker; incomplete ones are ignored (and removed if asked)."""
+    newest = None
+    for step, path, complete in list_checkpoints(checkpoint_dir):
+        if complete:
+            newest = path
+        elif remove_incomplete:
+            logger.warning("removing incomplete checkpoint %s (no %s marker)", path, COMPLETE_MARKER)
+            shutil.rmtree(path, ignore_errors=True)
+    return newest
+
+
+def read_checkpoint_state(checkpoint: Path | None) -> dict[str, Any]:
+    if checkpoint is None or not (checkpoint / CHECKPOINT_STATE_FILE).is_file():
+        return {}
+    return json.loads((checkpoint / CHECKPOINT_STATE_FILE).read_text())
+
+
+def _write_json_atomic(path: Path, payload: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str))
+    os.replace(tmp, path)
+
+
+def make_callbacks(config: PolicyConfig, state_providers: list[Callable[[], dict]] | None = None):
+    """The callbacks every policy trainer gets: progress/stop, then the checkpoint marker (last, on purpose)."""
+    from transformers import TrainerCallback
+
+    class ProgressAndStopCallback(TrainerCallback):
+        def __init__(self):
+            self.stopped = False
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if config.progress_callback is not None and logs is not None and "loss" in logs:
+                config.progress_callback(state.global_step, state.max_steps, float(logs["loss"]))
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if config.should_stop is not None and config.should_stop():
+                self.stopped = True
+                control.should_save = True  # keep the work done so far
+                control.should_training_stop = True
+            return control
+
+    class CheckpointMarkerCallback(TrainerCallback):
+        """Runs after the trainer has written checkpoint-N: extra state first, then the COMPLETE marker."""
+
+        def on_save(self, args, state, control, **kwargs):
+            if not state.is_world_process_zero:
+                return
+            checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if not checkpoint.is_dir():
+                return
+            extra: dict[str, Any] = {}
+            for provider in state_providers or []:
+                extra.update(provider())
+            _write_json_atomic(checkpoint / CHECKPOINT_STATE_FILE, extra)
+            (checkpoint / COMPLETE_MARKER).write_text(str(state.global_step))
+
+    return ProgressAndStopCallback(), CheckpointMarkerCallback()
+
+
+def run_training(trainer, config: PolicyConfig, checkpoint_dir: Path, progress, resume_from: Path | None):
+    """Train (resuming if given), then return (completed, last_checkpoint)."""
+    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from is not None else None)
+    completed = not progress.stopped
+    return completed, find_resumable_checkpoint(checkpoint_dir)
+
+
+def prepare_output_dir(config: PolicyConfig) -> tuple[Path, Path, Path | None]:
+    """(output_dir, checkpoint_dir, checkpoint to resume from or None)."""
+    output_dir = Path(config.output_dir)
+    checkpoint_dir = output_dir / "checkpoints"
+    output_dir.mkdir(parents=True, exist_ok=True)
+    resume_from = None
+    if config.resume:
+        resume_from = find_resumable_checkpoint(checkpoint_dir, remove_incomplete=True)
+    elif checkpoint_dir.exists():
+        shutil.rmtree(checkpoint_dir)
+    return output_dir, checkpoint_dir, resume_from
+
+
+def finish(
+    *,
+    trainer,
+    config: PolicyConfig,
+    method: str,
+    output_dir: Path,
+    checkpoint_dir: Path,
+    resume_from: Path | None,
+    completed: bool,
+    last_checkpoint: Path | None,
+    extra_metrics: dict[str, Any] | None = None,
+    extra_record: dict[str, Any] | None = None,
+) -> PolicyResult:
+    """Save the final adapter/model (only for a completed run), the log history, metrics and policy.json."""
+    history = list(trainer.state.log_history)
+    log_history_path = output_dir / "log_history.json"
+    _write_json_atomic(log_history_path, history)
+
+    losses = [entry["loss"] for entry in history if "loss" in entry]
+    metrics: dict[str, Any] = {
+        "method": method,
+        "global_step": int(trainer.state.global_step),
+        "max_steps": int(trainer.state.max_steps),
+        "final_loss": float(losses[-1]) if losses else None,
+        "completed": completed,
+    }
+    train_summary = [entry for entry in history if "train_runtime" in entry]
+    if train_summary:
+        metrics["train_runtime_s"] = train_summary[-1]["train_runtime"]
+    metrics.update(extra_metrics or {})
+
+    adapter_dir = model_dir = None
+    if completed:
+        model = trainer.model
+        if config.full_finetune:
+            model_dir = output_dir / "model"
+            _save_atomic_dir(model_dir, lambda tmp: (model.save_pretrained(tmp), trainer.processing_class.save_pretrained(tmp)))
+        else:
+            adapter_dir = output_dir / "adapter"
+            _save_atomic_dir(
+                adapter_dir,
+                lambda tmp: (
+                    model.save_pretrained(tmp, selected_adapters=["default"]),
+                    trainer.processing_class.save_pretrained(tmp),
+                ),
+            )
+
+    _write_json_atomic(output_dir / "metrics.json", metrics)
+    record = {
+        "method": method,
+        "config": config.to_dict(),
+        "base_model_dir": str(resolve_model(config.base_model, config.model_cache_dir)),
+        "adapter_dir": str(adapter_dir) if adapter_dir else None,
+        "model_dir": str(model_dir) if model_dir else None,
+        "completed": completed,
+        **(extra_record or {}),
+    }
+    _write_json_atomic(output_dir / "policy.json", record)
+    return PolicyResult(
+        output_dir=output_dir,
+        adapter_dir=adapter_dir,
+        model_dir=model_dir,
+        metrics=metrics,
+        log_history_path=log_history_path,
+        checkpoint_dir=checkpoint_dir,
+        last_checkpoint=last_checkpoint,
+        resumed_from=resume_from,
+        completed=completed,
+        method=method,
+    )
+
+
+def _save_atomic_dir(target: Path, write: Callable[[Path], Any]) -> None:
+    tmp = target.with_name(f".{target.name}.tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    write(tmp)
+    if target.exists():
+        shutil.rmtree(target)
+    os.rename(tmp, target)
+
+
+def load_preference_split(dataset_dir: str | Path, criterion: str):
+    """One criterion's pairs from a preference DatasetDict directory, in memory (no cache files written there)."""
+    from datasets import load_from_disk
+
+    data = load_from_disk(str(dataset_dir), keep_in_memory=True)
+    if criterion not in data:
+        raise KeyError(f"criterion {criterion!r} not in {dataset_dir}; splits: {sorted(data.keys())}")
+    split = data[criterion]
+    missing = {"prompt", "chosen", "rejected"} - set(split.column_names)
+    if missing:
+        raise ValueError(f"{dataset_dir}[{criterion}] lacks columns {sorted(missing)}")
+    if len(split) == 0:
+        raise ValueError(f"{dataset_dir}[{criterion}] has no pairs")
+    return split
+
+
+def to_conversational_preferences(dataset, system_prompt: str | None, keep: tuple[str, ...] = ()):
+    """Raw prompt/chosen/rejected texts -> TRL conversational preference rows (the tokenizer's chat template applies)."""
+
+    def convert(row):
+        return {
+            "prompt": prompt_messages(row["prompt"], system_prompt),
+            "chosen": [{"role": "assistant", "content": row["chosen"]}],
+            "rejected": [{"role": "assistant", "content": row["rejected"]}],
+        }
+
+    drop = [c for c in dataset.column_names if c not in ("prompt", "chosen", "rejected", *keep)]
+    return dataset.map(convert, remove_columns=drop)
