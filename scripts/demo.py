@@ -31,14 +31,19 @@ def wait_until_up(url, timeout=60):
 
 
 def main():
+    # Ctrl-C and SIGTERM both stop cleanly, even when started from a shell that ignores SIGINT.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     manage("migrate", "--noinput", "-v", "0")
     manage("load_demo")
     processes = [
-        subprocess.Popen([PYTHON, "manage.py", "runserver", f"{HOST}:{PORT}", "--noreload"], cwd=ROOT, env=ENV),
+        # Own sessions: Ctrl-C reaches only this script, which then stops both in order.
+        subprocess.Popen([PYTHON, "manage.py", "runserver", f"{HOST}:{PORT}", "--noreload"], cwd=ROOT, env=ENV,
+                         start_new_session=True),
         subprocess.Popen(
             [PYTHON, "-m", "celery", "-A", "config", "worker", "-Q", "default,gpu", "--concurrency", "1",
              "--loglevel", "INFO", "-n", "demo@%h"],
-            cwd=ROOT, env=ENV,
+            cwd=ROOT, env=ENV, start_new_session=True,
         ),
     ]
     base = f"http://{HOST}:{PORT}"
