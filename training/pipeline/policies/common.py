@@ -295,6 +295,13 @@ def make_callbacks(config: PolicyConfig, state_providers: list[Callable[[], dict
     return ProgressAndStopCallback(), CheckpointMarkerCallback()
 
 
+def quiet(trainer) -> None:
+    """Drop the trainer's stdout printer (disable_tqdm swaps the progress bar for it); progress goes to callbacks."""
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)
+
+
 def run_training(trainer, config: PolicyConfig, checkpoint_dir: Path, progress, resume_from: Path | None):
     """Train (resuming if given), then return (completed, last_checkpoint)."""
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from is not None else None)
