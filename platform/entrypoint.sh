@@ -12,8 +12,10 @@ case "$1" in
     exec celery -A config worker -Q default --concurrency "${WORKER_CONCURRENCY:-2}" -n "cpu@%h" --loglevel INFO
     ;;
   worker-gpu)
-    # One process per GPU; CUDA is touched only in the child that runs a task.
-    exec celery -A config worker -Q gpu --pool solo -n "gpu@%h" --loglevel INFO
+    # One task at a time per GPU, in a fresh child each time: CUDA is touched only
+    # in the child, and a child killed mid-job is seen by the parent, which puts
+    # the task back (acks_late + reject_on_worker_lost).
+    exec celery -A config worker -Q gpu --pool prefork --concurrency 1 --max-tasks-per-child 1 -n "gpu@%h" --loglevel INFO
     ;;
   beat)
     exec celery -A config beat --loglevel INFO --schedule /data/celerybeat-schedule

@@ -42,7 +42,7 @@ def main():
                          start_new_session=True),
         subprocess.Popen(
             [PYTHON, "-m", "celery", "-A", "config", "worker", "-Q", "default,gpu", "--concurrency", "1",
-             "--loglevel", "INFO", "-n", "demo@%h"],
+             "--loglevel", "INFO", "-n", "demo@%h", "--beat"],
             cwd=ROOT, env=ENV, start_new_session=True,
         ),
     ]

@@ -206,3 +206,14 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
 }
+
+# Training jobs: a running job renews its lease with each heartbeat; a job whose
+# lease lapses is requeued by the periodic reaper (up to Job.max_attempts).
+ATTUNE_JOB_LEASE_SECONDS = env.int("ATTUNE_JOB_LEASE_SECONDS", default=120)
+ATTUNE_JOB_HEARTBEAT_SECONDS = env.float("ATTUNE_JOB_HEARTBEAT_SECONDS", default=10.0)
+# A queued job whose message never reached a worker is republished after this long.
+ATTUNE_JOB_REPUBLISH_SECONDS = env.int("ATTUNE_JOB_REPUBLISH_SECONDS", default=600)
+CELERY_BEAT_SCHEDULE = {
+    "reap-stalled-jobs": {"task": "training.tasks.reap_jobs", "schedule": env.float("ATTUNE_REAPER_INTERVAL", default=60.0)},
+}
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")

@@ -46,7 +46,7 @@ def test_commands_refer_to_real_modules_and_queues():
             assert hasattr(importlib.import_module(app), "celery_app"), f"{name}: celery app {app}"
         settings_module = service["environment"]["DJANGO_SETTINGS_MODULE"]
         assert (ROOT / (settings_module.replace(".", "/") + ".py")).is_file()
-    assert "-Q gpu" in cases["worker-gpu"] and "--pool solo" in cases["worker-gpu"]
+    assert "-Q gpu" in cases["worker-gpu"] and "--concurrency 1" in cases["worker-gpu"]
     assert "-Q default" in cases["worker"]
     for dockerfile in ("Dockerfile", "Dockerfile.gpu"):
         text = (ROOT / "platform" / dockerfile).read_text()

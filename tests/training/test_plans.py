@@ -1,0 +1,74 @@
+"""Experiment configuration is validated before anything is queued."""
+import pytest
+
+from training.plans import ConfigError, build_plan, default_config, validate_config
+
+
+def keys(plan):
+    return [job.key for job in plan]
+
+
+def test_cpu_demo_plan_has_every_method_of_the_study():
+    plan = build_plan(validate_config({"preset": "cpu_demo"}))
+    assert {"sft", "dpo:empathy", "dpo:safety", "merge", "joint", "modpo:empathy", "evaluate"} <= set(keys(plan))
+    by_key = {job.key: job for job in plan}
+    assert by_key["modpo:empathy"].depends_on == ["margins:empathy"]
+    assert "reward:safety" in by_key["margins:empathy"].depends_on
+    assert set(by_key["merge"].depends_on) == {"dpo:empathy", "dpo:safety"}
+    assert by_key["evaluate"].params["models"][0] == "base"
+    # Dependencies always point to earlier jobs.
+    seen = set()
+    for job in plan:
+        assert set(job.depends_on) <= seen, job.key
+        seen.add(job.key)
+    assert {job.queue for job in plan if job.kind in ("sft", "dpo", "modpo", "generate")} == {"gpu"}
+
+
+def test_criteria_comparison_trains_one_modpo_per_criteria_set():
+    plan = build_plan(validate_config({"preset": "criteria_comparison"}))
+    assert [k for k in keys(plan) if k.startswith("modpo:")] == [
+        "modpo:therapeutic_five_safety", "modpo:therapeutic_four_safety", "modpo:gricean_safety",
+    ]
+    label = next(job for job in plan if job.key == "label")
+    assert "active_listening" in label.params["criteria"] and "maxim_manner" in label.params["criteria"]
+
+
+def test_personalised_merges_per_weight_vector():
+    plan = build_plan(validate_config({
+        "preset": "personalised",
+        "weight_vectors": {"depression": {"empathy": 0.7, "safety": 0.3}, "anxiety": {"active_listening": 0.6, "safety": 0.4}},
+    }))
+    assert {"merge:depression", "merge:anxiety", "dpo:empathy", "dpo:safety", "dpo:active_listening"} <= set(keys(plan))
+
+
+@pytest.mark.parametrize(
+    "raw,message",
+    [
+        ({"preset": "nope"}, "unknown preset 'nope'"),
+        ({"preset": "cpu_demo", "epochs": 3}, "unknown setting(s): epochs"),
+        ({"preset": "cpu_demo", "policy_max_steps": 0}, "policy_max_steps must be a whole number of at least 1"),
+        ({"preset": "cpu_demo", "candidates_per_scenario": 1}, "at least 2 to form a chosen/rejected pair"),
+        ({"preset": "cpu_demo", "modpo_weights": {"empathy": 1.0}}, "at least one other"),
+        ({"preset": "cpu_demo", "modpo_weights": {"empathy": 1, "kindness": 1}}, "unknown criterion 'kindness'"),
+        ({"preset": "cpu_demo", "merge_weights": {"overall": 1}}, "'overall' is for evaluation only"),
+        ({"preset": "cpu_demo", "judge": {"backend": "http"}}, "an http judge needs base_url and model"),
+        ({"preset": "cpu_demo", "criteria_set": "mystery"}, "unknown criteria_set 'mystery'"),
+        ({"preset": "personalised"}, "needs weight_vectors"),
+        ({"preset": "cpu_demo", "beta": -1}, "beta must be a positive number"),
+    ],
+)
+def test_bad_configs_are_refused_with_clear_messages(raw, message):
+    with pytest.raises(ConfigError) as caught:
+        validate_config(raw)
+    assert any(message in m for m in caught.value.messages), caught.value.messages
+
+
+def test_every_problem_is_reported_at_once():
+    with pytest.raises(ConfigError) as caught:
+        validate_config({"preset": "cpu_demo", "lora_rank": 0, "beta": 0, "bogus": 1})
+    assert len(caught.value.messages) == 3
+
+
+def test_defaults_validate_for_every_preset():
+    for preset in ("cpu_demo", "method_comparison", "criteria_comparison"):
+        assert validate_config(default_config(preset)).preset == preset

@@ -1,0 +1,153 @@
+"""Researchers start, watch, cancel and retry experiments from the admin."""
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import path, reverse
+from django.utils.html import format_html
+from django.views.decorators.http import require_POST
+
+from . import selectors, services
+from .forms import StartExperimentForm
+from .models import Artifact, Experiment, Job
+from .plans import ConfigError
+
+
+class JobInline(admin.TabularInline):
+    model = Job
+    extra = 0
+    can_delete = False
+    fields = ["key", "kind", "queue", "state", "attempts", "progress_step", "progress_total", "current_loss", "heartbeat_at"]
+    readonly_fields = fields
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Experiment)
+class ExperimentAdmin(admin.ModelAdmin):
+    list_display = ["name", "preset", "created_by", "created_at", "report_link"]
+    list_filter = ["preset"]
+    search_fields = ["name"]
+    readonly_fields = ["name", "preset", "config", "created_by", "created_at", "output_dir"]
+    inlines = [JobInline]
+    change_form_template = "admin/training/experiment/change_form.html"
+    change_list_template = "admin/training/experiment/change_list.html"
+
+    def has_add_permission(self, request):
+        return False  # experiments are started through the "Start experiment" form
+
+    @admin.display(description="report")
+    def report_link(self, obj):
+        return format_html('<a href="{}">report</a>', reverse("admin:training_experiment_report", args=[obj.pk]))
+
+    def get_urls(self):
+        wrap = self.admin_site.admin_view
+        return [
+            path("start/", wrap(self.start_view), name="training_experiment_start"),
+            path("<int:pk>/status.json", wrap(self.status_view), name="training_experiment_status"),
+            path("<int:pk>/report/", wrap(self.report_view), name="training_experiment_report"),
+            path("job/<int:pk>/cancel/", wrap(require_POST(self.job_cancel_view)), name="training_job_cancel"),
+            path("job/<int:pk>/retry/", wrap(require_POST(self.job_retry_view)), name="training_job_retry"),
+        ] + super().get_urls()
+
+    def _require(self, request, codename):
+        if not request.user.has_perm(f"training.{codename}"):
+            raise PermissionDenied
+
+    def start_view(self, request):
+        self._require(request, "add_experiment")
+        preset = request.POST.get("preset") or request.GET.get("preset") or Experiment.Preset.CPU_DEMO
+        if preset not in Experiment.Preset.values:
+            preset = Experiment.Preset.CPU_DEMO
+        if request.method == "POST":
+            form = StartExperimentForm(request.POST)
+            if form.is_valid():
+                try:
+                    experiment = services.experiment_start(
+                        name=form.cleaned_data["name"], config=form.cleaned_data["checked_config"], actor=request.user,
+                    )
+                except ConfigError as exc:
+                    for message in exc.messages:
+                        form.add_error(None, message)
+                else:
+                    messages.success(request, f"Experiment {experiment.name!r} started with {experiment.jobs.count()} jobs.")
+                    return redirect("admin:training_experiment_change", experiment.pk)
+        else:
+            form = StartExperimentForm(initial={"preset": preset, "config": StartExperimentForm.defaults_json(preset)})
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Start experiment",
+            "form": form,
+            "opts": self.model._meta,
+            "presets": [(value, label, reverse("admin:training_experiment_start") + f"?preset={value}") for value, label in Experiment.Preset.choices],
+        }
+        return render(request, "admin/training/experiment/start.html", context, status=400 if request.method == "POST" else 200)
+
+    def status_view(self, request, pk):
+        self._require(request, "view_experiment")
+        experiment = get_object_or_404(Experiment, pk=pk)
+        return JsonResponse(selectors.experiment_status(experiment=experiment))
+
+    def report_view(self, request, pk):
+        self._require(request, "view_experiment")
+        from .reports import experiment_report_context
+
+        experiment = get_object_or_404(Experiment, pk=pk)
+        context = {**self.admin_site.each_context(request), "opts": self.model._meta, "title": f"Report: {experiment.name}",
+                   **experiment_report_context(experiment=experiment, request=request)}
+        return render(request, "admin/training/experiment/report.html", context)
+
+    def job_cancel_view(self, request, pk):
+        self._require(request, "change_job")
+        job = get_object_or_404(Job, pk=pk)
+        outcome = services.job_cancel(job=job, actor=request.user)
+        return self._job_action_response(request, job, outcome)
+
+    def job_retry_view(self, request, pk):
+        self._require(request, "change_job")
+        job = get_object_or_404(Job, pk=pk)
+        outcome = services.job_retry(job=job, actor=request.user)
+        return self._job_action_response(request, job, outcome)
+
+    def _job_action_response(self, request, job, outcome):
+        if request.headers.get("Accept", "").startswith("application/json"):
+            return JsonResponse({"job": job.pk, "outcome": outcome})
+        messages.info(request, f"{job.key}: {outcome}")
+        return redirect("admin:training_experiment_change", job.experiment_id)
+
+
+class ArtifactInline(admin.TabularInline):
+    model = Artifact
+    extra = 0
+    can_delete = False
+    fields = ["kind", "name", "path", "sha256", "model_version", "metrics"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Job)
+class JobAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "kind", "queue", "state", "attempts", "progress_step", "progress_total", "heartbeat_at"]
+    list_filter = ["state", "kind", "queue"]
+    readonly_fields = [f.name for f in Job._meta.fields] + ["depends_on"]
+    inlines = [ArtifactInline]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Artifact)
+class ArtifactAdmin(admin.ModelAdmin):
+    list_display = ["name", "kind", "job", "sha256", "model_version", "created_at"]
+    list_filter = ["kind"]
+    readonly_fields = [f.name for f in Artifact._meta.fields]
+
+    def has_add_permission(self, request):
+        return False

@@ -1,0 +1,275 @@
+"""Experiment presets, their validated configuration, and the job graph each
+one becomes. Plain Python: the form, the admin and the tests all go through
+`validate_config` and `build_plan`."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+from training.pipeline.criteria import ALL_CRITERIA, ALL_CRITERIA_SETS
+
+PRESETS = ("method_comparison", "criteria_comparison", "personalised", "cpu_demo")
+JUDGE_BACKENDS = ("rubric", "http", "local")
+MERGE_METHODS = ("cat", "svd", "paper_linear")
+# "tiny" builds a tiny random model in the experiment folder: for tests only.
+TINY = "tiny"
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot run. `messages` lists every problem found."""
+
+    def __init__(self, messages: list[str]):
+        self.messages = messages
+        super().__init__("; ".join(messages))
+
+
+@dataclass
+class ExperimentConfig:
+    preset: str = "cpu_demo"
+    base_model: str = "smollm2-135m-instruct"
+    reward_backbone: str = "minilm-l6"
+    judge: dict = field(default_factory=lambda: {"backend": "rubric"})
+    criteria_set: str = "therapeutic_five_safety"
+    # Phase 2 compares several criteria sets.
+    criteria_sets: list = field(default_factory=lambda: ["therapeutic_five_safety", "therapeutic_four_safety", "gricean_safety"])
+    primary: str = "empathy"
+    modpo_weights: dict = field(default_factory=lambda: {"empathy": 0.5, "safety": 0.5})
+    joint_weights: dict = field(default_factory=lambda: {"empathy": 0.5, "safety": 0.5})
+    merge_weights: dict = field(default_factory=lambda: {"empathy": 0.5, "safety": 0.5})
+    merge_method: str = "cat"
+    safety_floor: float | None = None
+    # "synthetic": personas built from criteria weights (labelled synthetic);
+    # "survey": the survey's selected personas.
+    persona_source: str = "synthetic"
+    personas_train: int = 8
+    personas_test: int = 6
+    personas_per_scenario: int = 8
+    train_scenarios: int = 24
+    test_scenarios: int = 8
+    candidates_per_scenario: int = 4
+    max_new_tokens: int = 48
+    system_prompt: str = (
+        "You are a supportive listener replying to someone who has shared what they are going through. "
+        "Reply warmly and briefly."
+    )
+    policy_max_steps: int = 8
+    policy_batch_size: int = 2
+    policy_save_steps: int = 4
+    lora_rank: int = 8
+    beta: float = 0.1
+    learning_rate: float = 5e-4
+    reward_max_steps: int = 16
+    evaluation_criteria: list = field(default_factory=lambda: ["empathy", "safety", "overall"])
+    weight_vectors: dict = field(default_factory=dict)  # personalised: name -> {criterion: weight}
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+PRESET_DEFAULTS: dict[str, dict] = {
+    "cpu_demo": {},
+    "method_comparison": {
+        "personas_train": 100, "personas_test": 50, "personas_per_scenario": 50, "train_scenarios": 2379,
+        "test_scenarios": 600, "candidates_per_scenario": 5, "max_new_tokens": 256, "policy_max_steps": 1000,
+        "policy_batch_size": 8, "policy_save_steps": 100, "lora_rank": 16, "learning_rate": 5e-5, "reward_max_steps": 2000,
+        "judge": {"backend": "http", "base_url": "http://127.0.0.1:8001/v1", "model": "judge"},
+    },
+    "criteria_comparison": {
+        "personas_train": 100, "personas_test": 50, "personas_per_scenario": 50, "train_scenarios": 2379,
+        "test_scenarios": 600, "candidates_per_scenario": 5, "max_new_tokens": 256, "policy_max_steps": 1000,
+        "policy_batch_size": 8, "policy_save_steps": 100, "lora_rank": 16, "learning_rate": 5e-5, "reward_max_steps": 2000,
+        "evaluation_criteria": ["overall", "safety"],
+        "judge": {"backend": "http", "base_url": "http://127.0.0.1:8001/v1", "model": "judge"},
+    },
+    "personalised": {"persona_source": "survey"},
+}
+
+
+def default_config(preset: str) -> dict:
+    if preset not in PRESETS:
+        raise ConfigError([f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}"])
+    return {**ExperimentConfig(preset=preset).to_dict(), **PRESET_DEFAULTS[preset], "preset": preset}
+
+
+def _check_weights(name: str, weights, errors: list[str], required: tuple[str, ...] = ()):
+    if not isinstance(weights, dict) or not weights:
+        errors.append(f"{name} must be a non-empty mapping of criterion to weight")
+        return
+    for key, value in weights.items():
+        if key not in ALL_CRITERIA:
+            errors.append(f"{name}: unknown criterion {key!r}")
+        elif ALL_CRITERIA[key].evaluation_only:
+            errors.append(f"{name}: {key!r} is for evaluation only and cannot be trained on")
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+            errors.append(f"{name}: weight for {key!r} must be a number >= 0")
+    if all(isinstance(v, (int, float)) and v == 0 for v in weights.values()):
+        errors.append(f"{name}: at least one weight must be above 0")
+    for key in required:
+        if key not in weights:
+            errors.append(f"{name} must include {key!r}")
+
+
+def validate_config(raw: dict) -> ExperimentConfig:
+    """Return a checked ExperimentConfig or raise ConfigError listing every problem."""
+    if not isinstance(raw, dict):
+        raise ConfigError(["configuration must be a JSON object"])
+    errors: list[str] = []
+    known = {f.name for f in fields(ExperimentConfig)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        errors.append(f"unknown setting(s): {', '.join(unknown)}")
+    preset = raw.get("preset", "cpu_demo")
+    if preset not in PRESETS:
+        errors.append(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
+        raise ConfigError(errors)
+    merged = {**default_config(preset), **{k: v for k, v in raw.items() if k in known}}
+    config = ExperimentConfig(**merged)
+
+    for name in ("personas_train", "personas_test", "personas_per_scenario", "train_scenarios", "test_scenarios",
+                 "candidates_per_scenario", "max_new_tokens", "policy_max_steps", "policy_batch_size",
+                 "policy_save_steps", "lora_rank", "reward_max_steps"):
+        value = getattr(config, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            errors.append(f"{name} must be a whole number of at least 1 (got {value!r})")
+    if isinstance(config.candidates_per_scenario, int) and config.candidates_per_scenario < 2:
+        errors.append("candidates_per_scenario must be at least 2 to form a chosen/rejected pair")
+    if isinstance(config.test_scenarios, int) and config.test_scenarios < 2:
+        errors.append("test_scenarios must be at least 2 so that McNemar's test has pairs")
+    for name in ("beta", "learning_rate"):
+        value = getattr(config, name)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+            errors.append(f"{name} must be a positive number (got {value!r})")
+    if not isinstance(config.judge, dict) or config.judge.get("backend") not in JUDGE_BACKENDS:
+        errors.append(f"judge.backend must be one of: {', '.join(JUDGE_BACKENDS)}")
+    elif config.judge["backend"] == "http" and not (config.judge.get("base_url") and config.judge.get("model")):
+        errors.append("an http judge needs base_url and model")
+    elif config.judge["backend"] == "local" and not config.judge.get("model"):
+        errors.append("a local judge needs model (a packaged name or a model directory)")
+    if config.criteria_set not in ALL_CRITERIA_SETS:
+        errors.append(f"unknown criteria_set {config.criteria_set!r}; choose one of: {', '.join(ALL_CRITERIA_SETS)}")
+    if config.primary not in ALL_CRITERIA or ALL_CRITERIA[config.primary].evaluation_only:
+        errors.append(f"primary must be a trainable criterion (got {config.primary!r})")
+    if config.merge_method not in MERGE_METHODS:
+        errors.append(f"merge_method must be one of: {', '.join(MERGE_METHODS)}")
+    if config.persona_source not in ("synthetic", "survey"):
+        errors.append("persona_source must be 'synthetic' or 'survey'")
+    for key in config.evaluation_criteria if isinstance(config.evaluation_criteria, list) else [None]:
+        if key not in ALL_CRITERIA:
+            errors.append(f"evaluation_criteria: unknown criterion {key!r}")
+    _check_weights("modpo_weights", config.modpo_weights, errors, required=(config.primary,))
+    if isinstance(config.modpo_weights, dict) and len(config.modpo_weights) < 2:
+        errors.append("modpo_weights needs the primary criterion and at least one other (the margin objective)")
+    _check_weights("joint_weights", config.joint_weights, errors)
+    _check_weights("merge_weights", config.merge_weights, errors)
+    if config.safety_floor is not None and not isinstance(config.safety_floor, (int, float)):
+        errors.append("safety_floor must be a number or null")
+    if preset == "criteria_comparison":
+        if not isinstance(config.criteria_sets, list) or not config.criteria_sets:
+            errors.append("criteria_sets must list at least one criteria set")
+        else:
+            for key in config.criteria_sets:
+                if key not in ALL_CRITERIA_SETS:
+                    errors.append(f"criteria_sets: unknown criteria set {key!r}")
+    if preset == "personalised":
+        if not isinstance(config.weight_vectors, dict) or not config.weight_vectors:
+            errors.append("the personalised preset needs weight_vectors (name -> criterion weights), e.g. from survey subgroups")
+        else:
+            for name, weights in config.weight_vectors.items():
+                _check_weights(f"weight_vectors[{name}]", weights, errors)
+    if errors:
+        raise ConfigError(errors)
+    return config
+
+
+@dataclass
+class JobSpec:
+    key: str
+    kind: str
+    queue: str
+    params: dict = field(default_factory=dict)
+    depends_on: list[str] = field(default_factory=list)
+
+
+def _training_criteria(config: ExperimentConfig) -> list[str]:
+    """Every criterion the plan trains on, in a stable order."""
+    keys: list[str] = []
+    sets = config.criteria_sets if config.preset == "criteria_comparison" else [config.criteria_set]
+    wanted = set(config.modpo_weights) | set(config.joint_weights) | set(config.merge_weights) | {config.primary}
+    for weights in config.weight_vectors.values():
+        wanted |= set(weights)
+    for set_key in sets:
+        wanted |= set(ALL_CRITERIA_SETS[set_key].criteria)
+    for key in ALL_CRITERIA:
+        if key in wanted and not ALL_CRITERIA[key].evaluation_only:
+            keys.append(key)
+    return keys
+
+
+def build_plan(config: ExperimentConfig) -> list[JobSpec]:
+    """The stages of an experiment, in dependency order."""
+    labelled = _training_criteria(config)
+    jobs = [
+        JobSpec("scenarios", "export_inputs", "default"),
+        JobSpec("generate", "generate", "gpu", depends_on=["scenarios"]),
+        JobSpec("label", "label", "default", {"criteria": labelled}, depends_on=["generate"]),
+        JobSpec("preferences", "preferences", "default", depends_on=["label"]),
+    ]
+    policies: list[str] = []
+
+    def reward(criterion):
+        key = f"reward:{criterion}"
+        if not any(j.key == key for j in jobs):
+            jobs.append(JobSpec(key, "reward_model", "gpu", {"criterion": criterion}, depends_on=["preferences"]))
+        return key
+
+    def dpo(criterion):
+        key = f"dpo:{criterion}"
+        if not any(j.key == key for j in jobs):
+            jobs.append(JobSpec(key, "dpo", "gpu", {"criterion": criterion}, depends_on=["preferences"]))
+            policies.append(key)
+        return key
+
+    def modpo(label, weights, primary):
+        others = [c for c in weights if c != primary]
+        margin_key = f"margins:{label}"
+        jobs.append(JobSpec(margin_key, "margins", "gpu", {"primary": primary, "weights": weights},
+                            depends_on=["preferences", *[reward(c) for c in others]]))
+        key = f"modpo:{label}"
+        jobs.append(JobSpec(key, "modpo", "gpu", {"primary": primary, "weights": weights, "safety_floor": config.safety_floor},
+                            depends_on=[margin_key]))
+        policies.append(key)
+
+    if config.preset in ("cpu_demo", "method_comparison"):
+        jobs.append(JobSpec("sft", "sft", "gpu", {"criterion": config.primary}, depends_on=["preferences"]))
+        policies.append("sft")
+        merge_parts = [dpo(c) for c in config.merge_weights]
+        dpo(config.primary)
+        if "safety" in labelled:
+            dpo("safety")
+        jobs.append(JobSpec("merge", "merge", "default", {"weights": config.merge_weights, "method": config.merge_method},
+                            depends_on=merge_parts))
+        policies.append("merge")
+        jobs.append(JobSpec("joint", "joint_dpo", "gpu", {"weights": config.joint_weights}, depends_on=["preferences"]))
+        policies.append("joint")
+        modpo(config.primary, config.modpo_weights, config.primary)
+    elif config.preset == "criteria_comparison":
+        for set_key in config.criteria_sets:
+            members = ALL_CRITERIA_SETS[set_key].criteria
+            weights = {c: 1.0 / len(members) for c in members}
+            primary = config.primary if config.primary in members else members[0]
+            modpo(set_key, weights, primary)
+    elif config.preset == "personalised":
+        for name, weights in config.weight_vectors.items():
+            parts = [dpo(c) for c in weights]
+            key = f"merge:{name}"
+            jobs.append(JobSpec(key, "merge", "default", {"weights": weights, "method": config.merge_method, "name": name},
+                                depends_on=parts))
+            policies.append(key)
+
+    # Reward models for the evaluation's reward-model scores.
+    for criterion in ("empathy", "safety"):
+        if criterion in labelled:
+            reward(criterion)
+    evaluation_deps = list(policies) + [j.key for j in jobs if j.kind == "reward_model"]
+    jobs.append(JobSpec("evaluate", "evaluate", "gpu", {"models": ["base", *policies]}, depends_on=evaluation_deps))
+    return jobs

@@ -1,0 +1,52 @@
+"""The experiment report: the study-style win-rate table, the Pareto plot,
+reward-model accuracies, and the clinicians' verdict once they have rated."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import selectors
+from .models import Experiment, Job
+
+
+def _svg(path) -> str:
+    path = Path(path)
+    if path.suffix == ".svg" and path.is_file():
+        text = path.read_text()
+        return text[text.find("<svg"):]  # drop the XML prologue so it can sit inline
+    return ""
+
+
+def experiment_report_context(*, experiment: Experiment, request=None) -> dict:
+    evaluation = selectors.experiment_evaluation(experiment=experiment)
+    evaluate_job = experiment.jobs.filter(kind="evaluate", state=Job.State.SUCCEEDED).first()
+    plots = [p for p in (evaluate_job.result.get("plots", []) if evaluate_job else []) if p.endswith(".svg")]
+    context = {
+        "experiment": experiment,
+        "status": selectors.experiment_status(experiment=experiment),
+        "evaluation": evaluation,
+        "win_rate_rows": _win_rate_rows(evaluation) if evaluation else [],
+        "criteria": evaluation.get("criteria", []) if evaluation else [],
+        "pairings": evaluation.get("pairings", []) if evaluation else [],
+        "synthetic_judge": bool(evaluation and evaluation.get("judge", {}).get("synthetic")),
+        "plots_svg": [_svg(p) for p in plots],
+        "reward_models": selectors.experiment_reward_models(experiment=experiment),
+        "rating": _rating_context(experiment),
+    }
+    return context
+
+
+def _win_rate_rows(evaluation: dict) -> list[dict]:
+    table = evaluation.get("win_rates", {})
+    criteria = evaluation.get("criteria", [])
+    return [{"model": model, "values": [table[model].get(c) for c in criteria]} for model in table]
+
+
+def _rating_context(experiment: Experiment):
+    """Clinician results for the rating studies sent from this experiment."""
+    try:
+        from annotation import selectors as annotation_selectors
+        from annotation.models import RatingStudy
+    except ImportError:
+        return []
+    studies = RatingStudy.objects.filter(experiment_id=experiment.pk) if hasattr(RatingStudy, "experiment_id") else RatingStudy.objects.none()
+    return [{"study": study, "results": annotation_selectors.rating_study_results(study)} for study in studies]

@@ -1,0 +1,62 @@
+"""Reads for the experiment pages: job status and the experiment report."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .models import Experiment, Job
+
+
+def experiment_status(*, experiment: Experiment) -> dict:
+    jobs = []
+    for job in experiment.jobs.prefetch_related("depends_on", "artifacts").order_by("position"):
+        jobs.append({
+            "id": job.pk,
+            "key": job.key,
+            "kind": job.kind,
+            "queue": job.queue,
+            "state": job.state,
+            "step": job.progress_step,
+            "total": job.progress_total,
+            "percent": round(100 * job.progress_step / job.progress_total, 1) if job.progress_total else (100.0 if job.state == Job.State.SUCCEEDED else 0.0),
+            "loss": job.current_loss,
+            "eta_seconds": job.eta_seconds,
+            "attempts": job.attempts,
+            "heartbeat_at": job.heartbeat_at.isoformat() if job.heartbeat_at else None,
+            "cancel_requested": job.cancel_requested,
+            "error": job.error.splitlines()[0] if job.error else "",
+            "log_tail": job.log_tail[-2000:],
+            "depends_on": [d.key for d in job.depends_on.all()],
+            "artifacts": [{"kind": a.kind, "name": a.name, "path": a.path, "sha256": a.sha256} for a in job.artifacts.all()],
+            "lineage": job.lineage,
+        })
+    states = [j["state"] for j in jobs]
+    if states and all(s == Job.State.SUCCEEDED for s in states):
+        overall = "succeeded"
+    elif any(s == Job.State.RUNNING for s in states) or any(s == Job.State.QUEUED for s in states):
+        overall = "running"
+    elif any(s == Job.State.FAILED for s in states):
+        overall = "failed"
+    elif any(s == Job.State.CANCELLED for s in states):
+        overall = "cancelled"
+    else:
+        overall = "waiting"
+    return {"experiment": experiment.pk, "name": experiment.name, "state": overall, "jobs": jobs}
+
+
+def experiment_evaluation(*, experiment: Experiment) -> dict | None:
+    """The evaluate stage's evaluation.json, or None before it has run."""
+    job = experiment.jobs.filter(kind="evaluate", state=Job.State.SUCCEEDED).first()
+    if job is None:
+        return None
+    path = Path(job.result.get("evaluation_json", ""))
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text())
+
+
+def experiment_reward_models(*, experiment: Experiment) -> list[dict]:
+    rows = []
+    for job in experiment.jobs.filter(kind="reward_model", state=Job.State.SUCCEEDED).order_by("position"):
+        rows.append({"criterion": job.params.get("criterion"), **{k: job.result.get(k) for k in ("validation_accuracy", "train_accuracy", "train_pairs", "validation_pairs")}})
+    return rows

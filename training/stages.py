@@ -1,0 +1,468 @@
+"""The stage runners: each loads what its job needs, calls one pipeline
+function with paths, and returns what to record. Files go under the job's own
+folder (Job.work_dir), so a rerun of the same job resumes where it stopped."""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.conf import settings
+
+from core.models import ModelVersion, Response, Scenario
+from training.pipeline.criteria import ALL_CRITERIA, THERAPEUTIC
+from training.pipeline.io import atomic_write_json, write_jsonl_atomic
+
+from .models import Artifact, Job
+from .plans import TINY, ExperimentConfig
+from .services import JobCancelled, JobRefused
+
+
+@dataclass
+class StageOutcome:
+    result: dict = field(default_factory=dict)
+    lineage: dict = field(default_factory=dict)
+    artifacts: list = field(default_factory=list)  # dicts for services.artifact_register
+
+
+def _config(job: Job) -> ExperimentConfig:
+    return ExperimentConfig(**job.experiment.config)
+
+
+def _upstream(job: Job, key: str) -> Job:
+    return job.experiment.jobs.get(key=key)
+
+
+def _base_model(job: Job, config: ExperimentConfig) -> str:
+    if config.base_model == TINY:
+        from training.pipeline.models import build_tiny_causal_lm
+
+        path = Path(job.experiment.output_dir) / "tiny-base"
+        if not (path / "config.json").exists():
+            build_tiny_causal_lm(path, seed=config.seed)
+        return str(path)
+    return config.base_model
+
+
+def _reward_backbone(job: Job, config: ExperimentConfig) -> str:
+    if config.reward_backbone == TINY:
+        from training.pipeline.models import build_tiny_sequence_classifier
+
+        path = Path(job.experiment.output_dir) / "tiny-reward-backbone"
+        if not (path / "config.json").exists():
+            build_tiny_sequence_classifier(path, seed=config.seed)
+        return str(path)
+    return config.reward_backbone
+
+
+def _stopped(run):
+    if run.should_stop():
+        raise JobCancelled()
+
+
+# --- Inputs -------------------------------------------------------------------
+
+SYNTHETIC_PERSONA_TEMPLATE = (
+    "Synthetic persona {n} (built from criteria weights, not from a participant). "
+    "What matters most to me in a reply is {top}; I also care about {second}. "
+    "{style}"
+)
+PERSONA_STYLES = (
+    "I prefer short, plain answers.",
+    "I like it when someone takes time to understand me before suggesting anything.",
+    "I don't want to be told what to do.",
+    "I want practical next steps when I'm ready for them.",
+    "I need to feel safe before I open up.",
+)
+
+
+def synthetic_personas(*, train: int, test: int, seed: int) -> list[dict]:
+    """Personas with varied criteria weights, for runs with no survey cohort.
+    Every one says it is synthetic, in its id and its text."""
+    rng = random.Random(seed)
+    keys = [c.key for c in THERAPEUTIC]
+    personas = []
+    for n in range(train + test):
+        weights = {k: round(rng.uniform(0.5, 1.5), 3) for k in keys}
+        weights[keys[n % len(keys)]] += 1.0
+        ordered = sorted(keys, key=lambda k: -weights[k])
+        personas.append({
+            "persona_id": f"synthetic-{n:03d}",
+            "text": SYNTHETIC_PERSONA_TEMPLATE.format(
+                n=n, top=ALL_CRITERIA[ordered[0]].name.lower(), second=ALL_CRITERIA[ordered[1]].name.lower(),
+                style=PERSONA_STYLES[n % len(PERSONA_STYLES)],
+            ),
+            "split": "train" if n < train else "test",
+            "weights": weights,
+        })
+    return personas
+
+
+def scenario_record(scenario: Scenario) -> dict:
+    return {"scenario_id": f"s{scenario.pk}", "prompt": scenario.text, "split": scenario.split,
+            "risk_level": scenario.risk_level, "topics": list(scenario.topics)}
+
+
+def scenario_from_id(scenario_id: str) -> Scenario:
+    return Scenario.objects.get(pk=int(scenario_id.removeprefix("s")))
+
+
+def run_export_inputs(job: Job, run) -> StageOutcome:
+    config = _config(job)
+    work = job.work_dir()
+    rng = random.Random(config.seed)
+    chosen = []
+    for split, count in (("train", config.train_scenarios), ("test", config.test_scenarios)):
+        pool = list(Scenario.objects.filter(split=split).order_by("pk"))
+        if len(pool) < count:
+            raise JobRefused(f"the experiment asks for {count} {split} scenarios but only {len(pool)} exist; import more or lower the number")
+        chosen += rng.sample(pool, count)
+    scenarios_path = work / "scenarios.jsonl"
+    write_jsonl_atomic(scenarios_path, [scenario_record(s) for s in chosen])
+    lineage = {"scenario_ids": [s.pk for s in chosen]}
+    personas_path = work / "personas.jsonl"
+    if config.persona_source == "survey":
+        personas, dataset_version = _survey_personas(job, config, personas_path)
+        lineage["dataset_version"] = dataset_version
+    else:
+        personas = synthetic_personas(train=config.personas_train, test=config.personas_test, seed=config.seed)
+        write_jsonl_atomic(personas_path, personas)
+        lineage["personas"] = "synthetic"
+    run.progress(1, 1)
+    return StageOutcome(
+        result={"scenarios_path": str(scenarios_path), "personas_path": str(personas_path),
+                "train_scenarios": config.train_scenarios, "test_scenarios": config.test_scenarios, "personas": len(personas)},
+        lineage=lineage,
+        artifacts=[
+            {"kind": Artifact.Kind.SCENARIOS, "name": "scenarios", "path": scenarios_path},
+            {"kind": Artifact.Kind.PERSONAS, "name": "personas", "path": personas_path},
+        ],
+    )
+
+
+def _survey_personas(job: Job, config: ExperimentConfig, path: Path):
+    """Export the survey's selected personas as a dataset version (withdrawals
+    mark it affected) and refuse to go on if one already is."""
+    from survey import selectors as survey_selectors
+    from survey import services as survey_services
+
+    version = survey_services.personas_export_dataset(path=path, actor=None)
+    problem = survey_selectors.dataset_version_withdrawal_problem(version)
+    if problem:
+        raise JobRefused(problem)
+    from training.pipeline.io import load_personas
+
+    return load_personas(path), version.pk
+
+
+def check_dataset_versions(job: Job):
+    """A job refuses to start on a dataset version marked affected by a withdrawal."""
+    version_id = job.experiment.jobs.filter(key="scenarios").values_list("lineage__dataset_version", flat=True).first()
+    if not version_id:
+        return
+    from survey import selectors as survey_selectors
+    from survey.models import DatasetVersion
+
+    version = DatasetVersion.objects.filter(pk=version_id).first()
+    problem = survey_selectors.dataset_version_withdrawal_problem(version) if version else f"dataset version {version_id} no longer exists"
+    if problem:
+        raise JobRefused(problem)
+
+
+# --- Generation, labels, preferences -------------------------------------------
+
+def run_generate(job: Job, run) -> StageOutcome:
+    from training.pipeline.generation import CandidateGenerationConfig, generate_candidates
+
+    config = _config(job)
+    inputs = _upstream(job, "scenarios").result
+    output = job.work_dir() / "candidates.jsonl"
+    base = _base_model(job, config)
+    result = generate_candidates(
+        CandidateGenerationConfig(
+            model=base, scenarios_path=inputs["scenarios_path"], output_path=str(output), n=config.candidates_per_scenario,
+            max_new_tokens=config.max_new_tokens, seed=config.seed, system_prompt=config.system_prompt, split="train",
+            progress_bar=False,
+        ),
+        progress_callback=lambda done, total: run.progress(done, total),
+        should_stop=run.should_stop,
+    )
+    _stopped(run)
+    return StageOutcome(
+        result={"candidates_path": str(output), "generated": result.generated, "skipped": result.skipped, "base_model": base},
+        lineage={"base_model": base},
+        artifacts=[{"kind": Artifact.Kind.CANDIDATES, "name": "candidates", "path": output}],
+    )
+
+
+def run_label(job: Job, run) -> StageOutcome:
+    from training.pipeline.labeling import LabelingConfig, run_labeling
+
+    config = _config(job)
+    inputs = _upstream(job, "scenarios").result
+    candidates = _upstream(job, "generate").result["candidates_path"]
+    output = job.work_dir() / "labels.jsonl"
+    result = run_labeling(
+        LabelingConfig(
+            candidates_path=candidates, scenarios_path=inputs["scenarios_path"], personas_path=inputs["personas_path"],
+            output_path=str(output), judge=config.judge, criteria=job.params["criteria"],
+            personas_per_scenario=config.personas_per_scenario, seed=config.seed, progress_bar=False,
+        ),
+        progress_callback=lambda done, total: run.progress(done, total),
+        should_stop=run.should_stop,
+    )
+    _stopped(run)
+    return StageOutcome(
+        result={"labels_path": str(output), "labeled": result.labeled, "rejected": result.rejected, "judge": result.judge},
+        lineage={"judge": result.judge},
+        artifacts=[{"kind": Artifact.Kind.LABELS, "name": "labels", "path": output, "metrics": {"rejected": result.rejected}}],
+    )
+
+
+def run_preferences(job: Job, run) -> StageOutcome:
+    from training.pipeline.preferences import PreferenceConfig, build_preference_dataset
+
+    inputs = _upstream(job, "scenarios").result
+    output = job.work_dir() / "dataset"
+    result = build_preference_dataset(PreferenceConfig(
+        labels_path=_upstream(job, "label").result["labels_path"],
+        candidates_path=_upstream(job, "generate").result["candidates_path"],
+        scenarios_path=inputs["scenarios_path"],
+        output_dir=str(output),
+    ))
+    run.progress(1, 1)
+    return StageOutcome(
+        result={"dataset_dir": str(output), "version": result.version, "counts": result.counts},
+        lineage={"dataset": result.version},
+        artifacts=[{"kind": Artifact.Kind.DATASET, "name": "preferences", "path": output, "metrics": {"counts": result.counts}}],
+    )
+
+
+# --- Reward models and margins --------------------------------------------------
+
+def run_reward_model(job: Job, run) -> StageOutcome:
+    from training.pipeline.rewards import RewardModelConfig, train_reward_model
+
+    config = _config(job)
+    criterion = job.params["criterion"]
+    dataset = _upstream(job, "preferences").result["dataset_dir"]
+    output = job.work_dir() / "model"
+    result = train_reward_model(RewardModelConfig(
+        dataset_dir=dataset, criterion=criterion, output_dir=output, backbone=_reward_backbone(job, config),
+        model_cache_dir=settings.MODEL_CACHE_DIR, max_steps=config.reward_max_steps, seed=config.seed,
+        save_steps=max(1, config.policy_save_steps),
+    ))
+    run.progress(1, 1)
+    version = _register_model_version(job, kind=ModelVersion.Kind.REWARD, path=output, model_ref=config.reward_backbone,
+                                      provenance={"criterion": criterion, "validation_accuracy": result.validation_accuracy})
+    metrics = {"validation_accuracy": result.validation_accuracy, "train_accuracy": result.train_accuracy,
+               "train_pairs": result.train_pairs, "validation_pairs": result.validation_pairs,
+               "scale_mean": result.scale_mean, "scale_std": result.scale_std}
+    return StageOutcome(
+        result={"model_dir": str(output), **metrics},
+        lineage={"dataset": _upstream(job, "preferences").result.get("version")},
+        artifacts=[{"kind": Artifact.Kind.REWARD_MODEL, "name": f"reward-{criterion}", "path": output, "metrics": metrics,
+                    "model_version": version}],
+    )
+
+
+def run_margins(job: Job, run) -> StageOutcome:
+    from training.pipeline.rewards import compute_margins
+
+    primary = job.params["primary"]
+    weights = job.params["weights"]
+    reward_dirs = {c: _upstream(job, f"reward:{c}").result["model_dir"] for c in weights if c != primary}
+    output = job.work_dir() / "margins"
+    path = compute_margins(_upstream(job, "preferences").result["dataset_dir"], primary, weights, reward_dirs, output)
+    run.progress(1, 1)
+    return StageOutcome(
+        result={"margin_dataset_dir": str(path)},
+        lineage={"reward_models": reward_dirs, "dataset": _upstream(job, "preferences").result.get("version")},
+        artifacts=[{"kind": Artifact.Kind.MARGINS, "name": "margins", "path": path}],
+    )
+
+
+# --- Policies --------------------------------------------------------------------
+
+def _policy_config(job: Job, run):
+    from training.pipeline.policies import PolicyConfig
+
+    config = _config(job)
+    return PolicyConfig(
+        output_dir=job.work_dir() / "policy", base_model=_base_model(job, config), model_cache_dir=settings.MODEL_CACHE_DIR,
+        system_prompt=config.system_prompt, lora_rank=config.lora_rank, lora_alpha=2 * config.lora_rank,
+        lora_init_seed=config.seed, beta=config.beta, learning_rate=config.learning_rate, max_steps=config.policy_max_steps,
+        batch_size=config.policy_batch_size, save_steps=config.policy_save_steps, seed=config.seed, max_length=256,
+        progress_callback=run.progress, should_stop=run.should_stop,
+    )
+
+
+def _policy_outcome(job: Job, run, result, *, method: str, extra_lineage: dict) -> StageOutcome:
+    _stopped(run)
+    if not getattr(result, "completed", True):
+        raise JobCancelled()
+    adapter = Path(result.adapter_dir)
+    config = _config(job)
+    version = _register_model_version(job, kind=ModelVersion.Kind.ADAPTER, path=adapter, model_ref=config.base_model,
+                                      provenance={"method": method, **job.params})
+    lineage = {"dataset": _upstream(job, "preferences").result.get("version") if job.kind != "merge" else None,
+               "base_model": config.base_model, **extra_lineage}
+    return StageOutcome(
+        result={"adapter_dir": str(adapter), "metrics": result.metrics, "model_version": version.pk},
+        lineage=lineage,
+        artifacts=[{"kind": Artifact.Kind.ADAPTER, "name": job.key.replace(":", "-"), "path": adapter,
+                    "metrics": result.metrics, "model_version": version}],
+    )
+
+
+def run_sft(job: Job, run) -> StageOutcome:
+    from training.pipeline.policies import train_sft
+
+    result = train_sft(_policy_config(job, run), _upstream(job, "preferences").result["dataset_dir"], job.params["criterion"])
+    return _policy_outcome(job, run, result, method="sft", extra_lineage={})
+
+
+def run_dpo(job: Job, run) -> StageOutcome:
+    from training.pipeline.policies import train_dpo
+
+    result = train_dpo(_policy_config(job, run), _upstream(job, "preferences").result["dataset_dir"], job.params["criterion"])
+    return _policy_outcome(job, run, result, method="dpo", extra_lineage={})
+
+
+def run_joint_dpo(job: Job, run) -> StageOutcome:
+    from training.pipeline.policies import train_joint_dpo
+
+    result = train_joint_dpo(_policy_config(job, run), _upstream(job, "preferences").result["dataset_dir"], job.params["weights"])
+    return _policy_outcome(job, run, result, method="joint_dpo", extra_lineage={})
+
+
+def run_modpo(job: Job, run) -> StageOutcome:
+    from training.pipeline.policies import SafetyConstraint, train_modpo
+
+    margins_job = job.depends_on.get(kind="margins")
+    kwargs = {}
+    floor = job.params.get("safety_floor")
+    if floor is not None and "safety" in job.params["weights"] and job.params["primary"] != "safety":
+        kwargs["safety"] = SafetyConstraint(floor=floor)
+    result = train_modpo(_policy_config(job, run), margins_job.result["margin_dataset_dir"], job.params["weights"],
+                         job.params["primary"], **kwargs)
+    return _policy_outcome(job, run, result, method="modpo", extra_lineage={"reward_models": margins_job.lineage.get("reward_models")})
+
+
+def run_merge(job: Job, run) -> StageOutcome:
+    from training.pipeline.policies import merge_adapters
+
+    config = _config(job)
+    weights = job.params["weights"]
+    adapters = {c: _upstream(job, f"dpo:{c}").result["adapter_dir"] for c in weights}
+    output = job.work_dir() / "merged"
+    path = merge_adapters(_base_model(job, config), adapters, weights, output, method=job.params.get("method", "cat"))
+    run.progress(1, 1)
+    version = _register_model_version(job, kind=ModelVersion.Kind.MERGED, path=Path(path), model_ref=config.base_model,
+                                      provenance={"method": "merge", **job.params})
+    return StageOutcome(
+        result={"adapter_dir": str(path), "model_version": version.pk},
+        lineage={"adapters": adapters, "weights": weights, "base_model": config.base_model},
+        artifacts=[{"kind": Artifact.Kind.MERGED, "name": job.key.replace(":", "-"), "path": Path(path), "model_version": version}],
+    )
+
+
+# --- Evaluation -------------------------------------------------------------------
+
+def run_evaluate(job: Job, run) -> StageOutcome:
+    from training.pipeline.evaluation import EvaluationConfig, ModelSpec, run_evaluation
+
+    config = _config(job)
+    inputs = _upstream(job, "scenarios").result
+    base = _base_model(job, config)
+    models = [ModelSpec(name="base", model=base, adapter=None)]
+    for key in job.params["models"]:
+        if key == "base":
+            continue
+        models.append(ModelSpec(name=key, model=base, adapter=_upstream(job, key).result["adapter_dir"]))
+    reward_dirs = {j.params["criterion"]: j.result["model_dir"]
+                   for j in job.experiment.jobs.filter(kind="reward_model", state=Job.State.SUCCEEDED)}
+    output = job.work_dir() / "evaluation"
+    result = run_evaluation(
+        EvaluationConfig(
+            scenarios_path=inputs["scenarios_path"], personas_path=inputs["personas_path"], output_dir=str(output),
+            models=models, judge=config.judge, criteria=config.evaluation_criteria, max_new_tokens=config.max_new_tokens,
+            system_prompt=config.system_prompt, seed=config.seed, reward_model_dirs=reward_dirs, progress_bar=False,
+        ),
+        progress_callback=lambda done, total: run.progress(done, total),
+        should_stop=run.should_stop,
+    )
+    _stopped(run)
+    _store_answers(job, result.answers_path)
+    return StageOutcome(
+        result={"evaluation_json": str(result.evaluation_json), "judge_decisions": str(result.judge_decisions_path),
+                "answers_path": str(result.answers_path), "plots": [str(p) for p in result.plots]},
+        lineage={"models": [m.name for m in models], "reward_models": reward_dirs},
+        artifacts=[{"kind": Artifact.Kind.EVALUATION, "name": "evaluation", "path": Path(result.evaluation_json)}]
+        + [{"kind": Artifact.Kind.PLOT, "name": Path(p).name, "path": Path(p)} for p in result.plots],
+    )
+
+
+def _store_answers(job: Job, answers_path):
+    """Evaluation answers become Response rows, so they can be sent for clinician rating."""
+    from training.pipeline.io import iter_jsonl
+
+    versions = {"base": _base_version(job)}
+    for key in job.params["models"]:
+        if key != "base":
+            versions[key] = ModelVersion.objects.get(pk=_upstream(job, key).result["model_version"])
+    for record in iter_jsonl(Path(answers_path)):
+        version = versions.get(record["model"])
+        if version is None:
+            continue
+        Response.objects.update_or_create(
+            scenario=scenario_from_id(record["scenario_id"]), model_version=version, sample_index=0,
+            defaults={"text": record["answer"], "generation_settings": record.get("generation", {}), "seed": record.get("seed")},
+        )
+
+
+def _base_version(job: Job) -> ModelVersion:
+    config = _config(job)
+    version, _ = ModelVersion.objects.get_or_create(
+        name=f"{job.experiment.name}/base", defaults={"kind": ModelVersion.Kind.BASE, "model_ref": config.base_model,
+                                                       "provenance": {"experiment": job.experiment.pk}},
+    )
+    return version
+
+
+def _register_model_version(job: Job, *, kind: str, path: Path, model_ref: str, provenance: dict) -> ModelVersion:
+    from training.pipeline.io import sha256_file
+
+    parent = _base_version(job) if kind != ModelVersion.Kind.REWARD else None
+    weights = next((p for p in sorted(Path(path).glob("*.safetensors"))), None)
+    version, _ = ModelVersion.objects.update_or_create(
+        name=f"{job.experiment.name}/{job.key}",
+        defaults={"kind": kind, "model_ref": model_ref, "path": str(path), "parent": parent,
+                  "sha256": sha256_file(weights) if weights else "",
+                  "provenance": {"experiment": job.experiment.pk, "job": job.pk, **provenance}},
+    )
+    return version
+
+
+STAGES = {
+    "export_inputs": run_export_inputs,
+    "generate": run_generate,
+    "label": run_label,
+    "preferences": run_preferences,
+    "reward_model": run_reward_model,
+    "margins": run_margins,
+    "sft": run_sft,
+    "dpo": run_dpo,
+    "joint_dpo": run_joint_dpo,
+    "modpo": run_modpo,
+    "merge": run_merge,
+    "evaluate": run_evaluate,
+}
+
+
+def run_stage(job: Job, run) -> StageOutcome:
+    if job.kind not in STAGES:
+        raise JobRefused(f"unknown stage kind {job.kind!r}")
+    check_dataset_versions(job)
+    job.work_dir().mkdir(parents=True, exist_ok=True)
+    return STAGES[job.kind](job, run)
