@@ -362,10 +362,13 @@ def build_tiny_sequence_classifier(out_dir: str | Path, *, seed: int = 0) -> Pat
 
 
 def load_tokenizer(path: str | Path):
-    """Load a tokenizer for a model ref; guarantees a pad token (falls back to eos, then unk)."""
+    """Load a tokenizer for a model ref or a folder holding tokenizer files; guarantees a pad token (eos, then unk)."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(resolve_model(path)))
+    local = Path(str(path)).expanduser()
+    # An adapter folder carries its tokenizer but no config.json; any folder with tokenizer files will do.
+    has_tokenizer = local.is_dir() and any((local / f).is_file() for f in ("tokenizer_config.json", "tokenizer.json"))
+    tokenizer = AutoTokenizer.from_pretrained(str(local if has_tokenizer else resolve_model(path)))
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token if tokenizer.eos_token is not None else tokenizer.unk_token
     return tokenizer

@@ -58,6 +58,19 @@ def test_dpo_on_top_of_sft_uses_the_merged_base(tiny_lm_dir, preference_dataset_
     # At step 1 the policy is the reference (fresh adapter on the SFT-merged base): DPO loss is log 2.
     assert first["loss"] == pytest.approx(0.6931, abs=1e-3)
 
+    # Loading the DPO adapter puts it back on the SFT-merged base it was trained on.
+    from peft import PeftModel
+
+    from training.pipeline.policies.common import load_policy_model
+
+    policy, tokenizer = load_policy_model(result.adapter_dir)
+    manual = PeftModel.from_pretrained(load_causal_lm(tiny_lm_dir), str(sft.adapter_dir)).merge_and_unload()
+    manual = PeftModel.from_pretrained(manual, str(result.adapter_dir))
+    ids = tokenizer("I feel low today.", return_tensors="pt").input_ids
+    with torch.no_grad():
+        assert torch.allclose(policy(ids).logits, manual(ids).logits, atol=1e-5)
+        assert not torch.allclose(policy(ids).logits, load_causal_lm(tiny_lm_dir)(ids).logits, atol=1e-3)
+
 
 def test_adapters_share_their_initialisation_whatever_the_training_seed(tiny_lm_dir, tmp_path):
     a = attach_lora(load_causal_lm(tiny_lm_dir), config_for(tiny_lm_dir, tmp_path, seed=1))

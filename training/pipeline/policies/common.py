@@ -34,6 +34,8 @@ from ..models import load_causal_lm, load_tokenizer, resolve_model
 logger = logging.getLogger(__name__)
 
 COMPLETE_MARKER = "COMPLETE"
+# Written into every saved adapter/model folder: what it must be loaded on top of (see load_policy_model).
+POLICY_CARD = "attune_policy.json"
 CHECKPOINT_STATE_FILE = "attune_state.json"
 _CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 
@@ -354,26 +356,36 @@ def finish(
     metrics.update(extra_metrics or {})
 
     adapter_dir = model_dir = None
+    base_model_dir = resolve_model(config.base_model, config.model_cache_dir)
+    card = {
+        "method": method,
+        "base_model_dir": str(base_model_dir),
+        "base_adapter": str(config.base_adapter) if config.base_adapter is not None else None,
+        "lora_init_seed": None if config.full_finetune else config.lora_init_seed,
+    }
     if completed:
         model = trainer.model
+        target = output_dir / ("model" if config.full_finetune else "adapter")
+
+        def write(tmp: Path) -> None:
+            if config.full_finetune:
+                model.save_pretrained(tmp)
+            else:
+                model.save_pretrained(tmp, selected_adapters=["default"])
+            trainer.processing_class.save_pretrained(tmp)
+            _write_json_atomic(tmp / POLICY_CARD, card)
+
+        _save_atomic_dir(target, write)
         if config.full_finetune:
-            model_dir = output_dir / "model"
-            _save_atomic_dir(model_dir, lambda tmp: (model.save_pretrained(tmp), trainer.processing_class.save_pretrained(tmp)))
+            model_dir = target
         else:
-            adapter_dir = output_dir / "adapter"
-            _save_atomic_dir(
-                adapter_dir,
-                lambda tmp: (
-                    model.save_pretrained(tmp, selected_adapters=["default"]),
-                    trainer.processing_class.save_pretrained(tmp),
-                ),
-            )
+            adapter_dir = target
 
     _write_json_atomic(output_dir / "metrics.json", metrics)
     record = {
         "method": method,
         "config": config.to_dict(),
-        "base_model_dir": str(resolve_model(config.base_model, config.model_cache_dir)),
+        "base_model_dir": str(base_model_dir),
         "adapter_dir": str(adapter_dir) if adapter_dir else None,
         "model_dir": str(model_dir) if model_dir else None,
         "completed": completed,
@@ -392,6 +404,30 @@ def finish(
         completed=completed,
         method=method,
     )
+
+
+def load_policy_model(path: str | Path, *, dtype=None):
+    """Load a trained policy folder (adapter, merged adapter or full model) on the base it was trained on.
+
+    Returns (model, tokenizer). An adapter trained on an SFT-merged base is put back on that same base.
+    """
+    from peft import PeftModel
+
+    path = Path(path)
+    card_path = path / POLICY_CARD
+    card = json.loads(card_path.read_text()) if card_path.is_file() else {}
+    if (path / "adapter_config.json").is_file():
+        base = card.get("base_model_dir") or json.loads((path / "adapter_config.json").read_text())[
+            "base_model_name_or_path"
+        ]
+        model = load_causal_lm(base, dtype=dtype)
+        if card.get("base_adapter"):
+            model = PeftModel.from_pretrained(model, card["base_adapter"]).merge_and_unload()
+        model = PeftModel.from_pretrained(model, str(path))
+    else:
+        model = load_causal_lm(path, dtype=dtype)
+    tokenizer_dir = path if (path / "tokenizer_config.json").is_file() else resolve_model(card["base_model_dir"])
+    return model, load_tokenizer(tokenizer_dir)
 
 
 def _save_atomic_dir(target: Path, write: Callable[[Path], Any]) -> None:
