@@ -1,0 +1,306 @@
+"""A judge that asks any OpenAI-compatible chat endpoint (hosted model, vLLM, llama.cpp server).
+
+- Concurrency: at most ``max_concurrency`` requests in flight (an asyncio
+  semaphore held only for the HTTP call, not during backoff sleeps).
+- Transport failures (429, 408, 5xx, timeouts, dropped connections) are retried
+  with exponential backoff and jitter, waiting at least what ``Retry-After``
+  asks for (seconds or an HTTP date, capped). After ``max_retries`` the request
+  gives up with a *retryable* error: the labeling run skips it this time and a
+  later run tries again. 401/403/404 mean the backend is misconfigured and raise
+  ``JudgeError`` at once.
+- Replies are validated strictly (``prompts.parse_ranking_reply``). An invalid
+  reply is answered with a correction turn ("your reply was not valid because
+  ...") up to ``invalid_reply_retries`` times; then the request is reported as
+  invalid, never guessed.
+- Cache: every 200 reply is stored in SQLite under the sha256 of the canonical
+  JSON request (model, messages, settings), correction turns included, so a
+  rerun replays the same conversation - valid and invalid replies alike - and
+  sends nothing.
+"""
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import os
+import random
+import sqlite3
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..io import sha256_json
+from .base import Judge, JudgeError, JudgeRequest, JudgeResult
+from .prompts import InvalidReply, parse_ranking_reply, ranking_messages
+
+__all__ = ["HTTPJudgeConfig", "HTTPJudge", "ReplyCache"]
+
+_RETRY_STATUS = {408, 409, 425, 429}
+_FATAL_STATUS = {401, 403, 404}
+
+
+@dataclass
+class HTTPJudgeConfig:
+    base_url: str  # up to and including the API version, e.g. "http://127.0.0.1:8000/v1"
+    model: str
+    api_key_env: str | None = "OPENAI_API_KEY"  # name of the environment variable holding the key; unset = no auth
+    temperature: float = 0.0
+    top_p: float | None = None
+    max_tokens: int = 512
+    seed: int | None = None
+    json_mode: bool = True  # send response_format={"type": "json_object"}
+    extra_body: dict = field(default_factory=dict)  # more request fields, part of the cache key
+    timeout_s: float = 60.0
+    max_concurrency: int = 8
+    max_retries: int = 6
+    invalid_reply_retries: int = 2
+    backoff_initial_s: float = 1.0
+    backoff_max_s: float = 60.0
+    max_retry_after_s: float = 300.0
+    cache_path: str | None = None  # SQLite file; None disables caching
+    name: str = "http"
+
+    def __post_init__(self):
+        if self.max_concurrency < 1:
+            raise ValueError("max_concurrency must be at least 1")
+        if self.max_retries < 0 or self.invalid_reply_retries < 0:
+            raise ValueError("retry counts cannot be negative")
+
+
+class ReplyCache:
+    """sha256(request) -> reply text, in SQLite (safe to share between processes; WAL journal)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(str(self.path), timeout=30, check_same_thread=False, isolation_level=None)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute(
+            "CREATE TABLE IF NOT EXISTS replies (key TEXT PRIMARY KEY, request TEXT NOT NULL, reply TEXT NOT NULL, created REAL NOT NULL)"
+        )
+
+    def get(self, key: str) -> str | None:
+        with self._lock:
+            row = self._conn.execute("SELECT reply FROM replies WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def put(self, key: str, request: dict, reply: str) -> None:
+        with self._lock:
+            self._conn.execute(
+                "INSERT OR REPLACE INTO replies (key, request, reply, created) VALUES (?, ?, ?, ?)",
+                (key, json.dumps(request, ensure_ascii=False), reply, time.time()),
+            )
+
+    def __len__(self) -> int:
+        with self._lock:
+            return self._conn.execute("SELECT COUNT(*) FROM replies").fetchone()[0]
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+class _Unavailable(Exception):
+    """Transport retries exhausted for one request."""
+
+
+def _retry_after_seconds(value: str | None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _reply_content(body: str) -> str:
+    """The assistant message text of an OpenAI chat completion; the raw body when it isn't one."""
+    try:
+        data = json.loads(body)
+        content = data["choices"][0]["message"]["content"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return body
+    return content if isinstance(content, str) else json.dumps(content)
+
+
+class HTTPJudge(Judge):
+    synthetic = False
+
+    def __init__(self, config: HTTPJudgeConfig):
+        self.config = config
+        self.name = config.name
+        self.model = config.model
+        self.cache = ReplyCache(config.cache_path) if config.cache_path else None
+        self.stats = {"http_requests": 0, "cache_hits": 0, "transport_retries": 0, "invalid_replies": 0, "unavailable": 0}
+
+    # -- request shape ------------------------------------------------------
+
+    def settings(self) -> dict:
+        c = self.config
+        settings = {"base_url": c.base_url, "temperature": c.temperature, "max_tokens": c.max_tokens, "json_mode": c.json_mode}
+        if c.top_p is not None:
+            settings["top_p"] = c.top_p
+        if c.seed is not None:
+            settings["seed"] = c.seed
+        if c.extra_body:
+            settings["extra_body"] = c.extra_body
+        settings["invalid_reply_retries"] = c.invalid_reply_retries
+        return settings
+
+    def _payload(self, messages: list[dict]) -> dict:
+        c = self.config
+        payload = {"model": c.model, "messages": messages, "temperature": c.temperature, "max_tokens": c.max_tokens}
+        if c.top_p is not None:
+            payload["top_p"] = c.top_p
+        if c.seed is not None:
+            payload["seed"] = c.seed
+        if c.json_mode:
+            payload["response_format"] = {"type": "json_object"}
+        payload.update(c.extra_body)
+        return payload
+
+    def _headers(self) -> dict:
+        headers = {"Content-Type": "application/json"}
+        key = os.environ.get(self.config.api_key_env) if self.config.api_key_env else None
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        return headers
+
+    def _backoff(self, attempt: int) -> float:
+        base = min(self.config.backoff_max_s, self.config.backoff_initial_s * (2**attempt))
+        return base * (0.5 + random.random() / 2)
+
+    # -- transport ------------------------------------------------------------
+
+    async def _post(self, client, semaphore: asyncio.Semaphore, payload: dict) -> str:
+        import httpx
+
+        url = self.config.base_url.rstrip("/") + "/chat/completions"
+        last = "no attempt"
+        for attempt in range(self.config.max_retries + 1):
+            delay = None
+            try:
+                async with semaphore:
+                    self.stats["http_requests"] += 1
+                    response = await client.post(url, json=payload, headers=self._headers())
+            except httpx.TimeoutException as exc:
+                last = f"timeout ({type(exc).__name__})"
+            except httpx.TransportError as exc:
+                last = f"transport error ({type(exc).__name__}: {exc})"
+            else:
+                status = response.status_code
+                if status == 200:
+                    return _reply_content(response.text)
+                if status in _FATAL_STATUS:
+                    raise JudgeError(f"{url} answered HTTP {status}: {response.text[:300]}")
+                if status not in _RETRY_STATUS and status < 500:
+                    raise InvalidReply(f"HTTP {status}: {response.text[:300]}")
+                last = f"HTTP {status}"
+                retry_after = _retry_after_seconds(response.headers.get("Retry-After"))
+                if retry_after is not None:
+                    delay = min(retry_after, self.config.max_retry_after_s)
+            if attempt == self.config.max_retries:
+                break
+            self.stats["transport_retries"] += 1
+            backoff = self._backoff(attempt)
+            await asyncio.sleep(max(backoff, delay) if delay is not None else backoff)
+        raise _Unavailable(f"gave up after {self.config.max_retries + 1} attempts: {last}")
+
+    async def _rank_async(self, client, semaphore, request: JudgeRequest) -> JudgeResult:
+        labels = request.labels
+        keys = [c.key for c in request.criteria]
+        messages = ranking_messages(request)
+        all_cached = True
+        error = None
+        content = None
+        for attempt in range(self.config.invalid_reply_retries + 1):
+            payload = self._payload(messages)
+            key = sha256_json(payload)
+            content = self.cache.get(key) if self.cache is not None else None
+            if content is not None:
+                self.stats["cache_hits"] += 1
+            else:
+                all_cached = False
+                try:
+                    content = await self._post(client, semaphore, payload)
+                except _Unavailable as exc:
+                    self.stats["unavailable"] += 1
+                    return JudgeResult(None, error=str(exc), attempts=attempt + 1, retryable=True)
+                except InvalidReply as exc:  # a 4xx about this request: not worth repeating
+                    return JudgeResult(None, error=str(exc), attempts=attempt + 1)
+                if self.cache is not None:
+                    self.cache.put(key, payload, content)
+            try:
+                rankings = parse_ranking_reply(content, labels, keys)
+            except InvalidReply as exc:
+                self.stats["invalid_replies"] += 1
+                error = str(exc)
+                messages = [
+                    *messages,
+                    {"role": "assistant", "content": content},
+                    {
+                        "role": "user",
+                        "content": f"That reply was not valid: {error}. Answer again with only the JSON object.",
+                    },
+                ]
+                continue
+            return JudgeResult(rankings, attempts=attempt + 1, cached=all_cached, raw=content)
+        return JudgeResult(
+            None,
+            error=f"invalid reply after {self.config.invalid_reply_retries + 1} attempts: {error}",
+            attempts=self.config.invalid_reply_retries + 1,
+            cached=all_cached,
+            raw=content,
+        )
+
+    async def rank_many_async(self, requests: Sequence[JudgeRequest]) -> list[JudgeResult]:
+        import httpx
+
+        limits = httpx.Limits(max_connections=self.config.max_concurrency, max_keepalive_connections=self.config.max_concurrency)
+        semaphore = asyncio.Semaphore(self.config.max_concurrency)
+        async with httpx.AsyncClient(timeout=httpx.Timeout(self.config.timeout_s), limits=limits) as client:
+            return list(await asyncio.gather(*(self._rank_async(client, semaphore, r) for r in requests)))
+
+    def rank_many(self, requests: Sequence[JudgeRequest]) -> list[JudgeResult]:
+        if not requests:
+            return []
+        return _run_coroutine(self.rank_many_async(requests))
+
+    def rank(self, request: JudgeRequest) -> JudgeResult:
+        return self.rank_many([request])[0]
+
+    def close(self) -> None:
+        if self.cache is not None:
+            self.cache.close()
+            self.cache = None
+
+
+def _run_coroutine(coroutine):
+    """asyncio.run, or in a helper thread when the caller already runs an event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    box: dict = {}
+
+    def target():
+        try:
+            box["value"] = asyncio.run(coroutine)
+        except BaseException as exc:  # re-raised in the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
