@@ -207,7 +207,7 @@ def train_reward_model(config: RewardModelConfig) -> RewardModelResult:
         **device_kwargs(config.bf16),
     )
     args_kwargs.update(config.trainer_overrides)
-    from .policies.common import PolicyConfig, make_callbacks
+    from .policies.common import PolicyConfig, make_callbacks, quiet
 
     _, marker = make_callbacks(PolicyConfig(output_dir=output_dir))
     trainer = RewardTrainer(
@@ -217,6 +217,7 @@ def train_reward_model(config: RewardModelConfig) -> RewardModelResult:
         processing_class=tokenizer,
         callbacks=[marker],
     )
+    quiet(trainer)
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     train_losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     steps = int(trainer.state.global_step)

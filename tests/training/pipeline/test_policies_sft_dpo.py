@@ -128,3 +128,33 @@ def test_save_only_model_is_refused(tiny_lm_dir, preference_dataset_dir, tmp_pat
     config = config_for(tiny_lm_dir, tmp_path / "x", trainer_overrides={"save_only_model": True})
     with pytest.raises(ValueError, match="save_only_model"):
         train_dpo(config, preference_dataset_dir, "empathy")
+
+
+def test_full_finetune_dpo_saves_a_model(tiny_lm_dir, preference_dataset_dir, tmp_path):
+    result = train_dpo(config_for(tiny_lm_dir, tmp_path / "full", full_finetune=True, max_steps=2, learning_rate=1e-3),
+                       preference_dataset_dir, "empathy")
+    assert result.completed and result.adapter_dir is None
+    assert (result.model_dir / "config.json").is_file()
+    assert result.metrics["pairs_used"] == 6 and result.metrics["pairs_dropped_prompt_too_long"] == 0
+    trained, base = load_causal_lm(result.model_dir), load_causal_lm(tiny_lm_dir)
+    assert not torch.equal(trained.model.layers[0].mlp.up_proj.weight, base.model.layers[0].mlp.up_proj.weight)
+
+
+def test_pairs_dropped_by_trl_are_counted(tiny_lm_dir, preference_dataset_dir, tmp_path):
+    from datasets import load_from_disk
+
+    from training.pipeline.models import load_tokenizer
+    from training.pipeline.policies.common import prompt_messages
+
+    tokenizer = load_tokenizer(tiny_lm_dir)
+    prompts = load_from_disk(str(preference_dataset_dir))["empathy"]["prompt"]
+    lengths = sorted(
+        len(tokenizer(tokenizer.apply_chat_template(prompt_messages(p), tokenize=False, add_generation_prompt=True),
+                      add_special_tokens=False).input_ids)
+        for p in prompts
+    )
+    max_length = lengths[len(lengths) // 2]  # TRL drops pairs whose prompt alone reaches max_length
+    result = train_dpo(config_for(tiny_lm_dir, tmp_path / "short", max_length=max_length, max_steps=1),
+                       preference_dataset_dir, "empathy")
+    assert 0 < result.metrics["pairs_dropped_prompt_too_long"] < 6
+    assert result.metrics["pairs_used"] + result.metrics["pairs_dropped_prompt_too_long"] == 6

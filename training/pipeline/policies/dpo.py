@@ -8,6 +8,7 @@ MODPO runs are directly comparable.
 from __future__ import annotations
 
 import copy
+import logging
 from pathlib import Path
 
 from .common import (
@@ -24,6 +25,8 @@ from .common import (
     to_conversational_preferences,
     trainer_args_kwargs,
 )
+
+logger = logging.getLogger(__name__)
 
 
 def build_dpo_trainer(
@@ -82,6 +85,14 @@ def build_dpo_trainer(
     return trainer, progress
 
 
+def pairs_used(trainer, pairs: int) -> dict:
+    """TRL drops pairs whose prompt alone fills max_length; say how many, rather than lose them quietly."""
+    used = len(trainer.train_dataset)
+    if used < pairs:
+        logger.warning("%d of %d pairs dropped by TRL: prompt longer than max_length", pairs - used, pairs)
+    return {"pairs_used": used, "pairs_dropped_prompt_too_long": pairs - used}
+
+
 def train_dpo(config: PolicyConfig, dataset_dir: str | Path, criterion: str) -> PolicyResult:
     """DPO on ``criterion``'s pairs from a preference dataset directory."""
     output_dir, checkpoint_dir, resume_from = prepare_output_dir(config)
@@ -98,6 +109,6 @@ def train_dpo(config: PolicyConfig, dataset_dir: str | Path, criterion: str) -> 
         resume_from=resume_from,
         completed=completed,
         last_checkpoint=last_checkpoint,
-        extra_metrics={"pairs": len(pairs)},
+        extra_metrics={"pairs": len(pairs), **pairs_used(trainer, len(pairs))},
         extra_record={"dataset_dir": str(dataset_dir), "criterion": criterion},
     )

@@ -55,7 +55,7 @@ from .common import (
     run_training,
     to_conversational_preferences,
 )
-from .dpo import build_dpo_trainer
+from .dpo import build_dpo_trainer, pairs_used
 
 MARGIN_COLUMN = "margin"
 
@@ -352,6 +352,7 @@ def train_modpo(
     completed, last_checkpoint = run_training(trainer, config, setup.checkpoint_dir, setup.progress, setup.resume_from)
     extra_metrics: dict[str, Any] = {
         "pairs": len(setup.pairs),
+        **pairs_used(trainer, len(setup.pairs)),
         "beta": config.beta,
         "beta_effective": setup.beta_effective,
         "primary": primary,
