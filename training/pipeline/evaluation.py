@@ -1,0 +1,536 @@
+"""Stage 7: head-to-head evaluation of models by persona votes, as in the study.
+
+1. Answers. Every model (a base ref +/- adapter, a trained policy folder, or a
+   file of ready answers) answers the test scenarios once (greedy by default),
+   saved under ``answers/<model>.jsonl`` (resumable).
+2. Votes. For every pair of models and every scenario, each test persona sees
+   the two answers (order shuffled per persona, seeded) and the judge ranks
+   them on every criterion; the persona votes for the one it ranks first. The
+   majority of valid votes decides the scenario: a win, a loss or a tie (equal
+   votes). A scenario with no valid vote is not a decision. Every decision is
+   written to ``judge_decisions.jsonl`` (one line per scenario, pair and
+   criterion, with each persona's vote, both answers and the judge), so the
+   annotation app can set judges beside clinicians.
+3. Numbers (``evaluation.json``, rules repeated in it):
+   - pairwise win rate of A against B = A's wins / all decisions of the pairing
+     (ties count as decisions that A did not win, as in the study's table);
+   - a model's headline = the mean of its pairwise win rates over all its
+     opponents ("average pairwise win rate"); the pooled rate and a
+     ties-as-half variant are reported too;
+   - McNemar per pairing and criterion: each scenario is a paired binary
+     outcome (A preferred?, B preferred?). The 2x2 table is
+     [[both, A only], [B only, neither]] = [[0, A wins], [B wins, ties]]; the
+     exact test on the discordant cells is a two-sided binomial test of A's
+     wins among the decided scenarios (p = 1 when there are none);
+   - optional reward-model scores (mean standardised reward per model and
+     criterion) via ``rewards.RewardScorer``.
+4. Plots: ``pareto.{png,svg}`` (headline win rate on two criteria, the
+   non-dominated models joined) and ``win_rates.{png,svg}`` (the table).
+
+Everything a synthetic judge produced says so (``synthetic`` in the report,
+in each decision, and in plot titles).
+"""
+from __future__ import annotations
+
+import random
+import re
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from itertools import combinations
+from pathlib import Path
+
+from .criteria import get_criterion
+from .io import (
+    ConfigError,
+    Persona,
+    Scenario,
+    append_jsonl,
+    atomic_write_json,
+    derive_seed,
+    load_candidates,
+    load_personas,
+    load_scenarios,
+    read_jsonl,
+    repair_jsonl_tail,
+)
+from .judges import Judge, JudgeRequest, build_judge
+
+__all__ = [
+    "EvalModel",
+    "EvalGenerationSettings",
+    "EvaluationConfig",
+    "EvaluationResult",
+    "run_evaluation",
+    "summarise_decisions",
+    "mcnemar_p_value",
+    "plot_pareto",
+    "plot_win_rate_table",
+    "RULES",
+]
+
+DEFAULT_EVAL_CRITERIA = ["empathy", "active_listening", "self_motivated_change", "trust_rapport", "patient_autonomy", "safety", "overall"]
+
+RULES = {
+    "majority": "per scenario, pair and criterion the answer with more valid persona votes wins; equal votes are a tie; "
+    "no valid vote is no decision",
+    "win_rate": "wins / decisions (ties are decisions, not wins), as in the study's table",
+    "headline": "average_pairwise_win_rate: mean over opponents of the pairwise win rate",
+    "win_rate_ties_half": "(wins + ties/2) / decisions, for reference",
+    "mcnemar": "exact McNemar on [[0, wins_a], [wins_b, ties]]: two-sided binomial test of wins_a among wins_a + wins_b; "
+    "p = 1 when no scenario was decided either way",
+}
+
+
+@dataclass
+class EvalModel:
+    name: str
+    model: str | None = None  # base model ref (packaged name or HF dir)
+    adapter: str | None = None  # PEFT adapter on top of `model`
+    policy: str | None = None  # a trained policy folder (policies.load_policy_model handles SFT-merged bases)
+    answers_path: str | None = None  # ready answers in the candidates format (first response per scenario)
+
+    def __post_init__(self):
+        given = [x for x in (self.model, self.policy, self.answers_path) if x]
+        if len(given) != 1:
+            raise ValueError(f"model {self.name!r}: give exactly one of model, policy, answers_path")
+        if self.adapter and not self.model:
+            raise ValueError(f"model {self.name!r}: adapter needs model")
+
+
+@dataclass
+class EvalGenerationSettings:
+    do_sample: bool = False
+    temperature: float = 0.8
+    top_p: float = 0.95
+    max_new_tokens: int = 256
+    seed: int = 0
+    # Use what the policies were trained with (PolicyConfig.system_prompt, None by default).
+    system_prompt: str | None = None
+    batch_size: int = 8
+    device: str | None = None
+    dtype: str | None = None
+
+
+@dataclass
+class EvaluationConfig:
+    models: list[EvalModel]
+    scenarios_path: str
+    personas_path: str
+    output_dir: str
+    judge: dict
+    criteria: list[str] = field(default_factory=lambda: list(DEFAULT_EVAL_CRITERIA))
+    scenario_split: str | None = "test"
+    persona_split: str | None = "test"
+    personas_per_scenario: int | None = None  # None: every persona of the split (the study: 50)
+    limit: int | None = None  # first N scenarios, for smoke runs
+    seed: int = 0
+    generation: EvalGenerationSettings = field(default_factory=EvalGenerationSettings)
+    reward_models: dict[str, str] = field(default_factory=dict)  # criterion -> reward model dir
+    pareto: list[str] = field(default_factory=lambda: ["empathy", "safety"])
+    chunk_size: int = 16  # (scenario, pair) units per judge batch
+    progress_bar: bool = True
+
+    def __post_init__(self):
+        names = [m.name for m in self.models]
+        if len(names) < 2:
+            raise ValueError("evaluation needs at least two models")
+        if len(set(names)) != len(names):
+            raise ValueError(f"model names must be unique: {names}")
+        if len(self.pareto) != 2:
+            raise ValueError("pareto names two criteria (x, y)")
+
+
+@dataclass
+class EvaluationResult:
+    output_dir: str
+    report_path: str | None
+    decisions_path: str
+    plots: list[str]
+    table: dict
+    stopped: bool
+    seconds: float
+    synthetic: bool
+
+
+# ---------------------------------------------------------------------------
+# Statistics
+
+
+def mcnemar_p_value(wins_a: int, wins_b: int, ties: int) -> float:
+    if wins_a + wins_b == 0:
+        return 1.0
+    from statsmodels.stats.contingency_tables import mcnemar
+
+    return float(mcnemar([[0, wins_a], [wins_b, ties]], exact=True).pvalue)
+
+
+def summarise_decisions(decisions: Sequence[dict], models: Sequence[str], criteria: Sequence[str]) -> dict:
+    """Decision lines -> {"table": model -> criterion -> numbers, "pairings": [...]} (rules in ``RULES``)."""
+    counts: dict[tuple[str, str, str], dict[str, int]] = {}
+    for a, b in combinations(models, 2):
+        for c in criteria:
+            counts[(a, b, c)] = {"wins_a": 0, "wins_b": 0, "ties": 0, "no_decision": 0}
+    for d in decisions:
+        key = (d["model_a"], d["model_b"], d["criterion"])
+        if key not in counts:
+            continue
+        slot = {"a": "wins_a", "b": "wins_b", "tie": "ties"}.get(d["majority"], "no_decision")
+        counts[key][slot] += 1
+
+    pairings = []
+    per_model: dict[str, dict[str, dict]] = {m: {c: {"wins": 0, "losses": 0, "ties": 0, "rates": [], "half_rates": []}
+                                                  for c in criteria} for m in models}
+    for (a, b, c), n in counts.items():
+        decided = n["wins_a"] + n["wins_b"] + n["ties"]
+        p = mcnemar_p_value(n["wins_a"], n["wins_b"], n["ties"])
+        rate_a = n["wins_a"] / decided if decided else None
+        rate_b = n["wins_b"] / decided if decided else None
+        pairings.append({"model_a": a, "model_b": b, "criterion": c, **n, "decisions": decided,
+                         "win_rate_a": rate_a, "win_rate_b": rate_b, "mcnemar_p": p})
+        for me, wins, losses in ((a, n["wins_a"], n["wins_b"]), (b, n["wins_b"], n["wins_a"])):
+            slot = per_model[me][c]
+            slot["wins"] += wins
+            slot["losses"] += losses
+            slot["ties"] += n["ties"]
+            if decided:
+                slot["rates"].append(wins / decided)
+                slot["half_rates"].append((wins + n["ties"] / 2) / decided)
+    table: dict[str, dict[str, dict]] = {}
+    for m in models:
+        table[m] = {}
+        for c in criteria:
+            s = per_model[m][c]
+            decided = s["wins"] + s["losses"] + s["ties"]
+            table[m][c] = {
+                "average_pairwise_win_rate": sum(s["rates"]) / len(s["rates"]) if s["rates"] else None,
+                "win_rate": s["wins"] / decided if decided else None,
+                "win_rate_ties_half": sum(s["half_rates"]) / len(s["half_rates"]) if s["half_rates"] else None,
+                "wins": s["wins"],
+                "losses": s["losses"],
+                "ties": s["ties"],
+                "decisions": decided,
+                "opponents": len(s["rates"]),
+            }
+    return {"table": table, "pairings": pairings}
+
+
+# ---------------------------------------------------------------------------
+# Plots
+
+
+def _headline(table: dict, model: str, criterion: str) -> float:
+    value = table[model].get(criterion, {}).get("average_pairwise_win_rate")
+    return float("nan") if value is None else 100.0 * value
+
+
+def plot_pareto(table: dict, x: str, y: str, out_stem: Path, *, synthetic: bool) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    models = list(table)
+    points = [(m, _headline(table, m, x), _headline(table, m, y)) for m in models]
+    valid = [(m, px, py) for m, px, py in points if px == px and py == py]
+    frontier = [p for p in valid if not any((q[1] >= p[1] and q[2] >= p[2]) and (q[1] > p[1] or q[2] > p[2]) for q in valid)]
+    frontier.sort(key=lambda p: p[1])
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    ax.scatter([p[1] for p in valid], [p[2] for p in valid], color="#4c72b0", zorder=3)
+    for m, px, py in valid:
+        ax.annotate(m, (px, py), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    if len(frontier) > 1:
+        ax.plot([p[1] for p in frontier], [p[2] for p in frontier], color="#dd8452", linestyle="--", zorder=2, label="Pareto front")
+        ax.legend(loc="lower left", fontsize=8)
+    ax.set_xlabel(f"{get_criterion(x).name} win rate (%)")
+    ax.set_ylabel(f"{get_criterion(y).name} win rate (%)")
+    ax.set_xlim(-5, 105)
+    ax.set_ylim(-5, 105)
+    ax.grid(alpha=0.3)
+    ax.set_title("Average pairwise win rate" + (" - SYNTHETIC judge" if synthetic else ""), fontsize=10)
+    fig.tight_layout()
+    paths = []
+    for suffix in (".png", ".svg"):
+        path = out_stem.with_suffix(suffix)
+        fig.savefig(path, dpi=120)
+        paths.append(path)
+    plt.close(fig)
+    return paths
+
+
+def plot_win_rate_table(table: dict, criteria: Sequence[str], out_stem: Path, *, synthetic: bool) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    models = list(table)
+    values = np.array([[_headline(table, m, c) for c in criteria] for m in models], dtype=float)
+    fig, ax = plt.subplots(figsize=(1.3 * len(criteria) + 2.5, 0.45 * len(models) + 1.6))
+    ax.imshow(np.nan_to_num(values, nan=50.0), cmap="RdYlGn", vmin=0, vmax=100, aspect="auto")
+    ax.set_xticks(range(len(criteria)), [get_criterion(c).name for c in criteria], rotation=30, ha="right", fontsize=8)
+    ax.set_yticks(range(len(models)), models, fontsize=8)
+    for i in range(len(models)):
+        for j in range(len(criteria)):
+            text = "-" if values[i, j] != values[i, j] else f"{values[i, j]:.1f}"
+            ax.text(j, i, text, ha="center", va="center", fontsize=8)
+    ax.set_title("Average pairwise win rate (%)" + (" - SYNTHETIC judge" if synthetic else ""), fontsize=10)
+    fig.tight_layout()
+    paths = []
+    for suffix in (".png", ".svg"):
+        path = out_stem.with_suffix(suffix)
+        fig.savefig(path, dpi=120)
+        paths.append(path)
+    plt.close(fig)
+    return paths
+
+
+# ---------------------------------------------------------------------------
+# The stage
+
+
+def _file_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "model"
+
+
+def _answers_for(model: EvalModel, scenarios: list[Scenario], settings: EvalGenerationSettings, out_dir: Path,
+                 should_stop, progress) -> dict[str, str]:
+    if model.answers_path:
+        ready = {c.scenario_id: c.responses[0] for c in load_candidates(model.answers_path)}
+        missing = [s.scenario_id for s in scenarios if s.scenario_id not in ready]
+        if missing:
+            raise ConfigError(f"{model.answers_path} has no answer for scenarios {missing[:5]}{'...' if len(missing) > 5 else ''}")
+        return {s.scenario_id: ready[s.scenario_id] for s in scenarios}
+
+    from .generation import generate_answers
+
+    out_path = out_dir / "answers" / f"{_file_name(model.name)}.jsonl"
+    loaded = None
+    label = model.model
+    if model.policy:
+        # Only load when something is left to generate; generate_answers skips loading on a complete file.
+        existing = {r["scenario_id"] for r in read_jsonl(out_path)} if out_path.exists() else set()
+        if any(s.scenario_id not in existing for s in scenarios):
+            from .policies import load_policy_model
+
+            loaded = load_policy_model(model.policy)
+            loaded[0].to(_device(settings.device)).eval()
+        else:
+            loaded = ("unused", None)
+        label = f"policy:{model.policy}"
+    answers = generate_answers(
+        label,
+        model.adapter,
+        scenarios,
+        n=1,
+        do_sample=settings.do_sample,
+        temperature=settings.temperature,
+        top_p=settings.top_p,
+        max_new_tokens=settings.max_new_tokens,
+        seed=settings.seed,
+        system_prompt=settings.system_prompt,
+        batch_size=settings.batch_size,
+        device=settings.device,
+        dtype=settings.dtype,
+        output_path=out_path,
+        should_stop=should_stop,
+        progress_callback=progress,
+        loaded=loaded,
+    )
+    return {sid: texts[0] for sid, texts in answers.items()}
+
+
+def _device(device: str | None) -> str:
+    from .generation import _resolve_device
+
+    return _resolve_device(device)
+
+
+def _personas_for(scenario_id: str, personas: list[Persona], per_scenario: int | None, seed: int) -> list[Persona]:
+    if per_scenario is None or per_scenario >= len(personas):
+        return personas
+    picked = set(random.Random(derive_seed("eval-personas", seed, scenario_id)).sample(range(len(personas)), per_scenario))
+    return [p for i, p in enumerate(personas) if i in picked]
+
+
+def run_evaluation(
+    config: EvaluationConfig,
+    *,
+    judge: Judge | None = None,
+    progress_callback: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> EvaluationResult:
+    started = time.monotonic()
+    out_dir = Path(config.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        criteria = [get_criterion(c) for c in config.criteria]
+        for key in config.pareto:
+            get_criterion(key)
+    except KeyError as exc:
+        raise ConfigError(str(exc.args[0])) from None
+    keys = [c.key for c in criteria]
+    judge = judge or build_judge(config.judge)
+    judge_info = judge.info()
+    synthetic = bool(judge_info.get("synthetic"))
+
+    scenarios = load_scenarios(config.scenarios_path, split=config.scenario_split)
+    if config.limit is not None:
+        scenarios = scenarios[: config.limit]
+    personas = load_personas(config.personas_path, split=config.persona_split)
+    if not scenarios or not personas:
+        raise ConfigError(f"no scenarios in split {config.scenario_split!r} or no personas in split {config.persona_split!r}")
+    names = [m.name for m in config.models]
+    pairs = list(combinations(names, 2))
+    units = [(s, a, b) for s in scenarios for a, b in pairs]
+    total = len(config.models) * len(scenarios) + len(units)
+    done_work = 0
+
+    def report_progress(extra: int = 0):
+        if progress_callback:
+            progress_callback(done_work + extra, total)
+
+    # 1. Answers
+    answers: dict[str, dict[str, str]] = {}
+    for model in config.models:
+        if should_stop is not None and should_stop():
+            return _stopped(out_dir, started, synthetic)
+        answers[model.name] = _answers_for(model, scenarios, config.generation, out_dir, should_stop,
+                                           lambda d, t: report_progress(d))
+        if len(answers[model.name]) < len(scenarios):
+            return _stopped(out_dir, started, synthetic)
+        done_work += len(scenarios)
+        report_progress()
+
+    # 2. Votes
+    decisions_path = out_dir / "judge_decisions.jsonl"
+    repair_jsonl_tail(decisions_path)
+    existing = read_jsonl(decisions_path) if decisions_path.exists() else []
+    for record in existing[:1]:
+        if record.get("judge") != judge_info:
+            raise ConfigError(f"{decisions_path} holds decisions from another judge ({record.get('judge')}); "
+                              "use a new output_dir for a different judge")
+    current = {(s.scenario_id, a, b): (answers[a][s.scenario_id], answers[b][s.scenario_id]) for s, a, b in units}
+    done_units = set()
+    by_unit: dict[tuple, set] = defaultdict(set)
+    for record in existing:
+        unit = (record["scenario_id"], record["model_a"], record["model_b"])
+        # A decision made on different answers (a model was regenerated) does not count.
+        if current.get(unit) == (record.get("response_a"), record.get("response_b")):
+            by_unit[unit].add(record["criterion"])
+    done_units = {u for u, have in by_unit.items() if set(keys) <= have}
+    todo = [u for u in units if (u[0].scenario_id, u[1], u[2]) not in done_units]
+    done_work += len(units) - len(todo)
+    report_progress()
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(units), initial=len(units) - len(todo), disable=not config.progress_bar, desc="evaluate", unit="pair")
+    stopped = False
+    try:
+        for start in range(0, len(todo), config.chunk_size):
+            if should_stop is not None and should_stop():
+                stopped = True
+                break
+            chunk = todo[start : start + config.chunk_size]
+            requests, meta = [], []
+            for scenario, a, b in chunk:
+                texts = (answers[a][scenario.scenario_id], answers[b][scenario.scenario_id])
+                for persona in _personas_for(scenario.scenario_id, personas, config.personas_per_scenario, config.seed):
+                    flip = random.Random(derive_seed("eval-order", config.seed, persona.persona_id, scenario.scenario_id, a, b)).random() < 0.5
+                    shown = (texts[1], texts[0]) if flip else texts
+                    requests.append(JudgeRequest(persona, scenario, shown, tuple(criteria)))
+                    meta.append((scenario.scenario_id, a, b, persona.persona_id, flip))
+            results = judge.rank_many(requests)
+            grouped: dict[tuple, list] = defaultdict(list)
+            for (sid, a, b, pid, flip), result in zip(meta, results):
+                grouped[(sid, a, b)].append((pid, flip, result))
+            lines = []
+            for scenario, a, b in chunk:
+                votes_here = grouped[(scenario.scenario_id, a, b)]
+                if any(r.retryable for _, _, r in votes_here):
+                    continue  # the judge backend was unavailable for someone: decide this pair in a later run
+                texts = (answers[a][scenario.scenario_id], answers[b][scenario.scenario_id])
+                for key in keys:
+                    votes, invalid = {}, 0
+                    for pid, flip, result in votes_here:
+                        if not result.ok:
+                            invalid += 1
+                            continue
+                        first_shown = result.rankings[key][0]
+                        votes[pid] = ("b" if first_shown == 0 else "a") if flip else ("a" if first_shown == 0 else "b")
+                    votes_a = sum(1 for v in votes.values() if v == "a")
+                    votes_b = len(votes) - votes_a
+                    majority = "none" if not votes else ("a" if votes_a > votes_b else "b" if votes_b > votes_a else "tie")
+                    lines.append({
+                        "scenario_id": scenario.scenario_id,
+                        "prompt": scenario.prompt,
+                        "criterion": key,
+                        "model_a": a,
+                        "model_b": b,
+                        "response_a": texts[0],
+                        "response_b": texts[1],
+                        "votes": votes,
+                        "votes_a": votes_a,
+                        "votes_b": votes_b,
+                        "invalid": invalid,
+                        "majority": majority,
+                        "winner": {"a": a, "b": b}.get(majority),
+                        "judge": judge_info,
+                        "synthetic": synthetic,
+                    })
+            append_jsonl(decisions_path, lines)
+            bar.update(len(chunk))
+            done_work += len(chunk)
+            report_progress()
+    finally:
+        bar.close()
+    if stopped:
+        return _stopped(out_dir, started, synthetic)
+
+    # 3. Numbers, plots, report
+    decisions = [d for d in read_jsonl(decisions_path)
+                 if current.get((d["scenario_id"], d["model_a"], d["model_b"])) == (d.get("response_a"), d.get("response_b"))]
+    summary = summarise_decisions(decisions, names, keys)
+    reward_scores = _reward_scores(config, scenarios, answers) if config.reward_models else {}
+    plots = plot_pareto(summary["table"], config.pareto[0], config.pareto[1], out_dir / "pareto", synthetic=synthetic)
+    plots += plot_win_rate_table(summary["table"], keys, out_dir / "win_rates", synthetic=synthetic)
+    report = {
+        "created": datetime.now(timezone.utc).isoformat(),
+        "synthetic": synthetic,
+        "judge": judge_info,
+        "models": [{k: v for k, v in vars(m).items() if v is not None} for m in config.models],
+        "criteria": keys,
+        "scenarios": {"split": config.scenario_split, "count": len(scenarios)},
+        "personas": {"split": config.persona_split, "count": len(personas), "per_scenario": config.personas_per_scenario},
+        "generation": vars(config.generation),
+        "rules": RULES,
+        "table": summary["table"],
+        "pairings": summary["pairings"],
+        "reward_scores": reward_scores,
+        "plots": [p.name for p in plots],
+    }
+    report_path = atomic_write_json(out_dir / "evaluation.json", report)
+    return EvaluationResult(str(out_dir), str(report_path), str(decisions_path), [str(p) for p in plots], summary["table"],
+                            False, time.monotonic() - started, synthetic)
+
+
+def _stopped(out_dir: Path, started: float, synthetic: bool) -> EvaluationResult:
+    return EvaluationResult(str(out_dir), None, str(out_dir / "judge_decisions.jsonl"), [], {}, True, time.monotonic() - started, synthetic)
+
+
+def _reward_scores(config: EvaluationConfig, scenarios: list[Scenario], answers: dict[str, dict[str, str]]) -> dict:
+    from .rewards import RewardScorer
+
+    prompts = [s.prompt for s in scenarios]
+    scores: dict[str, dict[str, float]] = {name: {} for name in answers}
+    for criterion, model_dir in config.reward_models.items():
+        scorer = RewardScorer.load(model_dir)
+        for name, by_scenario in answers.items():
+            values = scorer.score(prompts, [by_scenario[s.scenario_id] for s in scenarios], standardised=True)
+            values = [float(v) for v in values]
+            scores[name][criterion] = sum(values) / len(values)
+    return scores
