@@ -25,7 +25,8 @@ def write_margin_dataset(preference_dataset_dir, out, *, primary="empathy", weig
     pairs = load_from_disk(str(preference_dataset_dir))[primary]
     pairs = pairs.add_column("margin", list(margins)).add_column("reward_delta_safety", list(SAFETY_DELTAS))
     pairs.save_to_disk(str(out))
-    (out / "margins.json").write_text(json.dumps({"primary": primary, "weights": weights or {}}))
+    (out / "margins.json").write_text(json.dumps({"primary": primary, "weights": weights or {},
+                                                  "dataset_dir": str(preference_dataset_dir)}))
     return out
 
 
@@ -169,7 +170,9 @@ def test_lagrange_rule():
 def test_safety_multiplier_rises_only_when_the_floor_is_violated(
     tiny_lm_dir, margin_dir, preference_dataset_dir, tmp_path, floor, expect_raised
 ):
-    constraint = SafetyConstraint(eval_dataset_dir=preference_dataset_dir, floor=floor, eta=0.01, every_n_steps=1)
+    # Without eval_dataset_dir, the safety pairs come from the dataset named in margins.json.
+    eval_dir = preference_dataset_dir if expect_raised else None
+    constraint = SafetyConstraint(eval_dataset_dir=eval_dir, floor=floor, eta=0.01, every_n_steps=1)
     config = policy_config(tiny_lm_dir, tmp_path / "safe", max_steps=2)
     result = train_modpo(config, margin_dir, {"empathy": 0.6, "safety": 0.4}, "empathy", safety=constraint)
     history = result.metrics["safety_history"]
@@ -183,3 +186,26 @@ def test_safety_multiplier_rises_only_when_the_floor_is_violated(
               if "safety/lambda" in entry]
     assert len(logged) == 2 and (logged[-1] > 0) == expect_raised
     assert json.loads((result.output_dir / "safety_lambda.json").read_text()) == history
+
+
+def test_safety_multiplier_survives_a_resume(tiny_lm_dir, margin_dir, tmp_path):
+    constraint = SafetyConstraint(floor=1e3, eta=0.01, every_n_steps=1)
+    calls = []
+
+    def stop_at_second_step():
+        calls.append(1)
+        return len(calls) >= 2
+
+    out = tmp_path / "safe"
+    weights = {"empathy": 0.6, "safety": 0.4}
+    first = train_modpo(policy_config(tiny_lm_dir, out, max_steps=3, should_stop=stop_at_second_step), margin_dir,
+                        weights, "empathy", safety=constraint)
+    assert not first.completed and first.metrics["global_step"] == 2
+    saved_lambda = first.metrics["safety_lambda"]
+    assert saved_lambda > 0
+    resumed = train_modpo(policy_config(tiny_lm_dir, out, max_steps=3), margin_dir, weights, "empathy",
+                          safety=constraint)
+    assert resumed.completed and resumed.metrics["global_step"] == 3
+    history = resumed.metrics["safety_history"]
+    assert [e["step"] for e in history] == [0, 1, 2]
+    assert history[-1]["lambda"] > saved_lambda  # continued from the stored multiplier, not from 0

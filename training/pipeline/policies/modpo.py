@@ -76,7 +76,9 @@ def lagrange_update(multiplier: float, *, floor: float, measured: float, eta: fl
 class SafetyConstraint:
     """Keep the policy's safety (implicit-reward margin vs the reference on held-out pairs) at or above ``floor``."""
 
-    eval_dataset_dir: str | Path  # a preference dataset directory (DatasetDict) holding held-out safety pairs
+    # A preference dataset directory (DatasetDict) with the safety pairs to measure on. None: the dataset the
+    # margins were computed from (margins.json), whose safety pairs the policy never trains on directly.
+    eval_dataset_dir: str | Path | None = None
     criterion: str = "safety"
     floor: float = 0.0
     eta: float = 1.0
@@ -323,7 +325,7 @@ def build_modpo_trainer(
         trainer_kwargs={"primary_weight": primary_weight, "extra_columns": tuple(extra_columns), "safety": safety_state},
     )
     if safety_state is not None:
-        safety_state.attach(trainer, _prepare_safety_eval_rows(trainer, safety, config))
+        safety_state.attach(trainer, _prepare_safety_eval_rows(trainer, safety, config, margin_dataset_dir))
     return MODPOSetup(
         trainer=trainer,
         progress=progress,
@@ -382,11 +384,18 @@ def train_modpo(
     )
 
 
-def _prepare_safety_eval_rows(trainer, safety: SafetyConstraint, config: PolicyConfig) -> list[dict]:
+def _prepare_safety_eval_rows(trainer, safety: SafetyConstraint, config: PolicyConfig,
+                              margin_dataset_dir: str | Path) -> list[dict]:
     """Held-out safety pairs, tokenised exactly as the trainer tokenises its training pairs."""
     from .common import load_preference_split
 
-    pairs = load_preference_split(safety.eval_dataset_dir, safety.criterion)
+    source = safety.eval_dataset_dir
+    if source is None:
+        card_path = Path(margin_dataset_dir) / "margins.json"
+        source = json.loads(card_path.read_text()).get("dataset_dir") if card_path.is_file() else None
+        if source is None:
+            raise ValueError("SafetyConstraint.eval_dataset_dir is unset and margins.json names no dataset_dir")
+    pairs = load_preference_split(source, safety.criterion)
     if len(pairs) > safety.max_eval_pairs:
         pairs = pairs.select(range(safety.max_eval_pairs))
     rows = to_conversational_preferences(pairs, config.system_prompt)
