@@ -36,9 +36,17 @@ def experiment_report_context(*, experiment: Experiment, request=None) -> dict:
 
 
 def _win_rate_rows(evaluation: dict) -> list[dict]:
-    table = evaluation.get("win_rates", {})
+    """Average pairwise win rate in percent, per model and criterion (the study's headline table)."""
+    table = evaluation.get("table", {})
     criteria = evaluation.get("criteria", [])
-    return [{"model": model, "values": [table[model].get(c) for c in criteria]} for model in table]
+    rows = []
+    for model, by_criterion in table.items():
+        values = []
+        for c in criteria:
+            rate = by_criterion.get(c, {}).get("average_pairwise_win_rate")
+            values.append(None if rate is None else 100.0 * rate)
+        rows.append({"model": model, "values": values})
+    return rows
 
 
 def _rating_context(experiment: Experiment):

@@ -299,9 +299,9 @@ def _policy_config(job: Job, run):
 
 def _policy_outcome(job: Job, run, result, *, method: str, extra_lineage: dict) -> StageOutcome:
     _stopped(run)
-    if not getattr(result, "completed", True):
+    if not result.completed:
         raise JobCancelled()
-    adapter = Path(result.adapter_dir)
+    adapter = Path(result.adapter_dir or result.model_dir)
     config = _config(job)
     version = _register_model_version(job, kind=ModelVersion.Kind.ADAPTER, path=adapter, model_ref=config.base_model,
                                       provenance={"method": method, **job.params})
@@ -343,7 +343,7 @@ def run_modpo(job: Job, run) -> StageOutcome:
     kwargs = {}
     floor = job.params.get("safety_floor")
     if floor is not None and "safety" in job.params["weights"] and job.params["primary"] != "safety":
-        kwargs["safety"] = SafetyConstraint(floor=floor)
+        kwargs["safety"] = SafetyConstraint(floor=floor, every_n_steps=max(1, _config(job).policy_save_steps))
     result = train_modpo(_policy_config(job, run), margins_job.result["margin_dataset_dir"], job.params["weights"],
                          job.params["primary"], **kwargs)
     return _policy_outcome(job, run, result, method="modpo", extra_lineage={"reward_models": margins_job.lineage.get("reward_models")})
@@ -356,7 +356,10 @@ def run_merge(job: Job, run) -> StageOutcome:
     weights = job.params["weights"]
     adapters = {c: _upstream(job, f"dpo:{c}").result["adapter_dir"] for c in weights}
     output = job.work_dir() / "merged"
-    path = merge_adapters(_base_model(job, config), adapters, weights, output, method=job.params.get("method", "cat"))
+    method = job.params.get("method", "cat")
+    path = merge_adapters(_base_model(job, config), adapters, weights, output, method=method,
+                          svd_rank=config.lora_rank * len(adapters) if method == "svd" else None,
+                          model_cache_dir=settings.MODEL_CACHE_DIR)
     run.progress(1, 1)
     version = _register_model_version(job, kind=ModelVersion.Kind.MERGED, path=Path(path), model_ref=config.base_model,
                                       provenance={"method": "merge", **job.params})
@@ -370,55 +373,58 @@ def run_merge(job: Job, run) -> StageOutcome:
 # --- Evaluation -------------------------------------------------------------------
 
 def run_evaluate(job: Job, run) -> StageOutcome:
-    from training.pipeline.evaluation import EvaluationConfig, ModelSpec, run_evaluation
+    from training.pipeline.evaluation import EvalGenerationSettings, EvalModel, EvaluationConfig, run_evaluation
 
     config = _config(job)
     inputs = _upstream(job, "scenarios").result
     base = _base_model(job, config)
-    models = [ModelSpec(name="base", model=base, adapter=None)]
+    models = [EvalModel(name="base", model=base)]
     for key in job.params["models"]:
-        if key == "base":
-            continue
-        models.append(ModelSpec(name=key, model=base, adapter=_upstream(job, key).result["adapter_dir"]))
+        if key != "base":
+            models.append(EvalModel(name=key, model=base, adapter=_upstream(job, key).result["adapter_dir"]))
     reward_dirs = {j.params["criterion"]: j.result["model_dir"]
                    for j in job.experiment.jobs.filter(kind="reward_model", state=Job.State.SUCCEEDED)}
+    criteria = list(config.evaluation_criteria)
+    pareto = [c for c in ("empathy", "safety") if c in criteria]
+    if len(pareto) < 2:
+        pareto = (criteria + criteria)[:2] if len(criteria) == 1 else criteria[:2]
     output = job.work_dir() / "evaluation"
     result = run_evaluation(
         EvaluationConfig(
-            scenarios_path=inputs["scenarios_path"], personas_path=inputs["personas_path"], output_dir=str(output),
-            models=models, judge=config.judge, criteria=config.evaluation_criteria, max_new_tokens=config.max_new_tokens,
-            system_prompt=config.system_prompt, seed=config.seed, reward_model_dirs=reward_dirs, progress_bar=False,
+            models=models, scenarios_path=inputs["scenarios_path"], personas_path=inputs["personas_path"], output_dir=str(output),
+            judge=config.judge, criteria=criteria, personas_per_scenario=config.personas_per_scenario, seed=config.seed,
+            generation=EvalGenerationSettings(max_new_tokens=config.max_new_tokens, system_prompt=config.system_prompt, seed=config.seed),
+            reward_models=reward_dirs, pareto=pareto, progress_bar=False,
         ),
         progress_callback=lambda done, total: run.progress(done, total),
         should_stop=run.should_stop,
     )
     _stopped(run)
-    _store_answers(job, result.answers_path)
+    if result.stopped or not result.report_path:
+        raise JobCancelled()
+    _store_answers(job, output / "answers", [m.name for m in models])
     return StageOutcome(
-        result={"evaluation_json": str(result.evaluation_json), "judge_decisions": str(result.judge_decisions_path),
-                "answers_path": str(result.answers_path), "plots": [str(p) for p in result.plots]},
+        result={"evaluation_json": result.report_path, "judge_decisions": result.decisions_path,
+                "answers_dir": str(output / "answers"), "plots": list(result.plots), "synthetic": result.synthetic},
         lineage={"models": [m.name for m in models], "reward_models": reward_dirs},
-        artifacts=[{"kind": Artifact.Kind.EVALUATION, "name": "evaluation", "path": Path(result.evaluation_json)}]
+        artifacts=[{"kind": Artifact.Kind.EVALUATION, "name": "evaluation", "path": Path(result.report_path)},
+                   {"kind": Artifact.Kind.EVALUATION, "name": "judge-decisions", "path": Path(result.decisions_path)}]
         + [{"kind": Artifact.Kind.PLOT, "name": Path(p).name, "path": Path(p)} for p in result.plots],
     )
 
 
-def _store_answers(job: Job, answers_path):
+def _store_answers(job: Job, answers_dir: Path, names: list[str]):
     """Evaluation answers become Response rows, so they can be sent for clinician rating."""
-    from training.pipeline.io import iter_jsonl
+    from training.pipeline.evaluation import _file_name
+    from training.pipeline.io import load_candidates
 
-    versions = {"base": _base_version(job)}
-    for key in job.params["models"]:
-        if key != "base":
-            versions[key] = ModelVersion.objects.get(pk=_upstream(job, key).result["model_version"])
-    for record in iter_jsonl(Path(answers_path)):
-        version = versions.get(record["model"])
-        if version is None:
-            continue
-        Response.objects.update_or_create(
-            scenario=scenario_from_id(record["scenario_id"]), model_version=version, sample_index=0,
-            defaults={"text": record["answer"], "generation_settings": record.get("generation", {}), "seed": record.get("seed")},
-        )
+    for name in names:
+        version = _base_version(job) if name == "base" else ModelVersion.objects.get(pk=_upstream(job, name).result["model_version"])
+        for candidate in load_candidates(answers_dir / f"{_file_name(name)}.jsonl"):
+            Response.objects.update_or_create(
+                scenario=scenario_from_id(candidate.scenario_id), model_version=version, sample_index=0,
+                defaults={"text": candidate.responses[0], "generation_settings": candidate.generation or {}},
+            )
 
 
 def _base_version(job: Job) -> ModelVersion:
