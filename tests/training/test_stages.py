@@ -1,0 +1,55 @@
+"""Every stage of the CPU-demo plan runs, in order, on tiny models (in this process)."""
+import json
+
+import pytest
+
+from core.models import ModelVersion, Response
+from core.services import scenario_bank_load
+from training import services
+from training.models import Job
+
+TINY_DEMO = {
+    "preset": "cpu_demo", "base_model": "tiny", "reward_backbone": "tiny", "train_scenarios": 6, "test_scenarios": 3,
+    "personas_train": 3, "personas_test": 3, "personas_per_scenario": 3, "candidates_per_scenario": 3, "max_new_tokens": 8,
+    "policy_max_steps": 2, "policy_save_steps": 1, "reward_max_steps": 2, "lora_rank": 4, "criteria_set": "therapeutic_four_safety",
+}
+
+
+def run_all_queued(published):
+    """Drain the queue the way workers would, one job at a time."""
+    ran = []
+    while published:
+        job_id, _queue = published.pop(0)
+        state = services.job_execute(job_id=job_id)
+        ran.append((Job.objects.get(pk=job_id).key, state))
+    return ran
+
+
+@pytest.fixture
+def published(monkeypatch):
+    sent = []
+    monkeypatch.setattr(services, "_publish", lambda job_id, queue: sent.append((job_id, queue)))
+    return sent
+
+
+@pytest.mark.django_db(transaction=True)
+def test_cpu_demo_plan_runs_end_to_end_in_process(published, researcher, settings, tmp_path):
+    settings.ARTIFACT_ROOT = tmp_path
+    settings.MODEL_CACHE_DIR = tmp_path / "models"
+    scenario_bank_load()
+    experiment = services.experiment_start(name="tiny demo", config=TINY_DEMO, actor=researcher)
+    ran = run_all_queued(published)
+    failed = {job.key: job.error for job in experiment.jobs.exclude(state=Job.State.SUCCEEDED)}
+    assert not failed, json.dumps(failed, indent=1)[:6000]
+    assert [key for key, _ in ran][0] == "scenarios" and ran[-1][0] == "evaluate"
+    evaluate = experiment.jobs.get(key="evaluate")
+    report = json.loads(open(evaluate.result["evaluation_json"]).read())
+    assert set(report["table"]) == {"base", "sft", "dpo:empathy", "dpo:safety", "merge", "joint", "modpo:empathy"}
+    assert report["synthetic"] is True
+    # Artifacts registered with digests; trained models registered as model versions with lineage.
+    modpo = experiment.jobs.get(key="modpo:empathy")
+    assert modpo.artifacts.get().sha256 and modpo.lineage["reward_models"]
+    assert ModelVersion.objects.filter(name="tiny demo/modpo:empathy", kind="adapter").exists()
+    # Evaluation answers are stored as responses for clinician rating.
+    assert Response.objects.filter(model_version__name="tiny demo/modpo:empathy").count() == 3
+    assert Response.objects.filter(model_version__name="tiny demo/base").count() == 3
