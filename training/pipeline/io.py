@@ -336,7 +336,8 @@ def dataclass_from_dict(cls, data: Any, where: str = "config"):
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a table of settings, got {type(data).__name__}")
     hints = _type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    # Hooks (progress callbacks, stop checks) are set in code, never from a file.
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init and not _is_callable_type(hints.get(f.name))}
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ConfigError(
@@ -357,13 +358,28 @@ def dataclass_from_dict(cls, data: Any, where: str = "config"):
         raise ConfigError(f"{where}: {exc}") from None
 
 
+def _is_callable_type(kind: Any) -> bool:
+    import collections.abc
+    import types
+    import typing
+
+    if kind is None:
+        return False
+    origin = typing.get_origin(kind)
+    if origin is collections.abc.Callable or kind is collections.abc.Callable:
+        return True
+    return origin in (typing.Union, types.UnionType) and any(_is_callable_type(arg) for arg in typing.get_args(kind))
+
+
 def _type_hints(cls) -> dict:
     import typing
 
     try:
         return typing.get_type_hints(cls)
-    except Exception:  # unresolvable forward references: accept values as given
-        return {}
+    except Exception:  # a forward reference that can't be resolved: use whatever is a real type
+        import dataclasses
+
+        return {f.name: f.type for f in dataclasses.fields(cls) if not isinstance(f.type, str)}
 
 
 def _coerce(kind: Any, value: Any, where: str):
