@@ -40,9 +40,9 @@ def worker_environment(extra=None):
 
 
 class WorkerProcess:
-    def __init__(self, queues="default,gpu", extra_env=None, name="test"):
+    def __init__(self, queues="default,gpu", extra_env=None, name="test", pool="solo"):
         self.args = [
-            sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queues, "--pool", "solo",
+            sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queues, "--pool", pool, "--concurrency", "1",
             "--loglevel", "INFO", "-n", f"{name}-{os.getpid()}-{time.monotonic_ns()}@%h",
             "--without-gossip", "--without-mingle", "--without-heartbeat",
         ]

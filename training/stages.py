@@ -308,7 +308,8 @@ def _policy_outcome(job: Job, run, result, *, method: str, extra_lineage: dict) 
     lineage = {"dataset": _upstream(job, "preferences").result.get("version") if job.kind != "merge" else None,
                "base_model": config.base_model, **extra_lineage}
     return StageOutcome(
-        result={"adapter_dir": str(adapter), "metrics": result.metrics, "model_version": version.pk},
+        result={"adapter_dir": str(adapter), "metrics": result.metrics, "model_version": version.pk,
+                "resumed_from": str(result.resumed_from) if result.resumed_from else None},
         lineage=lineage,
         artifacts=[{"kind": Artifact.Kind.ADAPTER, "name": job.key.replace(":", "-"), "path": adapter,
                     "metrics": result.metrics, "model_version": version}],

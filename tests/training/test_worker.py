@@ -1,0 +1,84 @@
+"""Jobs on a real Celery worker process: duplicate deliveries and a worker
+child killed with SIGKILL in the middle of training."""
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from core.services import scenario_bank_load
+from tests.conftest import WorkerProcess
+from training import services
+from training.models import Job
+
+from .test_stages import TINY_DEMO
+
+pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+
+
+def wait_for(predicate, timeout, worker, what):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        if worker.process.poll() is not None:
+            pytest.fail(f"worker exited while waiting for {what}:\n{worker.log()[-4000:]}")
+        time.sleep(0.1)
+    pytest.fail(f"timed out waiting for {what}; worker log:\n{worker.log()[-4000:]}")
+
+
+@pytest.fixture
+def artifact_root(settings, tmp_path):
+    settings.ARTIFACT_ROOT = tmp_path / "artifacts"
+    settings.MODEL_CACHE_DIR = tmp_path / "models"
+    return {"ATTUNE_ARTIFACT_ROOT": str(settings.ARTIFACT_ROOT), "ATTUNE_MODEL_CACHE": str(settings.MODEL_CACHE_DIR)}
+
+
+def test_duplicate_delivery_runs_the_job_once(researcher, artifact_root):
+    scenario_bank_load()
+    experiment = services.experiment_start(name="dup delivery", config=TINY_DEMO, actor=researcher)
+    job = experiment.jobs.get(key="scenarios")
+    # The same wake-up delivered three times (e.g. a Redis visibility-timeout redelivery).
+    services._publish(job.pk, job.queue)
+    services._publish(job.pk, job.queue)
+    worker = WorkerProcess(queues="default", extra_env=artifact_root, name="dup").start()
+    try:
+        wait_for(lambda: Job.objects.get(pk=job.pk).state == Job.State.SUCCEEDED, 60, worker, "the job to succeed")
+        wait_for(lambda: worker.log().count("not claimed") >= 2, 30, worker, "the duplicate deliveries to be skipped")
+    finally:
+        worker.stop()
+    job.refresh_from_db()
+    assert job.attempts == 1
+    assert job.log_tail.count("attempt 1 on") == 1 and "attempt 2" not in job.log_tail
+    assert job.artifacts.count() == 2
+
+
+def test_killed_training_resumes_from_its_checkpoint(researcher, artifact_root, settings):
+    scenario_bank_load()
+    total_steps = 20
+    config = {**TINY_DEMO, "policy_max_steps": total_steps, "policy_save_steps": 5}
+    experiment = services.experiment_start(name="crash test", config=config, actor=researcher)
+    sft = experiment.jobs.get(key="sft")
+    checkpoints = sft.work_dir() / "policy"
+    # Prefork, like the GPU worker: the parent sees its child die and puts the task back.
+    worker = WorkerProcess(extra_env={**artifact_root, "ATTUNE_JOB_HEARTBEAT_SECONDS": "0.5"}, name="crash", pool="prefork").start()
+    try:
+        def first_checkpoint():
+            return any(p.name.startswith("checkpoint-") and (p / "COMPLETE").exists() for p in checkpoints.rglob("checkpoint-*"))
+
+        wait_for(first_checkpoint, 240, worker, "the SFT job's first complete checkpoint")
+        sft.refresh_from_db()
+        assert sft.state == Job.State.RUNNING
+        child_pid = int(sft.lease_owner.rsplit(":", 1)[1])
+        assert child_pid != worker.process.pid
+        os.kill(child_pid, signal.SIGKILL)
+        wait_for(lambda: Job.objects.get(pk=sft.pk).state in Job.FINISHED, 240, worker, "the SFT job to finish after the kill")
+    finally:
+        worker.stop()
+    sft.refresh_from_db()
+    assert sft.state == Job.State.SUCCEEDED, sft.error
+    assert sft.attempts == 2
+    assert sft.result["resumed_from"] and "checkpoint-" in sft.result["resumed_from"]
+    assert sft.result["metrics"]["global_step"] == total_steps
