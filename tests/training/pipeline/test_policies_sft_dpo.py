@@ -158,3 +158,13 @@ def test_pairs_dropped_by_trl_are_counted(tiny_lm_dir, preference_dataset_dir, t
                        preference_dataset_dir, "empathy")
     assert 0 < result.metrics["pairs_dropped_prompt_too_long"] < 6
     assert result.metrics["pairs_used"] + result.metrics["pairs_dropped_prompt_too_long"] == 6
+
+
+@pytest.mark.slow
+def test_dpo_step_on_the_default_policy_model(preference_dataset_dir, tmp_path):
+    config = PolicyConfig(output_dir=tmp_path / "dpo", base_model="smollm2-135m-instruct", lora_rank=4, lora_alpha=8,
+                          max_steps=1, batch_size=1, max_length=128, save_steps=100)
+    result = train_dpo(config, preference_dataset_dir, "empathy")
+    assert result.completed and (result.adapter_dir / "adapter_config.json").is_file()
+    assert json.loads((result.adapter_dir / "attune_policy.json").read_text())["base_model_dir"].endswith(
+        "smollm2-135m-instruct")

@@ -170,3 +170,14 @@ def test_compute_margins_with_tiny_reward_model(trained_rm, preference_dataset_d
 def test_weight_without_reward_model_is_refused(preference_dataset_dir, tmp_path):
     with pytest.raises(ValueError, match="no reward model"):
         compute_margins(preference_dataset_dir, "empathy", {"empathy": 1.0, "safety": 1.0}, {}, tmp_path / "m")
+
+
+@pytest.mark.slow
+def test_minilm_reward_model_trains_and_scores(preference_dataset_dir, tmp_path):
+    result = train_reward_model(RewardModelConfig(
+        dataset_dir=preference_dataset_dir, criterion="empathy", output_dir=tmp_path / "rm", backbone="minilm-l6",
+        max_steps=2, batch_size=2, validation_fraction=0.34,
+    ))
+    assert result.scale_std > 0
+    scores = RewardScorer.load(result.output_dir).score(["I feel low."], ["I am here for you."])
+    assert len(scores) == 1
