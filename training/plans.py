@@ -222,10 +222,14 @@ def build_plan(config: ExperimentConfig) -> list[JobSpec]:
             jobs.append(JobSpec(key, "reward_model", "gpu", {"criterion": criterion}, depends_on=["preferences"]))
         return key
 
+    # DPO-family policies start from the SFT model, which is also their
+    # reference (pi_ref): the study's recipe (DESIGN.md §5).
+    reference = ["sft"]
+
     def dpo(criterion):
         key = f"dpo:{criterion}"
         if not any(j.key == key for j in jobs):
-            jobs.append(JobSpec(key, "dpo", "gpu", {"criterion": criterion}, depends_on=["preferences"]))
+            jobs.append(JobSpec(key, "dpo", "gpu", {"criterion": criterion}, depends_on=["preferences", *reference]))
             policies.append(key)
         return key
 
@@ -236,11 +240,11 @@ def build_plan(config: ExperimentConfig) -> list[JobSpec]:
                             depends_on=["preferences", *[reward(c) for c in others]]))
         key = f"modpo:{label}"
         jobs.append(JobSpec(key, "modpo", "gpu", {"primary": primary, "weights": weights, "safety_floor": config.safety_floor},
-                            depends_on=[margin_key]))
+                            depends_on=[margin_key, *reference]))
         policies.append(key)
 
+    jobs.append(JobSpec("sft", "sft", "gpu", {"criterion": config.primary}, depends_on=["preferences"]))
     if config.preset in ("cpu_demo", "method_comparison"):
-        jobs.append(JobSpec("sft", "sft", "gpu", {"criterion": config.primary}, depends_on=["preferences"]))
         policies.append("sft")
         merge_parts = [dpo(c) for c in config.merge_weights]
         dpo(config.primary)
@@ -249,7 +253,7 @@ def build_plan(config: ExperimentConfig) -> list[JobSpec]:
         jobs.append(JobSpec("merge", "merge", "default", {"weights": config.merge_weights, "method": config.merge_method},
                             depends_on=merge_parts))
         policies.append("merge")
-        jobs.append(JobSpec("joint", "joint_dpo", "gpu", {"weights": config.joint_weights}, depends_on=["preferences"]))
+        jobs.append(JobSpec("joint", "joint_dpo", "gpu", {"weights": config.joint_weights}, depends_on=["preferences", *reference]))
         policies.append("joint")
         modpo(config.primary, config.modpo_weights, config.primary)
     elif config.preset == "criteria_comparison":

@@ -284,12 +284,19 @@ def run_margins(job: Job, run) -> StageOutcome:
 
 # --- Policies --------------------------------------------------------------------
 
+def _sft_adapter(job: Job) -> str | None:
+    """The SFT adapter a DPO-family policy starts from and uses as its reference."""
+    sft = job.depends_on.filter(kind="sft").first()
+    return sft.result["adapter_dir"] if sft else None
+
+
 def _policy_config(job: Job, run):
     from training.pipeline.policies import PolicyConfig
 
     config = _config(job)
     return PolicyConfig(
         output_dir=job.work_dir() / "policy", base_model=_base_model(job, config), model_cache_dir=settings.MODEL_CACHE_DIR,
+        base_adapter=_sft_adapter(job) if job.kind != "sft" else None,
         system_prompt=config.system_prompt, lora_rank=config.lora_rank, lora_alpha=2 * config.lora_rank,
         lora_init_seed=config.seed, beta=config.beta, learning_rate=config.learning_rate, max_steps=config.policy_max_steps,
         batch_size=config.policy_batch_size, save_steps=config.policy_save_steps, seed=config.seed, max_length=256,
@@ -305,8 +312,8 @@ def _policy_outcome(job: Job, run, result, *, method: str, extra_lineage: dict) 
     config = _config(job)
     version = _register_model_version(job, kind=ModelVersion.Kind.ADAPTER, path=adapter, model_ref=config.base_model,
                                       provenance={"method": method, **job.params})
-    lineage = {"dataset": _upstream(job, "preferences").result.get("version") if job.kind != "merge" else None,
-               "base_model": config.base_model, **extra_lineage}
+    lineage = {"dataset": _upstream(job, "preferences").result.get("version"), "base_model": config.base_model,
+               "parent_checkpoint": _sft_adapter(job) if job.kind != "sft" else None, **extra_lineage}
     return StageOutcome(
         result={"adapter_dir": str(adapter), "metrics": result.metrics, "model_version": version.pk,
                 "resumed_from": str(result.resumed_from) if result.resumed_from else None},
@@ -358,15 +365,16 @@ def run_merge(job: Job, run) -> StageOutcome:
     adapters = {c: _upstream(job, f"dpo:{c}").result["adapter_dir"] for c in weights}
     output = job.work_dir() / "merged"
     method = job.params.get("method", "cat")
+    sft_adapter = _sft_adapter(job.depends_on.filter(kind="dpo").first())
     path = merge_adapters(_base_model(job, config), adapters, weights, output, method=method,
                           svd_rank=config.lora_rank * len(adapters) if method == "svd" else None,
-                          model_cache_dir=settings.MODEL_CACHE_DIR)
+                          base_adapter=sft_adapter, model_cache_dir=settings.MODEL_CACHE_DIR)
     run.progress(1, 1)
     version = _register_model_version(job, kind=ModelVersion.Kind.MERGED, path=Path(path), model_ref=config.base_model,
                                       provenance={"method": "merge", **job.params})
     return StageOutcome(
         result={"adapter_dir": str(path), "model_version": version.pk},
-        lineage={"adapters": adapters, "weights": weights, "base_model": config.base_model},
+        lineage={"adapters": adapters, "weights": weights, "base_model": config.base_model, "parent_checkpoint": sft_adapter},
         artifacts=[{"kind": Artifact.Kind.MERGED, "name": job.key.replace(":", "-"), "path": Path(path), "model_version": version}],
     )
 
@@ -382,7 +390,8 @@ def run_evaluate(job: Job, run) -> StageOutcome:
     models = [EvalModel(name="base", model=base)]
     for key in job.params["models"]:
         if key != "base":
-            models.append(EvalModel(name=key, model=base, adapter=_upstream(job, key).result["adapter_dir"]))
+            # A policy folder knows the base (and SFT adapter) it was trained on.
+            models.append(EvalModel(name=key, policy=_upstream(job, key).result["adapter_dir"]))
     reward_dirs = {j.params["criterion"]: j.result["model_dir"]
                    for j in job.experiment.jobs.filter(kind="reward_model", state=Job.State.SUCCEEDED)}
     criteria = list(config.evaluation_criteria)

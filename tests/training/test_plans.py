@@ -12,7 +12,8 @@ def test_cpu_demo_plan_has_every_method_of_the_study():
     plan = build_plan(validate_config({"preset": "cpu_demo"}))
     assert {"sft", "dpo:empathy", "dpo:safety", "merge", "joint", "modpo:empathy", "evaluate"} <= set(keys(plan))
     by_key = {job.key: job for job in plan}
-    assert by_key["modpo:empathy"].depends_on == ["margins:empathy"]
+    assert by_key["modpo:empathy"].depends_on == ["margins:empathy", "sft"]  # SFT is the reference model
+    assert "sft" in by_key["dpo:empathy"].depends_on and "sft" in by_key["joint"].depends_on
     assert "reward:safety" in by_key["margins:empathy"].depends_on
     assert set(by_key["merge"].depends_on) == {"dpo:empathy", "dpo:safety"}
     assert by_key["evaluate"].params["models"][0] == "base"
