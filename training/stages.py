@@ -323,24 +323,65 @@ def _policy_outcome(job: Job, run, result, *, method: str, extra_lineage: dict) 
     )
 
 
+@dataclass
+class LaunchedPolicyResult:
+    """What a policy run through `accelerate launch` left in its output folder."""
+
+    adapter_dir: str | None
+    model_dir: str | None
+    metrics: dict
+    completed: bool
+    resumed_from: str | None = None
+
+
+def _train_policy(job: Job, run, stage: str, table: dict, train_in_process):
+    """Train in this process, or through `accelerate launch` on a multi-GPU worker."""
+    if not settings.ATTUNE_ACCELERATE_NUM_PROCESSES:
+        return train_in_process(table["policy"])
+    import json
+
+    from .launch import build_launch_command, run_launch, write_stage_toml
+
+    policy = table["policy"]
+    table = {**table, "policy": {k: v for k, v in policy.to_dict().items() if v is not None}}
+    config_path = write_stage_toml(job.work_dir() / f"{stage}.toml", table)
+    command = build_launch_command(stage=stage, stage_config=config_path, accelerate_config=settings.ATTUNE_ACCELERATE_CONFIG,
+                                   num_processes=settings.ATTUNE_ACCELERATE_NUM_PROCESSES)
+    code = run_launch(command, run=run, cwd=settings.BASE_DIR)
+    _stopped(run)
+    if code != 0:
+        raise RuntimeError(f"`accelerate launch` exited with status {code}; see the job log")
+    output = Path(policy.output_dir)
+    record = json.loads((output / "policy.json").read_text())
+    return LaunchedPolicyResult(adapter_dir=record["adapter_dir"], model_dir=record["model_dir"],
+                                metrics=json.loads((output / "metrics.json").read_text()), completed=record["completed"])
+
+
 def run_sft(job: Job, run) -> StageOutcome:
     from training.pipeline.policies import train_sft
 
-    result = train_sft(_policy_config(job, run), _upstream(job, "preferences").result["dataset_dir"], job.params["criterion"])
+    table = {"dataset_dir": _upstream(job, "preferences").result["dataset_dir"], "criterion": job.params["criterion"],
+             "policy": _policy_config(job, run)}
+    result = _train_policy(job, run, "sft", table, lambda policy: train_sft(policy, table["dataset_dir"], table["criterion"]))
     return _policy_outcome(job, run, result, method="sft", extra_lineage={})
 
 
 def run_dpo(job: Job, run) -> StageOutcome:
     from training.pipeline.policies import train_dpo
 
-    result = train_dpo(_policy_config(job, run), _upstream(job, "preferences").result["dataset_dir"], job.params["criterion"])
+    table = {"dataset_dir": _upstream(job, "preferences").result["dataset_dir"], "criterion": job.params["criterion"],
+             "policy": _policy_config(job, run)}
+    result = _train_policy(job, run, "dpo", table, lambda policy: train_dpo(policy, table["dataset_dir"], table["criterion"]))
     return _policy_outcome(job, run, result, method="dpo", extra_lineage={})
 
 
 def run_joint_dpo(job: Job, run) -> StageOutcome:
     from training.pipeline.policies import train_joint_dpo
 
-    result = train_joint_dpo(_policy_config(job, run), _upstream(job, "preferences").result["dataset_dir"], job.params["weights"])
+    table = {"dataset_dir": _upstream(job, "preferences").result["dataset_dir"], "weights": job.params["weights"],
+             "policy": _policy_config(job, run)}
+    result = _train_policy(job, run, "joint-dpo", table,
+                           lambda policy: train_joint_dpo(policy, table["dataset_dir"], table["weights"]))
     return _policy_outcome(job, run, result, method="joint_dpo", extra_lineage={})
 
 
@@ -352,8 +393,12 @@ def run_modpo(job: Job, run) -> StageOutcome:
     floor = job.params.get("safety_floor")
     if floor is not None and "safety" in job.params["weights"] and job.params["primary"] != "safety":
         kwargs["safety"] = SafetyConstraint(floor=floor, every_n_steps=max(1, _config(job).policy_save_steps))
-    result = train_modpo(_policy_config(job, run), margins_job.result["margin_dataset_dir"], job.params["weights"],
-                         job.params["primary"], **kwargs)
+    table = {"margin_dataset_dir": margins_job.result["margin_dataset_dir"], "primary": job.params["primary"],
+             "weights": job.params["weights"], "policy": _policy_config(job, run)}
+    if "safety" in kwargs:
+        table["safety"] = kwargs["safety"].to_dict()
+    result = _train_policy(job, run, "modpo", table, lambda policy: train_modpo(
+        policy, table["margin_dataset_dir"], table["weights"], table["primary"], **kwargs))
     return _policy_outcome(job, run, result, method="modpo", extra_lineage={"reward_models": margins_job.lineage.get("reward_models")})
 
 

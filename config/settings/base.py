@@ -217,3 +217,7 @@ CELERY_BEAT_SCHEDULE = {
     "reap-stalled-jobs": {"task": "training.tasks.reap_jobs", "schedule": env.float("ATTUNE_REAPER_INTERVAL", default=60.0)},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# 0: policies train inside the worker process. N >= 1: through `accelerate launch`
+# with N processes (one per GPU), optionally with an accelerate config file.
+ATTUNE_ACCELERATE_NUM_PROCESSES = env.int("ATTUNE_ACCELERATE_NUM_PROCESSES", default=0)
+ATTUNE_ACCELERATE_CONFIG = env("ATTUNE_ACCELERATE_CONFIG", default="") or None
