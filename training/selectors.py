@@ -26,7 +26,7 @@ def experiment_status(*, experiment: Experiment) -> dict:
             "cancel_requested": job.cancel_requested,
             "error": job.error.splitlines()[0] if job.error else "",
             "log_tail": job.log_tail[-2000:],
-            "depends_on": [d.key for d in job.depends_on.all()],
+            "depends_on": sorted(d.key for d in job.depends_on.all()),
             "artifacts": [{"kind": a.kind, "name": a.name, "path": a.path, "sha256": a.sha256} for a in job.artifacts.all()],
             "lineage": job.lineage,
         })
