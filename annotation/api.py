@@ -1,0 +1,211 @@
+"""JSON API of the annotation app (DRF, session authentication).
+
+Clinician endpoints speak in screen terms ("left" is the page's Response A)
+and opaque tokens; they never carry a model name, id, checkpoint, generation
+setting or anything that orders the sources. Researcher endpoints (staff in
+the Researchers group) return results and import judge decisions.
+"""
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.permissions import BasePermission, IsAuthenticated
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from core import roles
+
+from . import selectors, services
+from .exceptions import AnnotationError, JudgeImportError
+from .models import RatingStudy
+from .selectors import AssignmentNotFound
+
+
+class IsClinician(BasePermission):
+    message = "Only clinicians rate responses."
+
+    def has_permission(self, request, view):
+        return roles.is_clinician(request.user)
+
+
+class IsResearcher(BasePermission):
+    message = "Only researchers see study results."
+
+    def has_permission(self, request, view):
+        return roles.is_researcher(request.user)
+
+
+def _error(error: AnnotationError) -> Response:
+    return Response({"detail": error.message, "errors": error.errors}, status=error.status_code)
+
+
+def _not_found() -> Response:
+    return Response({"detail": "There is no such item."}, status=status.HTTP_404_NOT_FOUND)
+
+
+class AnswersSerializer(serializers.Serializer):
+    """Answers in screen terms. Validation of the dimensions is the service's."""
+
+    choices = serializers.DictField(child=serializers.CharField(allow_blank=True), required=False, default=dict)
+    unsafe_left = serializers.BooleanField(required=False, default=False)
+    unsafe_right = serializers.BooleanField(required=False, default=False)
+    comment = serializers.CharField(required=False, allow_blank=True, default="", trim_whitespace=False)
+    time_on_task_ms = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=0)
+
+
+def _answers(request):
+    serializer = AnswersSerializer(data=request.data)
+    if not serializer.is_valid():
+        raise services.InvalidInput(
+            "the answers are malformed",
+            errors=[f"{field}: {' '.join(map(str, msgs))}" for field, msgs in serializer.errors.items()],
+        )
+    return serializer.validated_data
+
+
+def _item_payload(page: dict) -> dict:
+    return {
+        "item": page["token"],
+        "position": page["position"],
+        "progress": page["progress"],
+        "open": page["open"],
+        "post": page["post"],
+        "left": {"label": "Response A", "text": page["left_text"]},
+        "right": {"label": "Response B", "text": page["right_text"]},
+        "dimensions": [
+            {"key": d["key"], "name": d["name"], "question": d["question"], "choice": d["choice"] or None}
+            for d in page["dimensions"]
+        ],
+        "unsafe_left": page["unsafe_left"],
+        "unsafe_right": page["unsafe_right"],
+        "comment": page["comment"],
+        "done": page["done"],
+    }
+
+
+class QueueApi(APIView):
+    permission_classes = [IsAuthenticated, IsClinician]
+
+    @extend_schema(summary="The clinician's studies, progress and next item", responses={200: dict})
+    def get(self, request):
+        entries = selectors.clinician_queue(user=request.user)
+        return Response({
+            "studies": [
+                {
+                    "study": e["token"],
+                    "title": e["title"],
+                    "open": e["open"],
+                    "done": e["progress"]["done"],
+                    "total": e["progress"]["total"],
+                    "next_item": e["next"].token if e["next"] else None,
+                }
+                for e in entries
+            ]
+        })
+
+
+class _AssignmentApi(APIView):
+    permission_classes = [IsAuthenticated, IsClinician]
+
+    def assignment(self, request, token):
+        return selectors.assignment_for_clinician(token=token, user=request.user)
+
+
+class ItemApi(_AssignmentApi):
+    @extend_schema(summary="One item as the clinician sees it", responses={200: dict})
+    def get(self, request, token):
+        try:
+            assignment = self.assignment(request, token)
+        except AssignmentNotFound:
+            return _not_found()
+        except AnnotationError as error:
+            return _error(error)
+        return Response(_item_payload(selectors.rating_page(assignment=assignment)))
+
+
+class DraftApi(_AssignmentApi):
+    @extend_schema(summary="Autosave unfinished answers", request=AnswersSerializer, responses={200: dict})
+    def post(self, request, token):
+        try:
+            assignment = self.assignment(request, token)
+            assignment = services.assignment_draft_save(assignment=assignment, clinician=request.user, **_answers(request))
+        except AssignmentNotFound:
+            return _not_found()
+        except AnnotationError as error:
+            return _error(error)
+        return Response({"saved": True, "saved_at": assignment.draft_saved_at.isoformat()})
+
+    put = post
+
+
+class JudgmentApi(_AssignmentApi):
+    @extend_schema(summary="Submit (or change) the answer for one item", request=AnswersSerializer, responses={200: dict})
+    def post(self, request, token):
+        try:
+            assignment = self.assignment(request, token)
+            services.judgment_submit(assignment=assignment, clinician=request.user, **_answers(request))
+        except AssignmentNotFound:
+            return _not_found()
+        except AnnotationError as error:
+            return _error(error)
+        following = selectors.assignment_next(study=assignment.study, user=request.user)
+        return Response({
+            "saved": True,
+            "progress": selectors.clinician_progress(study=assignment.study, user=request.user),
+            "next_item": following.token if following else None,
+        })
+
+
+class UndoApi(APIView):
+    permission_classes = [IsAuthenticated, IsClinician]
+
+    @extend_schema(summary="Withdraw the clinician's last answer in a study", request=None, responses={200: dict})
+    def post(self, request, token):
+        try:
+            study = selectors.study_for_clinician(token=token, user=request.user)
+            assignment = services.judgment_undo(study=study, clinician=request.user)
+        except AssignmentNotFound:
+            return _not_found()
+        except AnnotationError as error:
+            return _error(error)
+        return Response({"item": assignment.token})
+
+
+class ResultsApi(APIView):
+    permission_classes = [IsAuthenticated, IsResearcher]
+
+    @extend_schema(summary="A study's results (researchers)", responses={200: dict})
+    def get(self, request, pk):
+        study = RatingStudy.objects.filter(pk=pk).select_related("source_a", "source_b", "criteria_set").first()
+        if study is None:
+            return Response({"detail": "No such study."}, status=status.HTTP_404_NOT_FOUND)
+        return Response(selectors.rating_study_results(study))
+
+
+class JudgeImportSerializer(serializers.Serializer):
+    judge_name = serializers.CharField(max_length=200)
+    rows = serializers.ListField(child=serializers.DictField(), allow_empty=False)
+    source_names = serializers.DictField(child=serializers.CharField(), required=False, default=dict)
+    skip_unmatched = serializers.BooleanField(required=False, default=False)
+
+
+class JudgeImportApi(APIView):
+    permission_classes = [IsAuthenticated, IsResearcher]
+
+    @extend_schema(summary="Import a judge's decisions on a study's items (researchers)", request=JudgeImportSerializer,
+                   responses={201: dict, 400: dict})
+    def post(self, request, pk):
+        study = RatingStudy.objects.filter(pk=pk).select_related("source_a", "source_b").first()
+        if study is None:
+            return Response({"detail": "No such study."}, status=status.HTTP_404_NOT_FOUND)
+        serializer = JudgeImportSerializer(data=request.data)
+        if not serializer.is_valid():
+            return Response({"detail": "the request is malformed; nothing was imported", "errors": serializer.errors},
+                            status=status.HTTP_400_BAD_REQUEST)
+        data = serializer.validated_data
+        try:
+            report = services.judge_decisions_import(
+                study=study, judge_name=data["judge_name"], rows=data["rows"], source_names=data["source_names"],
+                skip_unmatched=data["skip_unmatched"], actor=request.user,
+            )
+        except JudgeImportError as error:
+            return _error(error)
+        return Response(report.as_dict(), status=status.HTTP_201_CREATED)

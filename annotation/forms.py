@@ -1,0 +1,84 @@
+"""Researcher forms (admin): create a study, import judge decisions."""
+import random
+
+from django import forms
+from django.contrib.auth import get_user_model
+
+from core import roles
+from core.models import CriteriaSet, ModelVersion, Response, Scenario
+
+
+class RatingStudyCreateForm(forms.Form):
+    name = forms.CharField(max_length=200, help_text="For researchers only; clinicians never see it.")
+    public_title = forms.CharField(
+        max_length=200, required=False, help_text="What clinicians see (default 'Response comparison'). Never name the models."
+    )
+    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
+    source_a = forms.ModelChoiceField(queryset=ModelVersion.objects.order_by("name"))
+    source_b = forms.ModelChoiceField(queryset=ModelVersion.objects.order_by("name"))
+    sample_index = forms.IntegerField(min_value=0, initial=0, help_text="Which sample of each source's responses to show.")
+    criteria_set = forms.ModelChoiceField(queryset=CriteriaSet.objects.order_by("name"))
+    include_overall = forms.BooleanField(required=False, initial=True, label="Add the 'overall' dimension")
+    scenarios = forms.ModelMultipleChoiceField(
+        queryset=Scenario.objects.order_by("id"), required=False,
+        help_text="Leave empty to take scenarios that have responses from both sources (filtered and limited below).",
+    )
+    scenario_split = forms.ChoiceField(
+        choices=[("", "any split")] + list(Scenario.Split.choices), required=False, initial=Scenario.Split.TEST
+    )
+    scenario_limit = forms.IntegerField(min_value=1, required=False, initial=100, help_text="At most this many (a seeded random sample).")
+    clinicians = forms.ModelMultipleChoiceField(queryset=get_user_model().objects.none(), widget=forms.CheckboxSelectMultiple)
+    overlap = forms.CharField(initial="all", help_text="How many clinicians rate each item: 'all', or a number k.")
+    seed = forms.IntegerField(required=False, help_text="Decides assignment and left/right order; random when empty.")
+    open_now = forms.BooleanField(required=False, label="Open the study to clinicians now")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["clinicians"].queryset = (
+            get_user_model().objects.filter(groups__name=roles.CLINICIANS, is_active=True).order_by("username")
+        )
+
+    def selected_scenarios(self) -> list:
+        data = self.cleaned_data
+        if data["scenarios"]:
+            return list(data["scenarios"])
+        both = Response.objects.filter(model_version=data["source_a"], sample_index=data["sample_index"]).values("scenario")
+        scenarios = Scenario.objects.filter(
+            pk__in=both,
+            responses__model_version=data["source_b"], responses__sample_index=data["sample_index"],
+        ).distinct().order_by("id")
+        if data.get("scenario_split"):
+            scenarios = scenarios.filter(split=data["scenario_split"])
+        scenarios = list(scenarios)
+        limit = data.get("scenario_limit")
+        if limit and len(scenarios) > limit:
+            rng = random.Random(data.get("seed") or 0)
+            scenarios = sorted(rng.sample(scenarios, limit), key=lambda s: s.pk)
+        return scenarios
+
+
+class JudgeImportForm(forms.Form):
+    judge_name = forms.CharField(max_length=200, help_text="Decisions already stored under this name are replaced.")
+    file = forms.FileField(help_text="The pipeline's judge_decisions.jsonl, or a CSV with scenario_id, criterion, choice (source_a/source_b/tie).")
+    source_a_name = forms.CharField(required=False, help_text="The name the file uses for source A, if not its ModelVersion name.")
+    source_b_name = forms.CharField(required=False, help_text="The name the file uses for source B.")
+    skip_unmatched = forms.BooleanField(required=False, help_text="Skip lines for scenarios that are not in this study.")
+
+    MAX_BYTES = 50 * 1024 * 1024
+
+    def clean_file(self):
+        upload = self.cleaned_data["file"]
+        name = upload.name.lower()
+        if not (name.endswith(".jsonl") or name.endswith(".ndjson") or name.endswith(".csv")):
+            raise forms.ValidationError("Upload a .jsonl or .csv file.")
+        if upload.size > self.MAX_BYTES:
+            raise forms.ValidationError("The file is larger than 50 MB.")
+        return upload
+
+    def source_names(self) -> dict:
+        names = {}
+        if self.cleaned_data.get("source_a_name"):
+            names[self.cleaned_data["source_a_name"].strip()] = "source_a"
+        if self.cleaned_data.get("source_b_name"):
+            names[self.cleaned_data["source_b_name"].strip()] = "source_b"
+        return names

@@ -1,0 +1,393 @@
+"""Rating-study services: assignment, answers saved once with history, undo,
+bad input that changes nothing, judge import, audited exports."""
+import json
+import random
+from collections import Counter
+
+import pytest
+from django.db import IntegrityError
+
+from annotation import services
+from annotation.exceptions import InvalidInput, InvalidTransition, JudgeImportError, NotAssigned, NothingToUndo, StudyNotOpen
+from annotation.models import Assignment, JudgeDecision, Judgment, JudgmentChoice, JudgmentRevision, RatingStudy
+from annotation.selectors import study_dimension_keys
+from core.models import AuditEvent
+from tests.factories import ClinicianFactory, ResearcherFactory, ResponseFactory, ScenarioFactory, UserFactory
+
+from .factories import FixedSourceFactory, make_study, paired_scenarios, screen_answers, small_criteria_set
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.mark.parametrize(
+    "n_items,n_clinicians,overlap",
+    [(7, 3, 2), (5, 5, 3), (9, 7, 4), (11, 3, 3), (1, 3, 1), (13, 5, 1), (3, 7, 5), (101, 6, 2)],
+)
+def test_assignment_plan_meets_overlap_exactly_with_balanced_load(n_items, n_clinicians, overlap):
+    queues = services.assignment_plan(n_items=n_items, n_clinicians=n_clinicians, overlap=overlap, rng=random.Random(5))
+    per_item = Counter(item for queue in queues for item in queue)
+    assert set(per_item) == set(range(n_items))
+    assert all(count == overlap for count in per_item.values())
+    for queue in queues:
+        assert len(queue) == len(set(queue))  # nobody sees an item twice
+    loads = [len(q) for q in queues]
+    assert max(loads) - min(loads) <= 1
+    assert sum(loads) == n_items * overlap
+
+
+def test_study_create_assigns_every_item_to_overlap_distinct_clinicians():
+    study = make_study(n_items=7, n_clinicians=5, overlap=3)
+    assert study.state == RatingStudy.State.OPEN
+    assert study.items.count() == 7
+    per_item = Counter(Assignment.objects.filter(study=study).values_list("item_id", flat=True))
+    assert len(per_item) == 7 and set(per_item.values()) == {3}
+    loads = Counter(Assignment.objects.filter(study=study).values_list("clinician_id", flat=True))
+    assert max(loads.values()) - min(loads.values()) <= 1
+    # Each clinician's queue is numbered 1..n; left/right comes from the stored seed.
+    for clinician_id in loads:
+        positions = sorted(Assignment.objects.filter(study=study, clinician_id=clinician_id).values_list("position", flat=True))
+        assert positions == list(range(1, len(positions) + 1))
+    for assignment in Assignment.objects.filter(study=study):
+        assert assignment.left_is_a == (random.Random(assignment.position_seed).random() < 0.5)
+    assert study_dimension_keys(study) == ["empathy", "safety", "overall"]
+    event = AuditEvent.objects.get(action="annotation.study.create")
+    assert event.target_id == str(study.pk) and event.details["items"] == 7
+
+
+def test_overlap_all_and_seed_reproducibility():
+    clinicians = [ClinicianFactory() for _ in range(3)]
+    a, b = FixedSourceFactory(), FixedSourceFactory()
+    scenarios = paired_scenarios(5, a, b)
+    kwargs = dict(source_a=a, source_b=b, scenarios=scenarios, criteria_set=small_criteria_set(), clinicians=clinicians,
+                  actor=None, seed=11)
+    first = services.rating_study_create(name="one", overlap="all", **kwargs)
+    second = services.rating_study_create(name="two", overlap=3, **kwargs)
+    assert first.overlap == 3 and first.overlap_all
+    assert Assignment.objects.filter(study=first).count() == 15
+
+    def layout(study):
+        return sorted(Assignment.objects.filter(study=study).values_list("item__scenario_id", "clinician_id", "position", "left_is_a"))
+
+    assert layout(first) == layout(second)
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        ({"overlap": 4}, "overlap"),
+        ({"overlap": 0}, "overlap"),
+        ({"overlap": "most"}, "overlap"),
+        ({"scenarios": []}, "scenario"),
+        ({"clinicians": []}, "clinician"),
+        ({"name": " "}, "name"),
+        ("same_sources", "two different sources"),
+        ("not_clinician", "not active clinicians"),
+        ("missing_response", "lack a response"),
+    ],
+)
+def test_study_create_rejects_bad_settings_and_writes_nothing(change, message):
+    a, b = FixedSourceFactory(), FixedSourceFactory()
+    scenarios = paired_scenarios(3, a, b)
+    kwargs = dict(name="bad", source_a=a, source_b=b, scenarios=scenarios, criteria_set=small_criteria_set(),
+                  clinicians=[ClinicianFactory() for _ in range(3)], overlap=2, actor=None)
+    if change == "same_sources":
+        kwargs["source_b"] = a
+    elif change == "not_clinician":
+        kwargs["clinicians"] = kwargs["clinicians"][:2] + [UserFactory()]
+    elif change == "missing_response":
+        lonely = ScenarioFactory()
+        ResponseFactory(scenario=lonely, model_version=a)
+        kwargs["scenarios"] = scenarios + [lonely]
+    else:
+        kwargs.update(change)
+    with pytest.raises(InvalidInput, match=message):
+        services.rating_study_create(**kwargs)
+    assert not RatingStudy.objects.exists() and not AuditEvent.objects.filter(action="annotation.study.create").exists()
+
+
+def _first(study, clinician):
+    return Assignment.objects.filter(study=study, clinician=clinician).order_by("position").first()
+
+
+def test_submit_stores_source_terms_and_resubmission_keeps_history():
+    study = make_study(n_items=3, n_clinicians=2, overlap=2)
+    clinician = study.memberships.first().clinician
+    assignment = _first(study, clinician)
+    judgment = services.judgment_submit(
+        assignment=assignment, clinician=clinician, choices=screen_answers(study, "left", safety="tie"),
+        unsafe_left=True, comment=" careful ", time_on_task_ms=4200,
+    )
+    expected_left_source = "a" if assignment.left_is_a else "b"
+    stored = dict(judgment.choices.values_list("criterion__key", "choice"))
+    assert stored == {"empathy": expected_left_source, "safety": "tie", "overall": expected_left_source}
+    assert (judgment.unsafe_a, judgment.unsafe_b) == ((True, False) if assignment.left_is_a else (False, True))
+    assert judgment.comment == "careful" and judgment.time_on_task_ms == 4200
+    assignment.refresh_from_db()
+    assert assignment.status == Assignment.Status.DONE
+
+    # The same answer again (refresh, double submit) changes nothing.
+    services.judgment_submit(assignment=assignment, clinician=clinician, choices=screen_answers(study, "left", safety="tie"),
+                             unsafe_left=True, comment="careful", time_on_task_ms=4200)
+    assert JudgmentRevision.objects.filter(assignment=assignment).count() == 1
+
+    # A changed answer changes the one judgment and adds a history row.
+    services.judgment_submit(assignment=assignment, clinician=clinician, choices=screen_answers(study, "right"))
+    assert Judgment.objects.filter(assignment=assignment).count() == 1
+    judgment.refresh_from_db()
+    assert judgment.revision == 2 and not judgment.unsafe_a and not judgment.unsafe_b
+    history = list(JudgmentRevision.objects.filter(assignment=assignment).order_by("number"))
+    assert [h.event for h in history] == ["submitted", "changed"]
+    assert history[0].answers["choices"]["safety"] == "tie"
+    assert set(history[1].answers["choices"].values()) == {"b" if assignment.left_is_a else "a"}
+    assert AuditEvent.objects.filter(action="annotation.judgment.change", target_id=str(judgment.pk)).count() == 1
+
+
+def test_one_judgment_per_clinician_and_item_is_a_database_constraint():
+    study = make_study(n_items=1, n_clinicians=1, overlap=1)
+    clinician = study.memberships.first().clinician
+    assignment = _first(study, clinician)
+    judgment = services.judgment_submit(assignment=assignment, clinician=clinician, choices=screen_answers(study))
+    with pytest.raises(IntegrityError):
+        Judgment.objects.create(assignment=assignment, study=study, item=judgment.item, clinician=clinician, left_is_a=True)
+
+
+def _state(study):
+    return (
+        Judgment.objects.filter(study=study).count(),
+        JudgmentChoice.objects.filter(judgment__study=study).count(),
+        JudgmentRevision.objects.filter(assignment__study=study).count(),
+        list(Assignment.objects.filter(study=study).order_by("pk").values_list("status", "draft")),
+        AuditEvent.objects.count(),
+    )
+
+
+@pytest.mark.parametrize(
+    "case,error",
+    [
+        ("unknown_dimension", InvalidInput),
+        ("missing_dimension", InvalidInput),
+        ("bad_value", InvalidInput),
+        ("source_terms", InvalidInput),
+        ("not_yours", NotAssigned),
+        ("closed", StudyNotOpen),
+        ("draft_study", StudyNotOpen),
+    ],
+)
+def test_bad_submissions_change_nothing(case, error):
+    study = make_study(n_items=2, n_clinicians=2, overlap=1, open_now=case != "draft_study")
+    owner, other = [m.clinician for m in study.memberships.all()]
+    assignment = _first(study, owner)
+    clinician, choices = owner, screen_answers(study)
+    if case == "unknown_dimension":
+        choices["charisma"] = "left"
+    elif case == "missing_dimension":
+        choices.pop("safety")
+    elif case == "bad_value":
+        choices["empathy"] = "both"
+    elif case == "source_terms":
+        choices["empathy"] = "a"
+    elif case == "not_yours":
+        clinician = other
+    elif case == "closed":
+        services.rating_study_close(study=study, actor=None)
+    before = _state(study)
+    with pytest.raises(error):
+        services.judgment_submit(assignment=assignment, clinician=clinician, choices=choices)
+    if case != "missing_dimension":  # a draft may be partial; everything else is refused there too
+        with pytest.raises(error):
+            services.assignment_draft_save(assignment=assignment, clinician=clinician, choices=choices)
+    assert _state(study) == before
+
+
+def test_draft_is_partial_and_resumes():
+    study = make_study(n_items=2, n_clinicians=1, overlap=1)
+    clinician = study.memberships.first().clinician
+    assignment = _first(study, clinician)
+    services.assignment_draft_save(assignment=assignment, clinician=clinician, choices={"empathy": "right"},
+                                   unsafe_right=True, comment="half", time_on_task_ms=1500)
+    services.assignment_draft_save(assignment=assignment, clinician=clinician, choices={"empathy": "right"}, time_on_task_ms=900)
+    assignment.refresh_from_db()
+    assert assignment.draft["choices"] == {"empathy": "right"}
+    assert assignment.status == Assignment.Status.PENDING
+    assert assignment.time_on_task_ms == 1500  # time only grows
+    assert not Judgment.objects.exists()
+
+
+def test_undo_withdraws_the_last_answer_and_keeps_history():
+    study = make_study(n_items=3, n_clinicians=1, overlap=1)
+    clinician = study.memberships.first().clinician
+    first, second, third = Assignment.objects.filter(study=study, clinician=clinician).order_by("position")
+    services.judgment_submit(assignment=first, clinician=clinician, choices=screen_answers(study, "left"))
+    services.judgment_submit(assignment=second, clinician=clinician, choices=screen_answers(study, "tie"), unsafe_right=True)
+    undone = services.judgment_undo(study=study, clinician=clinician)
+    assert undone.pk == second.pk
+    undone.refresh_from_db()
+    assert undone.status == Assignment.Status.PENDING
+    assert undone.draft["choices"] == screen_answers(study, "tie") and undone.draft["unsafe_right"] is True
+    assert not Judgment.objects.filter(assignment=second).exists()
+    assert Judgment.objects.filter(assignment=first).exists()
+    assert [r.event for r in JudgmentRevision.objects.filter(assignment=second).order_by("number")] == ["submitted", "undone"]
+    assert AuditEvent.objects.filter(action="annotation.judgment.undo").count() == 1
+    # The withdrawn item is next in the queue; resubmitting continues its history.
+    from annotation.selectors import assignment_next
+
+    assert assignment_next(study=study, user=clinician).pk == second.pk
+    services.judgment_submit(assignment=second, clinician=clinician, choices=screen_answers(study, "right"))
+    assert JudgmentRevision.objects.filter(assignment=second).order_by("-number").first().number == 3
+    # Undo again takes the newest answer (the second item again), then the first.
+    assert services.judgment_undo(study=study, clinician=clinician).pk == second.pk
+    assert services.judgment_undo(study=study, clinician=clinician).pk == first.pk
+    with pytest.raises(NothingToUndo):
+        services.judgment_undo(study=study, clinician=clinician)
+    services.judgment_submit(assignment=first, clinician=clinician, choices=screen_answers(study))
+    services.rating_study_close(study=study, actor=None)
+    with pytest.raises(StudyNotOpen):
+        services.judgment_undo(study=study, clinician=clinician)
+    with pytest.raises(NotAssigned):
+        services.judgment_undo(study=study, clinician=ClinicianFactory())
+
+
+def test_study_transitions_are_audited():
+    study = make_study(n_items=1, n_clinicians=1, overlap=1, open_now=False)
+    researcher = ResearcherFactory()
+    assert study.state == "draft"
+    with pytest.raises(InvalidTransition):
+        services.rating_study_close(study=study, actor=researcher)
+    services.rating_study_open(study=study, actor=researcher)
+    services.rating_study_close(study=study, actor=researcher)
+    study = services.rating_study_open(study=study, actor=researcher)
+    assert study.state == "open" and study.closed_at is None
+    actions = list(AuditEvent.objects.filter(target_id=str(study.pk), action__startswith="annotation.study.").order_by("id")
+                   .values_list("action", flat=True))
+    assert actions == ["annotation.study.create", "annotation.study.open", "annotation.study.close", "annotation.study.open"]
+
+
+# --- judge decisions ---
+
+
+def _rated_study():
+    study = make_study(n_items=3, n_clinicians=2, overlap=2, keys=("empathy",))
+    items = list(study.items.order_by("order"))
+    return study, items
+
+
+def test_judge_import_csv_in_source_terms(tmp_path):
+    study, items = _rated_study()
+    path = tmp_path / "judge.csv"
+    lines = ["scenario_id,criterion,choice"]
+    lines += [f"{items[0].scenario.external_id},overall,source_a", f"s{items[1].scenario_id},overall,tie",
+              f"{items[2].token},empathy,source_b"]
+    path.write_text("\n".join(lines) + "\n")
+    report = services.judge_decisions_import(study=study, path=path, judge_name="gpt-judge", actor=ResearcherFactory())
+    assert report.imported == 3
+    stored = {(d.item_id, d.criterion.key): d.choice for d in JudgeDecision.objects.filter(study=study)}
+    assert stored == {(items[0].pk, "overall"): "a", (items[1].pk, "overall"): "tie", (items[2].pk, "empathy"): "b"}
+    assert AuditEvent.objects.filter(action="annotation.judge.import").count() == 1
+    # Importing under the same name replaces, it does not add.
+    services.judge_decisions_import(study=study, rows=[{"scenario_id": f"s{items[0].scenario_id}", "criterion": "overall",
+                                                        "choice": "source_b"}], judge_name="gpt-judge", actor=None)
+    assert list(JudgeDecision.objects.filter(study=study).values_list("choice", flat=True)) == ["b"]
+
+
+def test_judge_import_reads_the_pipeline_file_in_either_orientation(tmp_path):
+    study, items = _rated_study()
+    a_name, b_name = "dpo_empathy", "base"
+    lines = []
+    for index, item in enumerate(items):
+        # The pipeline lists source B first for odd items: model_a is then the study's source B.
+        flip = index % 2 == 1
+        model_a, model_b = (b_name, a_name) if flip else (a_name, b_name)
+        text_a, text_b = (item.response_b.text, item.response_a.text) if flip else (item.response_a.text, item.response_b.text)
+        lines.append({"scenario_id": f"s{item.scenario_id}", "prompt": item.scenario.text, "criterion": "overall",
+                      "model_a": model_a, "model_b": model_b, "response_a": text_a, "response_b": text_b,
+                      "majority": "a", "winner": model_a, "judge": {"name": "rubric"}, "synthetic": True})
+    lines.append({**lines[0], "model_b": "sft_empathy"})  # another pairing
+    lines.append({**lines[0], "criterion": "empathy", "majority": "none"})  # no decision
+    lines.append({**lines[0], "scenario_id": "s999999"})  # outside the study
+    path = tmp_path / "judge_decisions.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    report = services.judge_decisions_import(
+        study=study, path=path, judge_name="rubric", actor=None, skip_unmatched=True,
+        source_names={a_name: "source_a", b_name: "source_b"},
+    )
+    assert (report.imported, report.skipped_other_pairs, report.skipped_no_decision, report.skipped_unmatched) == (3, 1, 1, 1)
+    assert report.synthetic
+    decisions = dict(JudgeDecision.objects.filter(study=study).values_list("item_id", "choice"))
+    # "a" means the pipeline's model_a: source A for even items, source B for the odd one.
+    assert decisions == {items[0].pk: "a", items[1].pk: "b", items[2].pk: "a"}
+
+
+@pytest.mark.parametrize(
+    "rows,message",
+    [
+        ([{"scenario_id": "X", "criterion": "charisma", "choice": "source_a"}], "unknown dimension"),
+        ([{"scenario_id": "X", "criterion": "overall", "choice": "left"}], "choice must be"),
+        ([{"scenario_id": "nope", "criterion": "overall", "choice": "tie"}], "not in this study"),
+        ([{"criterion": "overall", "choice": "tie"}], "needs item or scenario_id"),
+        ([{"scenario_id": "X", "criterion": "overall"}], "needs choice"),
+        ([{"scenario_id": "X", "criterion": "overall", "choice": "tie"}] * 2, "second decision"),
+        ([{"scenario_id": "X", "criterion": "overall", "model_a": "A", "model_b": "B", "majority": "maybe"}], "majority must be"),
+        ([{"scenario_id": "X", "criterion": "overall", "model_a": "A", "model_b": "B", "majority": "a",
+           "response_a": "something else", "response_b": "entirely"}], "different responses"),
+        ([{"scenario_id": "X", "criterion": "overall", "model_a": "A", "model_b": "other", "majority": "a"}], "no decision"),
+        ([], "no decision"),
+    ],
+)
+def test_judge_import_rejects_bad_rows_and_imports_nothing(rows, message):
+    study, items = _rated_study()
+    good = {"scenario_id": f"s{items[0].scenario_id}", "criterion": "overall", "choice": "source_a"}
+    rows = [dict(r, scenario_id=f"s{items[1].scenario_id}") if r.get("scenario_id") == "X" else r for r in rows]
+    with pytest.raises(JudgeImportError) as caught:
+        services.judge_decisions_import(
+            study=study, rows=([good] + rows) if "no decision" not in message else rows, judge_name="j", actor=None,
+            source_names={"A": "source_a", "B": "source_b"},
+        )
+    assert message in " ".join(caught.value.errors + [caught.value.message])
+    assert not JudgeDecision.objects.exists()
+    assert not AuditEvent.objects.filter(action="annotation.judge.import").exists()
+
+
+def test_judge_import_rejects_malformed_files(tmp_path):
+    study, _ = _rated_study()
+    bad_json = tmp_path / "bad.jsonl"
+    bad_json.write_text('{"scenario_id": "s1"\n')
+    with pytest.raises(JudgeImportError, match="line 1: not valid JSON"):
+        services.judge_decisions_import(study=study, path=bad_json, judge_name="j", actor=None)
+    wrong = tmp_path / "judge.txt"
+    wrong.write_text("x")
+    with pytest.raises(JudgeImportError, match="expected a .jsonl"):
+        services.judge_decisions_import(study=study, path=wrong, judge_name="j", actor=None)
+    with pytest.raises(JudgeImportError, match="name"):
+        services.judge_decisions_import(study=study, rows=[{}], judge_name=" ", actor=None)
+    assert not JudgeDecision.objects.exists()
+
+
+# --- exports ---
+
+
+def test_exports_are_audited_and_carry_the_order_shown():
+    study = make_study(n_items=3, n_clinicians=3, overlap=3, keys=("empathy",))
+    researcher = ResearcherFactory()
+    for membership in study.memberships.all():
+        for assignment in Assignment.objects.filter(study=study, clinician=membership.clinician):
+            services.judgment_submit(assignment=assignment, clinician=membership.clinician,
+                                     choices={"empathy": assignment.side_of("a"), "overall": assignment.side_of("b")})
+    csv_text = services.judgments_export(study=study, actor=researcher)
+    header, *rows = csv_text.strip().splitlines()
+    assert "shown_left" in header and "choice_shown" in header and "choice_source" in header
+    assert len(rows) == 3 * 3 * 2
+    import csv as csv_module
+    import io
+
+    for row in csv_module.DictReader(io.StringIO(csv_text)):
+        expected = "source_a" if row["criterion"] == "empathy" else "source_b"
+        assert row["choice_source"] == expected
+        shown_as = "A" if row["shown_left"] == expected else "B"
+        assert row["choice_shown"] == shown_as
+    pairs = [json.loads(line) for line in services.preference_pairs_export(study=study, actor=researcher).splitlines()]
+    assert len(pairs) == 6
+    assert set(pairs[0]) == {"prompt", "scenario_id", "criterion", "chosen", "rejected"}
+    for pair in pairs:
+        assert pair["chosen"].startswith("Warm" if pair["criterion"] == "empathy" else "Brief")
+    actions = set(AuditEvent.objects.filter(actor=researcher).values_list("action", flat=True))
+    assert actions == {"annotation.export.judgments", "annotation.export.pairs"}
