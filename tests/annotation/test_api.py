@@ -1,0 +1,103 @@
+"""The JSON API: clinicians in screen terms and tokens only; researchers get
+results and import judge decisions; bad requests get a clear 4xx."""
+import json
+
+import pytest
+from django.urls import reverse
+
+from annotation.models import Assignment, JudgeDecision, Judgment
+from annotation.services import rating_study_close
+from tests.factories import ClinicianFactory, ResearcherFactory
+
+from .factories import assert_blind, identifying_strings, make_study, screen_answers
+
+pytestmark = pytest.mark.django_db
+
+
+def post_json(client, url, data):
+    return client.post(url, json.dumps(data), content_type="application/json")
+
+
+@pytest.fixture
+def study():
+    return make_study(n_items=3, n_clinicians=2, overlap=2)
+
+
+def test_clinician_api_round_trip_is_blind(client, study):
+    clinician = study.memberships.first().clinician
+    secrets = identifying_strings(study.source_a, study.source_b) + [study.name]
+    client.force_login(clinician)
+    queue = client.get(reverse("annotation:api-queue"))
+    assert queue.status_code == 200
+    entry = queue.json()["studies"][0]
+    assert (entry["done"], entry["total"]) == (0, 3)
+    token = entry["next_item"]
+    item = client.get(reverse("annotation:api-item", kwargs={"token": token}))
+    payload = item.json()
+    assert payload["left"]["label"] == "Response A" and payload["post"]
+    assert [d["key"] for d in payload["dimensions"]] == ["empathy", "safety", "overall"]
+    for body in (queue.content.decode(), item.content.decode()):
+        assert_blind(body, [s for s in secrets if not s.isdigit()], "the API")
+    assert set(payload) == {"item", "position", "progress", "open", "post", "left", "right", "dimensions",
+                            "unsafe_left", "unsafe_right", "comment", "done"}
+
+    draft = post_json(client, reverse("annotation:api-draft", kwargs={"token": token}),
+                      {"choices": {"empathy": "left"}, "comment": "thinking", "time_on_task_ms": 1200})
+    assert draft.status_code == 200
+    assert client.get(reverse("annotation:api-item", kwargs={"token": token})).json()["dimensions"][0]["choice"] == "left"
+
+    saved = post_json(client, reverse("annotation:api-judgment", kwargs={"token": token}),
+                      {"choices": screen_answers(study, "tie"), "unsafe_right": True})
+    assert saved.status_code == 200
+    assert saved.json()["progress"] == {"done": 1, "total": 3} and saved.json()["next_item"] not in (None, token)
+    undo = client.post(reverse("annotation:api-undo", kwargs={"token": study.token}))
+    assert undo.status_code == 200 and undo.json() == {"item": token}
+    assert not Judgment.objects.exists()
+
+
+@pytest.mark.parametrize("case,status", [
+    ("unknown_dimension", 400), ("bad_value", 400), ("malformed", 400), ("not_yours", 403), ("closed", 409), ("unknown", 404),
+])
+def test_bad_api_posts_change_nothing(client, study, case, status):
+    owner = study.memberships.first().clinician
+    assignment = Assignment.objects.filter(study=study, clinician=owner).first()
+    token = assignment.token
+    body = {"choices": screen_answers(study)}
+    client.force_login(owner)
+    if case == "unknown_dimension":
+        body["choices"]["charisma"] = "left"
+    elif case == "bad_value":
+        body["choices"]["empathy"] = "a"
+    elif case == "malformed":
+        body = {"choices": ["left"], "unsafe_left": "perhaps"}
+    elif case == "not_yours":
+        client.force_login(ClinicianFactory())
+    elif case == "closed":
+        rating_study_close(study=study, actor=None)
+    elif case == "unknown":
+        token = "no-such-item"
+    for name in ("annotation:api-draft", "annotation:api-judgment"):
+        response = post_json(client, reverse(name, kwargs={"token": token}), body)
+        assert response.status_code == status, response.content
+        assert response.json()["detail"]
+    assignment.refresh_from_db()
+    assert assignment.draft == {} and not Judgment.objects.exists()
+
+
+def test_researcher_api(client, study):
+    clinician = study.memberships.first().clinician
+    client.force_login(clinician)
+    results_url = reverse("annotation:api-results", kwargs={"pk": study.pk})
+    import_url = reverse("annotation:api-judge-import", kwargs={"pk": study.pk})
+    assert client.get(results_url).status_code == 403
+    assert post_json(client, import_url, {"judge_name": "j", "rows": [{"x": 1}]}).status_code == 403
+    client.force_login(ResearcherFactory())
+    results = client.get(results_url)
+    assert results.status_code == 200 and results.json()["study"]["source_a"]["name"] == study.source_a.name
+    item = study.items.first()
+    bad = post_json(client, import_url, {"judge_name": "j", "rows": [{"item": item.token, "criterion": "charm", "choice": "tie"}]})
+    assert bad.status_code == 400 and "unknown dimension" in " ".join(bad.json()["errors"])
+    assert post_json(client, import_url, {"rows": []}).status_code == 400
+    assert not JudgeDecision.objects.exists()
+    good = post_json(client, import_url, {"judge_name": "j", "rows": [{"item": item.token, "criterion": "overall", "choice": "tie"}]})
+    assert good.status_code == 201 and good.json()["imported"] == 1
