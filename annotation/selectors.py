@@ -185,12 +185,19 @@ def ratings_by_dimension(study: RatingStudy) -> dict:
 
 
 def _fingerprint(study: RatingStudy) -> str:
+    # The token is random per study, so a cache shared with another database
+    # (a previous test run, another deployment) can never answer for this one.
+    judgments = Judgment.objects.filter(study=study).aggregate(n=Count("id"), last=Max("updated_at"))
+    decisions = JudgeDecision.objects.filter(study=study).aggregate(n=Count("id"), m=Max("id"), last=Max("imported_at"))
     parts = [
+        study.token,
         study.state,
-        Judgment.objects.filter(study=study).count(),
+        judgments["n"],
+        judgments["last"],
         JudgmentRevision.objects.filter(assignment__study=study).aggregate(m=Max("id"))["m"],
-        JudgeDecision.objects.filter(study=study).count(),
-        JudgeDecision.objects.filter(study=study).aggregate(m=Max("id"))["m"],
+        decisions["n"],
+        decisions["m"],
+        decisions["last"],
     ]
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:20]
 

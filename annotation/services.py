@@ -507,17 +507,22 @@ def judgment_undo(*, study: RatingStudy, clinician) -> Assignment:
     withdrawn (its history stays), the item goes back into the queue with the
     withdrawn answers pre-filled, and it becomes the next item. Returns it."""
     with transaction.atomic():
-        study = RatingStudy.objects.select_for_update().get(pk=study.pk)
+        study = RatingStudy.objects.get(pk=study.pk)
         if not StudyClinician.objects.filter(study=study, clinician=clinician).exists():
             raise NotAssigned("you are not rating in this study")
         if study.state != RatingStudy.State.OPEN:
             raise StudyNotOpen("this study is not open for rating")
-        judgment = (
-            Judgment.objects.select_for_update().filter(study=study, clinician=clinician).order_by("-updated_at", "-id").first()
+        latest = (
+            Judgment.objects.filter(study=study, clinician=clinician).order_by("-updated_at", "-id")
+            .values_list("assignment_id", flat=True).first()
         )
-        if judgment is None:
+        if latest is None:
             raise NothingToUndo("there is no answer to undo")
-        assignment = Assignment.objects.select_for_update().select_related("study").get(pk=judgment.assignment_id)
+        # Lock the assignment before its judgment, the order judgment_submit uses, so the two never deadlock.
+        assignment = _lock_assignment(Assignment(pk=latest), clinician)
+        judgment = Judgment.objects.select_for_update().filter(assignment=assignment).first()
+        if judgment is None:
+            raise NothingToUndo("that answer was already withdrawn")
         answers = _judgment_answers(judgment)
         number = _next_revision_number(assignment)
         JudgmentRevision.objects.create(
