@@ -170,7 +170,12 @@ def run_labeling(
         progress_callback(skipped, total)
     labeled = rejected = unavailable = 0
     stopped = False
-    reasons: Counter = Counter()
+    # Counts kept incrementally: re-reading the output after every chunk would be quadratic on a full run.
+    counts = {"labels": len(existing), "rejected": len(rejected_before),
+              "reasons": Counter(_reason(r.get("error")) for r in rejected_before)}
+
+    def summary() -> None:
+        _write_summary(summary_path, counts, total, unavailable, judge_info, keys, config)
     try:
         for start in range(0, len(todo), config.chunk_size):
             if should_stop is not None and should_stop():
@@ -199,8 +204,7 @@ def run_labeling(
                 elif result.retryable:
                     unavailable += 1
                 else:
-                    reason = (result.error or "invalid").split(":")[0]
-                    reasons[reason] += 1
+                    counts["reasons"][_reason(result.error)] += 1
                     bad.append(
                         {
                             "persona_id": persona.persona_id,
@@ -215,33 +219,36 @@ def run_labeling(
             append_jsonl(rejected_path, bad)
             labeled += len(good)
             rejected += len(bad)
+            counts["labels"] += len(good)
+            counts["rejected"] += len(bad)
             bar.update(len(good) + len(bad))
             if progress_callback:
                 progress_callback(skipped + labeled + rejected, total)
-            _write_summary(summary_path, output, rejected_path, total, unavailable, judge_info, keys, config)
+            summary()
     finally:
         bar.close()
-    if stopped is False and len(todo) == 0:
-        _write_summary(summary_path, output, rejected_path, total, unavailable, judge_info, keys, config)
+    if not todo:
+        summary()
     return LabelingResult(
         str(output), str(summary_path), str(rejected_path), total, labeled, rejected, unavailable, skipped, stopped,
         time.monotonic() - started, judge_info,
     )
 
 
-def _write_summary(summary_path: Path, output: Path, rejected_path: Path, total: int, unavailable: int, judge_info: dict, keys, config) -> None:
-    labels = read_jsonl(output) if output.exists() else []
-    rejected = read_jsonl(rejected_path) if rejected_path.exists() else []
-    reasons = Counter((r.get("error") or "invalid").split(":")[0] for r in rejected)
+def _reason(error: str | None) -> str:
+    return (error or "invalid").split(":")[0]
+
+
+def _write_summary(summary_path: Path, counts: dict, total: int, unavailable: int, judge_info: dict, keys, config) -> None:
     atomic_write_json(
         summary_path,
         {
-            "labels": len(labels),
-            "rejected": len(rejected),
-            "rejected_reasons": dict(reasons),
+            "labels": counts["labels"],
+            "rejected": counts["rejected"],
+            "rejected_reasons": dict(counts["reasons"]),
             "unavailable_last_run": unavailable,
             "expected": total,
-            "complete": len(labels) + len(rejected) >= total,
+            "complete": counts["labels"] + counts["rejected"] >= total,
             "judge": judge_info,
             "synthetic": bool(judge_info.get("synthetic")),
             "criteria": list(keys),

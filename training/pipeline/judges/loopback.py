@@ -90,6 +90,9 @@ class LoopbackChatServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out as separate writes; with Nagle on, the body waits for the client's
+            # delayed ACK (~40 ms on Linux), which would swamp the latency this server is meant to model.
+            disable_nagle_algorithm = True
 
             def log_message(self, *args):  # quiet
                 pass
