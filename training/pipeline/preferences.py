@@ -421,6 +421,10 @@ def _write_dataset(output: Path, by_split: dict[str, list[dict]], card: dict) ->
     )
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    import datasets
+
+    bars = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()  # one bar per split per run is noise in logs
     try:
         dataset.save_to_disk(str(tmp))
         atomic_write_json(tmp / "card.json", card)
@@ -432,5 +436,7 @@ def _write_dataset(output: Path, by_split: dict[str, list[dict]], card: dict) ->
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     finally:
+        if bars:
+            datasets.enable_progress_bars()
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -132,3 +132,30 @@ def test_config_validation():
         EvalModel(name="x")
     with pytest.raises(ValueError, match="two models"):
         EvaluationConfig(models=[EvalModel(name="a", model="m")], scenarios_path="s", personas_path="p", output_dir="o", judge={})
+
+
+def test_reward_model_scores_per_model(setup, tmp_path, monkeypatch):
+    import training.pipeline.rewards as rewards
+
+    class LengthScorer:
+        """Stands in for a trained reward model: longer answers score higher."""
+
+        loaded = []
+
+        @classmethod
+        def load(cls, model_dir, **kwargs):
+            cls.loaded.append(str(model_dir))
+            return cls()
+
+        def score(self, prompts, responses, standardised=True, **kwargs):
+            assert standardised and len(prompts) == len(responses)
+            return [float(len(r)) for r in responses]
+
+    monkeypatch.setattr(rewards, "RewardScorer", LengthScorer)
+    paths, models = setup
+    result = run_evaluation(EvaluationConfig(models=models, output_dir=str(tmp_path / "eval"), judge={"backend": "rubric"},
+                                             criteria=["empathy"], reward_models={"safety": "rm/safety"}, progress_bar=False,
+                                             **paths))
+    scores = read_json(result.report_path)["reward_scores"]
+    assert LengthScorer.loaded == ["rm/safety"]
+    assert scores["warm"]["safety"] == float(len(WARM)) and scores["cold"]["safety"] == float(len(COLD))
