@@ -51,6 +51,8 @@ def test_results_page_exports_and_import(client, rated_study):
     html = page.content.decode()
     assert page.status_code == 200
     assert "Fleiss" in html and "Krippendorff" in html and "<svg" in html and study.source_a.name in html
+    # Everyone preferred source A everywhere: kappa does not exist, and the page says so.
+    assert 'class="undefined"' in html
     chart = client.get(reverse("admin:annotation_ratingstudy_chart", args=[study.pk]))
     assert chart["Content-Type"] == "image/svg+xml"
     csv_response = client.get(reverse("admin:annotation_ratingstudy_export_judgments", args=[study.pk]))
@@ -85,3 +87,10 @@ def test_clinicians_cannot_reach_researcher_pages(client, rated_study):
         response = client.get(reverse(f"admin:annotation_ratingstudy_{name}", args=[rated_study.pk]))
         assert response.status_code == 302 and "/admin/login/" in response["Location"]
     assert not AuditEvent.objects.filter(action__startswith="annotation.export.").exists()
+
+
+def test_results_of_a_study_nobody_has_rated_yet(client):
+    study = make_study(n_items=2, n_clinicians=2, overlap=1, open_now=False)
+    client.force_login(ResearcherFactory())
+    page = client.get(reverse("admin:annotation_ratingstudy_results", args=[study.pk]))
+    assert page.status_code == 200 and "No judgments yet" in page.content.decode()
