@@ -316,7 +316,9 @@ def _answers_for(model: EvalModel, scenarios: list[Scenario], settings: EvalGene
         if any(s.scenario_id not in existing for s in scenarios):
             from .policies import load_policy_model
 
-            loaded = load_policy_model(model.policy)
+            from .generation import _resolve_dtype
+
+            loaded = load_policy_model(model.policy, dtype=_resolve_dtype(settings.dtype))
             loaded[0].to(_device(settings.device)).eval()
         else:
             loaded = ("unused", None)

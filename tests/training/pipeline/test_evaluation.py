@@ -159,3 +159,29 @@ def test_reward_model_scores_per_model(setup, tmp_path, monkeypatch):
     scores = read_json(result.report_path)["reward_scores"]
     assert LengthScorer.loaded == ["rm/safety"]
     assert scores["warm"]["safety"] == float(len(WARM)) and scores["cold"]["safety"] == float(len(COLD))
+
+
+def test_adapter_and_policy_models_answer(tiny_lm_dir, setup, tmp_path):
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from training.pipeline.models import load_causal_lm, load_tokenizer
+
+    torch.manual_seed(0)
+    lora = get_peft_model(load_causal_lm(tiny_lm_dir), LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    adapter_dir = tmp_path / "adapter"
+    lora.save_pretrained(adapter_dir)
+    load_tokenizer(tiny_lm_dir).save_pretrained(adapter_dir)
+    paths, _ = setup
+    config = EvaluationConfig(
+        models=[EvalModel(name="base", model=str(tiny_lm_dir)),
+                EvalModel(name="base+lora", model=str(tiny_lm_dir), adapter=str(adapter_dir)),
+                EvalModel(name="policy", policy=str(adapter_dir))],
+        output_dir=str(tmp_path / "eval"), judge={"backend": "rubric"}, criteria=["empathy"], limit=2, progress_bar=False, **paths)
+    config.generation.max_new_tokens = 5
+    result = run_evaluation(config)
+    answers = {name: read_jsonl(tmp_path / "eval" / "answers" / f"{name}.jsonl") for name in ("base", "base_lora", "policy")}
+    assert all(len(v) == 2 for v in answers.values())
+    assert answers["base_lora"][0]["model"] == f"{tiny_lm_dir}+{adapter_dir}"
+    assert [r["responses"] for r in answers["base_lora"]] == [r["responses"] for r in answers["policy"]]
+    assert result.table["policy"]["empathy"]["opponents"] == 2

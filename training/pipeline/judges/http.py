@@ -146,7 +146,8 @@ class HTTPJudge(Judge):
 
     def settings(self) -> dict:
         c = self.config
-        settings = {"base_url": c.base_url, "temperature": c.temperature, "max_tokens": c.max_tokens, "json_mode": c.json_mode}
+        # The server address is left out on purpose: the same model behind a new port is the same judge.
+        settings = {"temperature": c.temperature, "max_tokens": c.max_tokens, "json_mode": c.json_mode}
         if c.top_p is not None:
             settings["top_p"] = c.top_p
         if c.seed is not None:
