@@ -64,6 +64,7 @@ __all__ = [
     "EvaluationConfig",
     "EvaluationResult",
     "run_evaluation",
+    "answers_file_name",
     "summarise_decisions",
     "mcnemar_p_value",
     "plot_pareto",
@@ -292,8 +293,12 @@ def plot_win_rate_table(table: dict, criteria: Sequence[str], out_stem: Path, *,
 # The stage
 
 
-def _file_name(name: str) -> str:
+def answers_file_name(name: str) -> str:
+    """The file stem a model's answers get under ``answers/`` (names are sanitised for the file system)."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "model"
+
+
+_file_name = answers_file_name  # older callers
 
 
 def _answers_for(model: EvalModel, scenarios: list[Scenario], settings: EvalGenerationSettings, out_dir: Path,
