@@ -30,6 +30,21 @@ def wait_until_up(url, timeout=60):
     return False
 
 
+def participant_path() -> str:
+    """The demo study's entry page, as the survey app's demo defines it."""
+    from importlib import import_module
+
+    sys.path.insert(0, str(ROOT))
+    os.environ.update(ENV)
+    import django
+
+    django.setup()
+    try:
+        return import_module("survey.demo").PARTICIPANT_PATH
+    except (ImportError, AttributeError):
+        return "/"
+
+
 def main():
     # Ctrl-C and SIGTERM both stop cleanly, even when started from a shell that ignores SIGINT.
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -51,14 +66,7 @@ def main():
         if not wait_until_up(f"{base}/healthz"):
             print("The web server did not come up; see the log above.", file=sys.stderr)
             return 1
-        from importlib import import_module
-
-        participant_url = f"{base}/"
-        try:
-            sys.path.insert(0, str(ROOT))
-            participant_url = base + import_module("survey.demo").PARTICIPANT_PATH
-        except (ImportError, AttributeError):
-            pass
+        participant_url = base + participant_path()
         print(
             "\nAttune is running. Ctrl-C stops the web server and the worker.\n"
             f"  Participant survey:  {participant_url}\n"

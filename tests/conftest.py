@@ -87,5 +87,7 @@ def _purge_test_broker():
     if settings.CELERY_BROKER_URL.startswith("redis://"):
         import redis
 
-        redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
+        client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+        for key in client.scan_iter(match=settings.TEST_KEY_PREFIX + "*"):
+            client.delete(key)
     yield

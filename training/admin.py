@@ -8,7 +8,7 @@ from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
 from . import selectors, services
-from .forms import StartExperimentForm
+from .forms import SendForRatingForm, StartExperimentForm
 from .models import Artifact, Experiment, Job
 from .plans import ConfigError
 
@@ -48,6 +48,7 @@ class ExperimentAdmin(admin.ModelAdmin):
             path("start/", wrap(self.start_view), name="training_experiment_start"),
             path("<int:pk>/status.json", wrap(self.status_view), name="training_experiment_status"),
             path("<int:pk>/report/", wrap(self.report_view), name="training_experiment_report"),
+            path("<int:pk>/send-for-rating/", wrap(self.send_for_rating_view), name="training_experiment_send_for_rating"),
             path("job/<int:pk>/cancel/", wrap(require_POST(self.job_cancel_view)), name="training_job_cancel"),
             path("job/<int:pk>/retry/", wrap(require_POST(self.job_retry_view)), name="training_job_retry"),
         ] + super().get_urls()
@@ -98,6 +99,34 @@ class ExperimentAdmin(admin.ModelAdmin):
         context = {**self.admin_site.each_context(request), "opts": self.model._meta, "title": f"Report: {experiment.name}",
                    **experiment_report_context(experiment=experiment, request=request)}
         return render(request, "admin/training/experiment/report.html", context)
+
+    def send_for_rating_view(self, request, pk):
+        self._require(request, "change_experiment")
+        from annotation.exceptions import AnnotationError
+
+        experiment = get_object_or_404(Experiment, pk=pk)
+        form = SendForRatingForm(request.POST or None, experiment=experiment)
+        status = 200
+        if request.method == "POST":
+            status = 400
+            if form.is_valid():
+                try:
+                    study = services.experiment_send_for_rating(
+                        experiment=experiment, model_key=form.cleaned_data["model_key"],
+                        n_scenarios=form.cleaned_data["n_scenarios"], clinicians=list(form.cleaned_data["clinicians"]),
+                        overlap=form.cleaned_data["overlap"], actor=request.user,
+                    )
+                except ConfigError as exc:
+                    for message in exc.messages:
+                        form.add_error(None, message)
+                except AnnotationError as exc:
+                    form.add_error(None, str(exc))
+                else:
+                    messages.success(request, f"Rating study {study.name!r} is open for the chosen clinicians.")
+                    return redirect("admin:training_experiment_report", experiment.pk)
+        context = {**self.admin_site.each_context(request), "opts": self.model._meta, "form": form, "experiment": experiment,
+                   "title": f"Send {experiment.name} for clinician rating"}
+        return render(request, "admin/training/experiment/send_for_rating.html", context, status=status)
 
     def job_cancel_view(self, request, pk):
         self._require(request, "change_job")

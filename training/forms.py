@@ -44,3 +44,29 @@ class StartExperimentForm(forms.Form):
     @staticmethod
     def defaults_json(preset: str) -> str:
         return json.dumps(default_config(preset), indent=2)
+
+
+class SendForRatingForm(forms.Form):
+    model_key = forms.ChoiceField(label="Model to compare with the base model")
+    n_scenarios = forms.IntegerField(min_value=1, initial=10, label="Test scenarios")
+    clinicians = forms.ModelMultipleChoiceField(queryset=None, widget=forms.CheckboxSelectMultiple)
+    overlap = forms.CharField(initial="all", help_text="How many clinicians rate each item: a number, or 'all'.")
+
+    def __init__(self, *args, experiment, **kwargs):
+        from django.contrib.auth import get_user_model
+
+        from core import roles
+
+        super().__init__(*args, **kwargs)
+        evaluate = experiment.jobs.filter(kind="evaluate").first()
+        models = [m for m in (evaluate.params.get("models", []) if evaluate else []) if m != "base"]
+        self.fields["model_key"].choices = [(m, m) for m in models]
+        self.fields["clinicians"].queryset = get_user_model().objects.filter(groups__name=roles.CLINICIANS, is_active=True).order_by("username")
+
+    def clean_overlap(self):
+        value = self.cleaned_data["overlap"].strip().lower()
+        if value == "all":
+            return "all"
+        if not value.isdigit() or int(value) < 1:
+            raise forms.ValidationError("Give a whole number of at least 1, or 'all'.")
+        return int(value)

@@ -117,3 +117,18 @@ class Artifact(models.Model):
 
     def __str__(self):
         return f"{self.kind}: {self.name}"
+
+
+class ExperimentRatingStudy(models.Model):
+    """A clinician rating study sent from an experiment: its results flow into the report."""
+
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="rating_links")
+    rating_study = models.OneToOneField("annotation.RatingStudy", on_delete=models.CASCADE, related_name="experiment_link")
+    model_key = models.CharField(max_length=100, help_text="The experiment's model compared with its base model.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at"]
+
+    def __str__(self):
+        return f"{self.experiment} -> {self.rating_study}"

@@ -51,10 +51,8 @@ def _win_rate_rows(evaluation: dict) -> list[dict]:
 
 def _rating_context(experiment: Experiment):
     """Clinician results for the rating studies sent from this experiment."""
-    try:
-        from annotation import selectors as annotation_selectors
-        from annotation.models import RatingStudy
-    except ImportError:
-        return []
-    studies = RatingStudy.objects.filter(experiment_id=experiment.pk) if hasattr(RatingStudy, "experiment_id") else RatingStudy.objects.none()
-    return [{"study": study, "results": annotation_selectors.rating_study_results(study)} for study in studies]
+    from annotation import selectors as annotation_selectors
+
+    links = experiment.rating_links.select_related("rating_study")
+    return [{"study": link.rating_study, "model_key": link.model_key,
+             "results": annotation_selectors.rating_study_results(link.rating_study, chart=True)} for link in links]

@@ -20,7 +20,7 @@ from django.utils import timezone
 from core.services import audit_record
 from training.pipeline.io import sha256_file
 
-from .models import Artifact, Experiment, Job
+from .models import Artifact, Experiment, Job  # noqa: F401
 from .plans import ConfigError, build_plan, validate_config
 
 logger = logging.getLogger(__name__)
@@ -360,3 +360,54 @@ def jobs_reap() -> dict:
     if any(counts.values()):
         logger.warning("job reaper: %s", counts)
     return counts
+
+
+# --- Back to clinicians -----------------------------------------------------------
+
+def experiment_send_for_rating(*, experiment: Experiment, model_key: str, n_scenarios: int, clinicians, overlap, actor,
+                               seed: int = 0):
+    """Create a blinded rating study of one trained model against the base model on
+    N test scenarios (through the annotation app's service), and give it the
+    evaluation judge's decisions on the same items for the judge-vs-clinician comparison."""
+    import random
+
+    from annotation import services as annotation_services
+    from core.models import CriteriaSet, ModelVersion, Response
+    from training.pipeline.io import read_jsonl
+
+    from .models import ExperimentRatingStudy
+
+    evaluate = experiment.jobs.filter(kind="evaluate").first()
+    if evaluate is None or evaluate.state != Job.State.SUCCEEDED:
+        raise ConfigError(["the experiment's evaluation has not finished; send models for rating after it succeeds"])
+    models = evaluate.params.get("models", [])
+    if model_key not in models or model_key == "base":
+        raise ConfigError([f"choose one of the experiment's trained models: {', '.join(m for m in models if m != 'base')}"])
+    if not isinstance(n_scenarios, int) or n_scenarios < 1:
+        raise ConfigError(["the number of scenarios must be at least 1"])
+    chosen = ModelVersion.objects.get(pk=experiment.jobs.get(key=model_key).result["model_version"])
+    base = ModelVersion.objects.get(name=f"{experiment.name}/base")
+    both = set(Response.objects.filter(model_version=chosen).values_list("scenario_id", flat=True)) & set(
+        Response.objects.filter(model_version=base).values_list("scenario_id", flat=True))
+    if len(both) < n_scenarios:
+        raise ConfigError([f"only {len(both)} test scenarios have answers from both models; ask for at most that many"])
+    scenarios = sorted(random.Random(seed).sample(sorted(both), n_scenarios))
+    criteria_set = CriteriaSet.objects.get(key=experiment.config["criteria_set"])
+    with transaction.atomic():
+        study = annotation_services.rating_study_create(
+            name=f"{experiment.name}: {model_key} vs base", source_a=chosen, source_b=base, scenarios=scenarios,
+            criteria_set=criteria_set, clinicians=clinicians, overlap=overlap, actor=actor, seed=seed, open_now=True,
+            description=f"Sent from experiment {experiment.name!r}.",
+        )
+        ExperimentRatingStudy.objects.create(experiment=experiment, rating_study=study, model_key=model_key)
+        dimensions = {c.key for c in criteria_set.ordered_criteria()} | {"overall"}
+        rows = [row for row in read_jsonl(Path(evaluate.result["judge_decisions"]))
+                if row.get("criterion") in dimensions and {row.get("model_a"), row.get("model_b")} == {model_key, "base"}]
+        judge = evaluate.lineage.get("judge") or experiment.jobs.get(key="label").result.get("judge", {})
+        annotation_services.judge_decisions_import(
+            study=study, judge_name=f"evaluation judge ({judge.get('name', 'judge') if isinstance(judge, dict) else judge})",
+            actor=actor, rows=rows, source_names={model_key: "source_a", "base": "source_b"}, skip_unmatched=True,
+        )
+        audit_record(actor=actor, action="experiment.send_for_rating", target=experiment,
+                     details={"rating_study": study.pk, "model": model_key, "scenarios": n_scenarios})
+    return study

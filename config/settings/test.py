@@ -14,3 +14,17 @@ AXES_FAILURE_LIMIT = 3
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # A file, not memory, so a worker process can open the same test database.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test_attune.sqlite3")}
+
+# Runs from different checkouts on one machine (a developer's tree and a CI
+# clone) must not share a test database or broker queues.
+import hashlib  # noqa: E402
+
+from .local import BASE_DIR, CELERY_BROKER_TRANSPORT_OPTIONS, CELERY_BROKER_URL  # noqa: E402
+
+CHECKOUT_ID = hashlib.sha1(str(BASE_DIR).encode()).hexdigest()[:8]
+if DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    DATABASES["default"]["TEST"] = {"NAME": f"test_attune_{CHECKOUT_ID}"}
+if CELERY_BROKER_URL.startswith("redis://"):
+    TEST_KEY_PREFIX = f"attune-test-{CHECKOUT_ID}:"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {**CELERY_BROKER_TRANSPORT_OPTIONS, "global_keyprefix": TEST_KEY_PREFIX}
+    CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"global_keyprefix": TEST_KEY_PREFIX}
