@@ -470,12 +470,12 @@ def run_evaluate(job: Job, run) -> StageOutcome:
 
 def _store_answers(job: Job, answers_dir: Path, names: list[str]):
     """Evaluation answers become Response rows, so they can be sent for clinician rating."""
-    from training.pipeline.evaluation import _file_name
+    from training.pipeline.evaluation import answers_file_name
     from training.pipeline.io import load_candidates
 
     for name in names:
         version = _base_version(job) if name == "base" else ModelVersion.objects.get(pk=_upstream(job, name).result["model_version"])
-        for candidate in load_candidates(answers_dir / f"{_file_name(name)}.jsonl"):
+        for candidate in load_candidates(answers_dir / f"{answers_file_name(name)}.jsonl"):
             Response.objects.update_or_create(
                 scenario=scenario_from_id(candidate.scenario_id), model_version=version, sample_index=0,
                 defaults={"text": candidate.responses[0], "generation_settings": candidate.generation or {}},
