@@ -1,0 +1,118 @@
+"""Turning participant POSTs into plain values for the services, and saved
+or submitted values into what the templates render. Validation lives in the
+services, so every caller gets the same checks."""
+from __future__ import annotations
+
+from django.core.cache import cache
+
+from . import questions
+
+WITHDRAWAL_ATTEMPTS_PER_HOUR = 20
+
+
+def field_id(key: str) -> str:
+    return "field-" + key.replace(".", "-").replace("_", "-")
+
+
+def prefixed(post, prefix: str) -> dict[str, str]:
+    """{suffix: value} for every POST field starting with ``prefix``."""
+    return {name[len(prefix):]: post.get(name, "") for name in post if name.startswith(prefix)}
+
+
+def choices_from_post(post, items) -> dict:
+    data = {}
+    for item in items:
+        value = post.getlist(item.key) if item.multiple else post.get(item.key, "")
+        data[item.key] = {"value": value, "text": post.get(f"{item.key}-text", "")}
+    return data
+
+
+def eligibility_from_post(post, study_questions) -> dict[str, str]:
+    answers = {q.key: post.get(f"eligibility-{q.key}", "") for q in study_questions}
+    # Anything else named like an eligibility answer is reported, not ignored.
+    for name in post:
+        if name.startswith("eligibility-") and name[len("eligibility-"):] not in answers:
+            answers[name[len("eligibility-"):]] = post.get(name)
+    return answers
+
+
+def with_attention(items, check):
+    position = questions.ATTENTION_POSITION[check.key]
+    return (*items[:position], check, *items[position:])
+
+
+def _options(item, selected, prefix_id):
+    chosen = set(selected) if isinstance(selected, list) else {selected}
+    return [
+        {"value": value, "label": label, "checked": value in chosen, "id": f"{prefix_id}-{n}"}
+        for n, (value, label) in enumerate(item.choices)
+    ]
+
+
+def choice_fields(items, data: dict, errors: dict) -> list[dict]:
+    fields = []
+    for item in items:
+        entry = data.get(item.key) or {}
+        value = entry.get("value", [] if item.multiple else "")
+        fid = field_id(item.key)
+        fields.append({
+            "key": item.key, "id": fid, "label": item.label, "hint": item.hint, "multiple": item.multiple,
+            "options": _options(item, value, fid), "error": errors.get(item.key, "") or errors.get(f"{item.key}-text", ""),
+            "text_choice": item.text_choice, "text_label": item.text_label, "text": entry.get("text", ""),
+            "is_check": item.correct is not None,
+        })
+    return fields
+
+
+def importance_context(criteria, ratings: dict, attention, check, errors: dict) -> dict:
+    rows = []
+    for criterion in criteria:
+        fid = field_id(f"importance-{criterion.key}")
+        selected = str(ratings.get(criterion.key, ""))
+        rows.append({
+            "criterion": criterion, "name": f"importance-{criterion.key}", "id": fid,
+            "options": [{"value": v, "label": label, "checked": v == selected, "id": f"{fid}-{v}"} for v, label in questions.IMPORTANCE_5],
+            "error": errors.get(f"importance-{criterion.key}", ""),
+        })
+    position = questions.ATTENTION_POSITION[check.key]
+    check_field = choice_fields([check], {check.key: {"value": attention or ""}}, errors)[0]
+    return {"rows_before": rows[:position], "rows_after": rows[position:], "check": check_field}
+
+
+def _ranking_items(entries, ranks: dict) -> list[dict]:
+    """entries: [(key, title, detail)] in the shown order; ranks: saved or submitted {key: "n"}.
+    Items come back in rank order when every rank is valid, else in the shown order."""
+    n = len(entries)
+    items = []
+    for position, (key, title, detail) in enumerate(entries, start=1):
+        try:
+            rank = int(ranks.get(key, position))
+        except (TypeError, ValueError):
+            rank = position
+        items.append({"key": key, "title": title, "detail": detail, "rank": rank, "id": field_id(f"rank-{key}")})
+    if sorted(i["rank"] for i in items) == list(range(1, n + 1)):
+        items.sort(key=lambda i: i["rank"])
+    for item in items:
+        item["choices"] = list(range(1, n + 1))
+    return items
+
+
+def criteria_ranking_items(criteria, ranks: dict) -> list[dict]:
+    return _ranking_items([(c.key, c.name, c.question) for c in criteria], ranks)
+
+
+def response_ranking_items(responses, ranks: dict) -> list[dict]:
+    return _ranking_items([(str(r.pk), f"Response {chr(65 + i)}", r.text) for i, r in enumerate(responses)], ranks)
+
+
+def withdrawal_attempt_allowed(request) -> bool:
+    """A per-address budget of code attempts (the codes are 50 bits, but guessing should still be slow)."""
+    address = request.META.get("REMOTE_ADDR", "unknown")
+    key = f"survey:withdraw-attempts:{address}"
+    cache.add(key, 0, timeout=60 * 60)
+    try:
+        attempts = cache.incr(key)
+    except ValueError:
+        cache.set(key, 1, timeout=60 * 60)
+        attempts = 1
+    return attempts <= WITHDRAWAL_ATTEMPTS_PER_HOUR

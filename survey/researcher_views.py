@@ -1,0 +1,172 @@
+"""Researcher pages (staff in the Researchers group): study dashboard with
+statistics and plots, exports, weight vectors, persona selection, crisis
+flags. Every change goes through survey.services (audited)."""
+from __future__ import annotations
+
+from functools import wraps
+from pathlib import Path
+
+from django.contrib import messages
+from django.contrib.auth.views import redirect_to_login
+from django.db import transaction
+from django.http import FileResponse, Http404, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from core.roles import is_researcher
+from core.services import audit_record
+
+from . import charts, selectors, services
+from .exceptions import SurveyError
+from .models import CrisisFlag, DatasetVersion, Persona, PersonaSelection, Study, WeightVector
+
+
+def researcher_required(view):
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        if not is_researcher(request.user):
+            return render(request, "core/no_role.html", status=403)
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+@researcher_required
+def study_list(request):
+    studies = [(study, selectors.study_funnel(study)) for study in Study.objects.all()]
+    return render(request, "survey/manage/study_list.html", {"studies": studies})
+
+
+@researcher_required
+def dashboard(request, slug):
+    study = get_object_or_404(Study, slug=slug)
+    personas = Persona.objects.filter(participant__study=study)
+    return render(request, "survey/manage/dashboard.html", {
+        "study": study,
+        "funnel": selectors.study_funnel(study),
+        "report": selectors.study_report(study),
+        "flags": selectors.crisis_flags_open(study),
+        "weight_vectors": WeightVector.objects.filter(study=study).select_related("dataset_version"),
+        "datasets": DatasetVersion.objects.filter(study=study)[:30],
+        "persona_counts": {
+            "built": personas.count(),
+            "selected": personas.filter(selected=True).count(),
+            "train": personas.filter(split="train").count(),
+            "test": personas.filter(split="test").count(),
+        },
+        "last_selection": PersonaSelection.objects.filter(study=study).first(),
+        "cohort_fields": ["source", *selectors.COHORT_FIELDS],
+        "methods": WeightVector.Method.choices,
+    })
+
+
+@researcher_required
+def plot(request, slug, name):
+    study = get_object_or_404(Study, slug=slug)
+    if name not in charts.PLOTS:
+        raise Http404("No such plot.")
+    response = HttpResponse(charts.PLOTS[name](selectors.study_report(study)), content_type="image/svg+xml")
+    response["Cache-Control"] = "private, max-age=60"
+    return response
+
+
+EXPORTS = {
+    "answers": lambda study, user: services.survey_answers_export(study=study, actor=user),
+    "answers-with-text": lambda study, user: services.survey_answers_export(study=study, actor=user, include_free_text=True),
+    "criteria-rankings": lambda study, user: services.criteria_rankings_export(study=study, actor=user),
+    "response-rankings": lambda study, user: services.response_rankings_export(study=study, actor=user),
+    "personas": lambda study, user: services.personas_export_jsonl(
+        path=services.export_path(study, "personas", ".jsonl"), study=study, actor=user),
+}
+
+
+@require_POST
+@researcher_required
+def export(request, slug):
+    study = get_object_or_404(Study, slug=slug)
+    kind = request.POST.get("kind", "")
+    if kind not in EXPORTS:
+        messages.error(request, f"Unknown export {kind!r}.")
+        return redirect("survey:dashboard", slug=slug)
+    try:
+        version = EXPORTS[kind](study, request.user)
+    except SurveyError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Created {version.label} with {version.participant_count} participants.")
+    return redirect(reverse("survey:dashboard", kwargs={"slug": slug}) + "#datasets")
+
+
+@researcher_required
+def dataset_download(request, pk, index):
+    version = get_object_or_404(DatasetVersion, pk=pk)
+    problem = selectors.dataset_version_withdrawal_problem(version)
+    if problem:
+        return render(request, "survey/error.html", {"message": problem}, status=409)
+    if not 0 <= index < len(version.files):
+        raise Http404("No such file.")
+    path = Path(version.files[index]["path"])
+    if not path.is_file():
+        raise Http404("The file is no longer on disk.")
+    with transaction.atomic():
+        audit_record(actor=request.user, action="survey.dataset_download", target=version, details={"file": path.name})
+    return FileResponse(open(path, "rb"), as_attachment=True, filename=path.name)
+
+
+@require_POST
+@researcher_required
+def weight_vector_create(request, slug):
+    study = get_object_or_404(Study, slug=slug)
+    cohort = {}
+    field, value = request.POST.get("cohort_field", ""), request.POST.get("cohort_value", "").strip()
+    if field and value:
+        cohort[field] = value
+    try:
+        vector = services.weight_vector_create(
+            study=study, name=request.POST.get("name", "").strip(), cohort=cohort,
+            method=request.POST.get("method", WeightVector.Method.PLACKETT_LUCE),
+            exclude_flagged=request.POST.get("exclude_flagged") == "on", actor=request.user,
+        )
+    except SurveyError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Weight vector {vector} computed from {vector.participant_count} participants.")
+    return redirect(reverse("survey:dashboard", kwargs={"slug": slug}) + "#weights")
+
+
+@require_POST
+@researcher_required
+def personas(request, slug):
+    study = get_object_or_404(Study, slug=slug)
+    try:
+        if request.POST.get("action") == "build":
+            count = services.personas_build(study=study, actor=request.user)
+            messages.success(request, f"Built or refreshed {count} personas.")
+        elif request.POST.get("action") == "select":
+            selection = services.personas_select(
+                study=study, total=int(request.POST.get("total") or study.persona_total),
+                train=int(request.POST.get("train") or study.persona_train), test=int(request.POST.get("test") or study.persona_test),
+                seed=int(request.POST.get("seed") or 0), min_quality=float(request.POST.get("min_quality") or 0.5),
+                actor=request.user,
+            )
+            messages.success(request, f"Selected {selection.details['selected']} personas "
+                                      f"({selection.details['train']} train / {selection.details['test']} test).")
+        else:
+            messages.error(request, "Unknown persona action.")
+    except ValueError:
+        messages.error(request, "Sizes and seed must be whole numbers, and the minimum quality a number.")
+    except SurveyError as exc:
+        messages.error(request, str(exc))
+    return redirect(reverse("survey:dashboard", kwargs={"slug": slug}) + "#personas")
+
+
+@require_POST
+@researcher_required
+def crisis_flag_review(request, pk):
+    flag = get_object_or_404(CrisisFlag.objects.select_related("participant__study"), pk=pk)
+    services.crisis_flag_review(flag=flag, actor=request.user)
+    messages.success(request, f"Marked the flag on {flag.participant.pseudonym} as reviewed.")
+    return redirect(reverse("survey:dashboard", kwargs={"slug": flag.participant.study.slug}) + "#flags")

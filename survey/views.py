@@ -1,0 +1,408 @@
+"""Participant pages. Thin: find the participant by the token in the URL,
+check the step is open (from the saved answers), hand the POST to a
+service, redirect (303) to the next step. Bad input re-renders the page with
+the errors and status 400; nothing is saved."""
+from __future__ import annotations
+
+from functools import wraps
+
+from django.core import signing
+from django.http import Http404, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.views.decorators.http import require_http_methods
+
+from core.selectors import helplines_by_region
+
+from . import forms, questions, selectors, services
+from .exceptions import AlreadyStarted, InvalidAnswer, StepNotAvailable, SurveyError
+from .models import Participant
+
+NONCE_SALT = "survey.start"
+NONCE_MAX_AGE = 60 * 60 * 24
+PROLIFIC_PARAMS = ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID")
+PROLIFIC_COMPLETE_URL = "https://app.prolific.com/submissions/complete?cc={code}"
+
+
+class SeeOther(HttpResponseRedirect):
+    status_code = 303
+
+
+def step_url(participant: Participant, step: str) -> str:
+    if step.startswith("scenario-"):
+        return reverse("survey:scenario", args=[participant.token, int(step.split("-")[1])])
+    if step == "done":
+        return reverse("survey:done", args=[participant.token])
+    return reverse(f"survey:{step}", args=[participant.token])
+
+
+def status_url(participant: Participant) -> str | None:
+    """Where a participant who is no longer answering belongs, if anywhere else."""
+    if participant.status == Participant.Status.COMPLETED:
+        return reverse("survey:done", args=[participant.token])
+    if participant.status in (Participant.Status.SCREENED_OUT, Participant.Status.WITHDRAWN):
+        return reverse("survey:ended", args=[participant.token])
+    return None
+
+
+def _page(request, template, participant, progress, step, context=None, status=200):
+    base = {
+        "participant": participant,
+        "token": participant.token,
+        "progress": progress,
+        "step": step,
+        "step_title": selectors.STEP_TITLES.get(step, ""),
+        "resume_url": request.build_absolute_uri(reverse("survey:resume", args=[participant.token])),
+        "show_support": request.GET.get("support") == "1",  # free text matched crisis language
+        "errors": {},
+    }
+    base.update(context or {})
+    if base["show_support"]:
+        base["helpline_regions"] = helplines_by_region()
+    return render(request, template, base, status=status)
+
+
+def _next(participant: Participant, crisis: bool = False) -> SeeOther:
+    participant.refresh_from_db()
+    url = status_url(participant) or step_url(participant, selectors.participant_progress(participant).next_step)
+    return SeeOther(url + ("?support=1" if crisis else ""))
+
+
+def participant_step(step: str | None):
+    """Load the participant (404 for an unknown token), check the form belongs
+    to them, and send them to where they belong if this step is not theirs."""
+
+    def decorator(view):
+        @wraps(view)
+        def wrapper(request, token, *args, **kwargs):
+            participant = selectors.participant_by_token(token)
+            if participant is None:
+                raise Http404("No such participant link.")
+            if request.method == "POST" and request.POST.get("participant") != participant.token:
+                return render(request, "survey/error.html", {
+                    "message": "This form belongs to a different participant link, so nothing was saved. "
+                               "Please continue from your own link.",
+                }, status=400)
+            elsewhere = status_url(participant)
+            if elsewhere:
+                return SeeOther(elsewhere)
+            progress = selectors.participant_progress(participant)
+            this_step = step if step != "scenario" else f"scenario-{kwargs.get('number')}"
+            if this_step is not None and not progress.reachable(this_step):
+                return SeeOther(step_url(participant, progress.next_step))
+            try:
+                return view(request, participant, progress, *args, **kwargs)
+            except StepNotAvailable:
+                return _next(participant)
+
+        return wrapper
+
+    return decorator
+
+
+# --- Entry, resume ----------------------------------------------------------------------
+
+
+@require_http_methods(["GET", "POST"])
+def entry(request, slug):
+    study = selectors.study_for_entry(slug)
+    if study is None:
+        raise Http404("No such study.")
+    if request.method == "POST":
+        try:
+            nonce = signing.TimestampSigner(salt=NONCE_SALT).unsign(request.POST.get("start", ""), max_age=NONCE_MAX_AGE)
+        except signing.BadSignature:
+            return render(request, "survey/error.html", {
+                "message": "This start page has expired. Please open the study link again.",
+            }, status=400)
+        prolific = {name: request.POST.get(name, "") for name in PROLIFIC_PARAMS}
+        try:
+            participant = services.participant_start(study=study, nonce=nonce, prolific=prolific, source=request.POST.get("source", ""))
+        except AlreadyStarted:
+            return render(request, "survey/already_started.html", {"study": study}, status=409)
+        except SurveyError as exc:
+            return render(request, "survey/error.html", {"message": str(exc)}, status=409)
+        return SeeOther(reverse("survey:resume", args=[participant.token]))
+    import secrets
+
+    nonce = signing.TimestampSigner(salt=NONCE_SALT).sign(secrets.token_urlsafe(16))
+    return render(request, "survey/entry.html", {
+        "study": study,
+        "start": nonce,
+        "prolific": {name: request.GET.get(name, "")[:64] for name in PROLIFIC_PARAMS},
+        "source": request.GET.get("source", "")[:16],
+        "criteria_count": len(selectors.study_criteria()),
+    })
+
+
+def resume(request, token):
+    participant = selectors.participant_by_token(token)
+    if participant is None:
+        raise Http404("No such participant link.")
+    return SeeOther(status_url(participant) or step_url(participant, selectors.participant_progress(participant).next_step))
+
+
+def progress_api(request, token):
+    participant = selectors.participant_by_token(token)
+    if participant is None:
+        return JsonResponse({"error": "not found"}, status=404)
+    progress = selectors.participant_progress(participant)
+    return JsonResponse({
+        "status": participant.status,
+        "next_step": progress.next_step if participant.is_active else None,
+        "done": progress.done_count,
+        "total": progress.total,
+    })
+
+
+# --- Consent, eligibility ------------------------------------------------------------------
+
+
+@participant_step("consent")
+def consent(request, participant, progress):
+    record = selectors.participant_consent(participant)
+    version = record.consent_version if record else selectors.consent_version_current(participant.study)
+    if version is None:
+        return render(request, "survey/error.html", {"message": "This study is not open yet (no consent form)."}, status=503)
+    context = {"version": version, "statements": list(enumerate(version.statement_list)), "record": record, "ticked": set()}
+    if request.method == "POST" and record is None:
+        agreed = request.POST.getlist("statement")
+        try:
+            services.consent_give(participant=participant, consent_version_id=request.POST.get("consent_version"), agreed=agreed)
+        except InvalidAnswer as exc:
+            context.update(errors=exc.errors, ticked={str(a) for a in agreed})
+            return _page(request, "survey/consent.html", participant, progress, "consent", context, status=400)
+        return _next(participant)
+    if request.method == "POST":
+        return _next(participant)
+    return _page(request, "survey/consent.html", participant, progress, "consent", context)
+
+
+def consent_copy(request, token):
+    """The participant's own copy of what they agreed to: printable, or as a text file."""
+    participant = selectors.participant_by_token(token)
+    if participant is None:
+        raise Http404("No such participant link.")
+    record = selectors.participant_consent(participant)
+    if record is None:
+        raise Http404("No consent has been recorded on this link.")
+    context = {"record": record, "version": record.consent_version, "study": participant.study, "participant": participant}
+    if request.GET.get("download") == "1":
+        from django.template.loader import render_to_string
+
+        response = HttpResponse(render_to_string("survey/consent_copy.txt", context), content_type="text/plain; charset=utf-8")
+        response["Content-Disposition"] = (
+            f'attachment; filename="{participant.study.slug}-consent-v{record.consent_version.version}.txt"'
+        )
+        return response
+    return render(request, "survey/consent_copy.html", context)
+
+
+@participant_step("eligibility")
+def eligibility(request, participant, progress):
+    study_questions = list(participant.study.eligibility_questions.all())
+    if participant.eligible_at:
+        return _next(participant)
+    context = {"questions": study_questions, "values": {}}
+    if request.method == "POST":
+        answers = forms.eligibility_from_post(request.POST, study_questions)
+        try:
+            eligible = services.eligibility_submit(participant=participant, answers=answers)
+        except InvalidAnswer as exc:
+            context.update(errors=exc.errors, values=answers)
+            return _page(request, "survey/eligibility.html", participant, progress, "eligibility", context, status=400)
+        return _next(participant) if eligible else SeeOther(reverse("survey:ended", args=[participant.token]))
+    return _page(request, "survey/eligibility.html", participant, progress, "eligibility", context)
+
+
+# --- Background, attitudes, importance --------------------------------------------------------
+
+
+def _choice_page(request, participant, progress, step, items, save, template, extra=None):
+    saved = selectors.participant_answers(participant)
+    if request.method == "POST":
+        data = forms.choices_from_post(request.POST, items)
+        try:
+            crisis = save(participant=participant, data=data)
+        except InvalidAnswer as exc:
+            context = {"fields": forms.choice_fields(items, data, exc.errors), **(extra or {})}
+            return _page(request, template, participant, progress, step, {**context, "errors": exc.errors}, status=400)
+        return _next(participant, crisis)
+    data = {key: {"value": answer.value if not isinstance(answer.value, int) else str(answer.value), "text": answer.text}
+            for key, answer in saved.items()}
+    return _page(request, template, participant, progress, step, {"fields": forms.choice_fields(items, data, {}), **(extra or {})})
+
+
+@participant_step("background")
+def background(request, participant, progress):
+    return _choice_page(request, participant, progress, "background", questions.BACKGROUND, services.background_save,
+                        "survey/choices.html", {"intro": "These questions help us describe who took part. Every question has a “Prefer not to say” option."})
+
+
+@participant_step("attitudes")
+def attitudes(request, participant, progress):
+    items = forms.with_attention(questions.ATTITUDES, questions.ATTENTION_CHECKS[0])
+    return _choice_page(request, participant, progress, "attitudes", items, services.attitudes_save, "survey/choices.html",
+                        {"intro": "How much do you agree or disagree with each statement? There are no right or wrong answers."})
+
+
+@participant_step("importance")
+def importance(request, participant, progress):
+    criteria = selectors.criteria_shown_order(participant, selectors.study_criteria(), "importance")
+    check = questions.ATTENTION_CHECKS[1]
+    if request.method == "POST":
+        ratings = forms.prefixed(request.POST, "importance-")
+        attention = request.POST.get(check.key, "")
+        try:
+            services.importance_save(participant=participant, ratings=ratings, attention=attention)
+        except InvalidAnswer as exc:
+            context = forms.importance_context(criteria, ratings, attention, check, exc.errors)
+            return _page(request, "survey/importance.html", participant, progress, "importance", {**context, "errors": exc.errors}, status=400)
+        return _next(participant)
+    saved = selectors.participant_importance(participant)
+    attention = selectors.participant_answers(participant).get(check.key)
+    context = forms.importance_context(criteria, {k: str(v) for k, v in saved.items()}, attention.value if attention else "", check, {})
+    return _page(request, "survey/importance.html", participant, progress, "importance", context)
+
+
+# --- Rankings -------------------------------------------------------------------------------
+
+
+@participant_step("criteria-ranking")
+def criteria_ranking(request, participant, progress):
+    criteria = selectors.criteria_shown_order(participant, selectors.study_criteria(), "ranking")
+    if request.method == "POST":
+        ranks = forms.prefixed(request.POST, "rank-")
+        try:
+            services.criteria_ranking_save(participant=participant, ranks=ranks)
+        except InvalidAnswer as exc:
+            context = {"ranking": forms.criteria_ranking_items(criteria, ranks), "errors": exc.errors}
+            return _page(request, "survey/criteria_ranking.html", participant, progress, "criteria-ranking", context, status=400)
+        return _next(participant)
+    saved = selectors.participant_criteria_ranking(participant)
+    ranks = {key: str(i + 1) for i, key in enumerate(saved.ranking)} if saved else {}
+    return _page(request, "survey/criteria_ranking.html", participant, progress, "criteria-ranking",
+                 {"ranking": forms.criteria_ranking_items(criteria, ranks)})
+
+
+@participant_step("before-scenarios")
+def before_scenarios(request, participant, progress):
+    if request.method == "POST":
+        services.scenarios_begin(participant=participant)
+        return _next(participant)
+    participant = services.scenario_plan_fix(participant)
+    progress = selectors.participant_progress(participant)
+    return _page(request, "survey/before_scenarios.html", participant, progress, "before-scenarios",
+                 {"screens": len(participant.scenario_plan or [])})
+
+
+@participant_step("scenario")
+def scenario(request, participant, progress, number):
+    screen = selectors.response_screen(participant, number)
+    if screen is None:
+        return _next(participant)
+    if request.method == "POST":
+        skip = "skip" in request.POST
+        ranks = forms.prefixed(request.POST, "rank-")
+        try:
+            services.response_ranking_save(participant=participant, number=number, ranks=ranks, skip=skip)
+        except InvalidAnswer as exc:
+            context = {"screen": screen, "ranking": forms.response_ranking_items(screen["responses"], ranks), "errors": exc.errors}
+            return _page(request, "survey/scenario.html", participant, progress, f"scenario-{number}", context, status=400)
+        return _next(participant)
+    saved = screen["saved"]
+    ranks = {str(pk): str(i + 1) for i, pk in enumerate(saved.ranking)} if saved and saved.ranking else {}
+    return _page(request, "survey/scenario.html", participant, progress, f"scenario-{number}",
+                 {"screen": screen, "ranking": forms.response_ranking_items(screen["responses"], ranks),
+                  "screens": len(participant.scenario_plan or [])})
+
+
+@participant_step("closing")
+def closing(request, participant, progress):
+    if request.method == "POST":
+        feedback = request.POST.get("feedback", "")
+        try:
+            crisis = services.participant_complete(participant=participant, feedback=feedback)
+        except InvalidAnswer as exc:
+            return _page(request, "survey/closing.html", participant, progress, "closing",
+                         {"feedback": feedback, "errors": exc.errors}, status=400)
+        return _next(participant, crisis)
+    saved = selectors.participant_answers(participant).get(questions.FEEDBACK_KEY)
+    return _page(request, "survey/closing.html", participant, progress, "closing",
+                 {"feedback": saved.text if saved else "", "had_scenarios": bool(participant.scenario_plan)})
+
+
+# --- End pages, withdrawal -----------------------------------------------------------------------
+
+
+def done(request, token):
+    participant = selectors.participant_by_token(token)
+    if participant is None:
+        raise Http404("No such participant link.")
+    if participant.status != Participant.Status.COMPLETED:
+        return SeeOther(status_url(participant) or reverse("survey:resume", args=[token]))
+    study = participant.study
+    prolific_url = (PROLIFIC_COMPLETE_URL.format(code=study.completion_code)
+                    if participant.source == Participant.Source.PROLIFIC and study.completion_code else "")
+    return render(request, "survey/done.html", {
+        "participant": participant, "study": study, "prolific_url": prolific_url, "token": token,
+        "show_support": request.GET.get("support") == "1",
+        "helpline_regions": helplines_by_region() if request.GET.get("support") == "1" else [],
+        "resume_url": request.build_absolute_uri(reverse("survey:resume", args=[token])),
+    })
+
+
+def ended(request, token):
+    participant = selectors.participant_by_token(token)
+    if participant is None:
+        raise Http404("No such participant link.")
+    if participant.status not in (Participant.Status.SCREENED_OUT, Participant.Status.WITHDRAWN):
+        return SeeOther(reverse("survey:resume", args=[token]))
+    study = participant.study
+    screened_out = participant.status == Participant.Status.SCREENED_OUT
+    prolific_url = (PROLIFIC_COMPLETE_URL.format(code=study.screenout_code)
+                    if screened_out and participant.prolific_pid and study.screenout_code else "")
+    return render(request, "survey/ended.html", {
+        "participant": participant, "study": study, "screened_out": screened_out, "prolific_url": prolific_url,
+    })
+
+
+@require_http_methods(["GET", "POST"])
+def withdraw(request, token):
+    participant = selectors.participant_by_token(token)
+    if participant is None:
+        raise Http404("No such participant link.")
+    if request.method == "POST":
+        if request.POST.get("participant") != participant.token:
+            return render(request, "survey/error.html", {"message": "This form belongs to a different participant link; nothing was changed."}, status=400)
+        if request.POST.get("confirm") != "yes":
+            return render(request, "survey/withdraw.html", {"participant": participant, "token": token,
+                                                            "error": "Please tick the box to confirm."}, status=400)
+        services.participant_withdraw(participant=participant, via="resume_link")
+        return SeeOther(reverse("survey:ended", args=[token]))
+    if participant.status == Participant.Status.WITHDRAWN:
+        return SeeOther(reverse("survey:ended", args=[token]))
+    return render(request, "survey/withdraw.html", {"participant": participant, "token": token})
+
+
+@require_http_methods(["GET", "POST"])
+def withdraw_by_code(request):
+    """Withdraw with the personal code shown during the survey. Attempts are
+    limited per address so codes cannot be guessed."""
+    context = {"done": False, "error": "", "code": ""}
+    if request.method == "POST":
+        code = request.POST.get("code", "")[:32]
+        context["code"] = code
+        if not forms.withdrawal_attempt_allowed(request):
+            context["error"] = "Too many attempts from this connection. Please wait an hour, or contact the research team."
+            return render(request, "survey/withdraw_code.html", context, status=429)
+        participant = selectors.participant_by_withdrawal_code(code)
+        if participant is None:
+            context["error"] = "We could not find that code. Please check it (it looks like ABCDE-23456) and try again."
+            return render(request, "survey/withdraw_code.html", context, status=400)
+        if request.POST.get("confirm") != "yes":
+            context["error"] = "Please tick the box to confirm that you want to withdraw."
+            return render(request, "survey/withdraw_code.html", context, status=400)
+        services.participant_withdraw(participant=participant, via="code")
+        context["done"] = True
+    return render(request, "survey/withdraw_code.html", context)

@@ -1,0 +1,97 @@
+"""Factories and helpers for survey tests."""
+import factory
+
+from core.models import ModelVersion, Response, Scenario
+from survey import questions, selectors, services
+from survey.models import ConsentVersion, EligibilityQuestion, Participant, Study
+
+STATEMENTS = "I have read the information.\nI agree to take part.\nI know I can withdraw."
+
+
+class StudyFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Study
+        skip_postgeneration_save = True
+
+    slug = factory.Sequence(lambda n: f"study-{n}")
+    title = factory.Sequence(lambda n: f"Study {n}")
+    completion_code = "DONE123"
+    screenout_code = "SCREEN456"
+
+    @factory.post_generation
+    def setup(self, create, extracted, **kwargs):
+        if not create:
+            return
+        ConsentVersion.objects.create(study=self, version=1, information_sheet="About the study.", statements=STATEMENTS)
+        EligibilityQuestion.objects.create(study=self, key="adult", text="Are you 18 or older?", eligible_answer="yes", order=0)
+        EligibilityQuestion.objects.create(study=self, key="lived", text="Have you lived with a mental-health condition?",
+                                           eligible_answer="yes", order=1)
+
+
+def response_set(*, scenarios=5, per_scenario=4, name="fixed-test"):
+    """A FIXED model version with ``per_scenario`` responses to each of ``scenarios`` new scenarios."""
+    version = ModelVersion.objects.create(name=name, kind=ModelVersion.Kind.FIXED, model_ref="test")
+    for s in range(scenarios):
+        scenario = Scenario.objects.create(text=f"{name}: I have been struggling with something hard, number {s}.",
+                                           source="test", external_id=f"{name}-{s}")
+        for i in range(per_scenario):
+            Response.objects.create(scenario=scenario, model_version=version, sample_index=i,
+                                    text=f"{name} reply {i} to scenario {s}: that sounds hard.")
+    return version
+
+
+class ParticipantFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Participant
+
+    study = factory.SubFactory(StudyFactory)
+    sequence = factory.Sequence(lambda n: n + 1)
+
+
+DEFAULT_BACKGROUND = {
+    "background.age_group": "25_34", "background.gender": "woman", "background.ethnicity": "white",
+    "background.diagnoses": ["depression", "anxiety"], "background.severity": "moderate",
+    "background.treatment": "therapy", "background.ai_use": "sometimes",
+}
+
+
+def background_data(**overrides):
+    values = {**DEFAULT_BACKGROUND, **{f"background.{k}": v for k, v in overrides.items()}}
+    return {key: {"value": value, "text": ""} for key, value in values.items()}
+
+
+def attitudes_data(values=(4, 3, 4, 5, 2), attention="disagree"):
+    data = {item.key: {"value": str(v)} for item, v in zip(questions.ATTITUDES, values)}
+    data["attention.1"] = {"value": attention}
+    return data
+
+
+def full_ranks(keys):
+    return {k: str(i + 1) for i, k in enumerate(keys)}
+
+
+def complete_participant(study, *, ratings=None, ranking=None, background=None, attention=("disagree", "strongly_agree"),
+                         source="", prolific=None, skip_scenarios=False, feedback=""):
+    """Run a participant through every step with the services; returns the participant (completed)."""
+    participant = services.participant_start(study=study, source=source, prolific=prolific)
+    version = selectors.consent_version_current(study)
+    services.consent_give(participant=participant, consent_version_id=version.pk, agreed=range(len(version.statement_list)))
+    services.eligibility_submit(participant=participant, answers={"adult": "yes", "lived": "yes"})
+    services.background_save(participant=participant, data=background or background_data())
+    services.attitudes_save(participant=participant, data=attitudes_data(attention=attention[0]))
+    criteria = selectors.study_criteria()
+    keys = [c.key for c in criteria]
+    ratings = ratings or {k: 4 for k in keys}
+    services.importance_save(participant=participant, ratings={k: str(v) for k, v in ratings.items()}, attention=attention[1])
+    services.criteria_ranking_save(participant=participant, ranks=full_ranks(ranking or keys))
+    participant.refresh_from_db()
+    plan = services.scenarios_begin(participant=participant) if selectors.participant_progress(participant).reachable("before-scenarios") else []
+    participant.refresh_from_db()
+    for number, entry in enumerate(plan, start=1):
+        if skip_scenarios:
+            services.response_ranking_save(participant=participant, number=number, ranks=None, skip=True)
+        else:
+            services.response_ranking_save(participant=participant, number=number, ranks=full_ranks([str(r) for r in entry["responses"]]))
+    services.participant_complete(participant=participant, feedback=feedback)
+    participant.refresh_from_db()
+    return participant

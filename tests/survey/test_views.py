@@ -1,0 +1,371 @@
+"""Participant pages through the Django test client: the whole flow, resume,
+back/resubmit, tampered POSTs (400, nothing saved), token isolation."""
+import re
+
+import pytest
+
+from core.models import AuditEvent
+from survey import questions, selectors
+from survey.models import Answer, ConsentRecord, CriteriaRanking, CrisisFlag, ImportanceRating, Participant, ResponseRanking
+from tests.survey.factories import DEFAULT_BACKGROUND, complete_participant
+
+pytestmark = pytest.mark.django_db
+
+
+def start(client, study, query=""):
+    page = client.get(f"/study/{study.slug}/{query}")
+    assert page.status_code == 200
+    fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', page.content.decode()))
+    fields.pop("csrfmiddlewaretoken", None)
+    response = client.post(f"/study/{study.slug}/", fields)
+    assert response.status_code == 303
+    token = response["Location"].split("/r/")[1].strip("/")
+    return Participant.objects.get(token=token), fields
+
+
+def url(participant, step):
+    return f"/study/r/{participant.token}/{step}/"
+
+
+def post(client, participant, step, data):
+    return client.post(url(participant, step), {"participant": participant.token, **data})
+
+
+def background_post(**overrides):
+    data = {}
+    for key, value in {**DEFAULT_BACKGROUND, **overrides}.items():
+        data[key] = value
+    return data
+
+
+def attitudes_post(values=("4", "3", "4", "5", "2"), attention="disagree"):
+    return {**{item.key: v for item, v in zip(questions.ATTITUDES, values)}, "attention.1": attention}
+
+
+def importance_post(rating="4", attention="strongly_agree"):
+    return {**{f"importance-{c.key}": rating for c in selectors.study_criteria()}, "attention.2": attention}
+
+
+def ranking_post(keys):
+    return {f"rank-{k}": str(i + 1) for i, k in enumerate(keys)}
+
+
+def criterion_keys():
+    return [c.key for c in selectors.study_criteria()]
+
+
+def consent_post(participant):
+    version = selectors.consent_version_current(participant.study)
+    return {"consent_version": version.pk, "statement": [str(i) for i in range(len(version.statement_list))]}
+
+
+def through_consent_and_eligibility(client, participant):
+    assert post(client, participant, "consent", consent_post(participant)).status_code == 303
+    assert post(client, participant, "eligibility", {"eligibility-adult": "yes", "eligibility-lived": "yes"}).status_code == 303
+
+
+def answer_count(participant):
+    return (Answer.objects.filter(participant=participant).count(), ImportanceRating.objects.filter(participant=participant).count(),
+            CriteriaRanking.objects.filter(participant=participant).count(), ResponseRanking.objects.filter(participant=participant).count(),
+            ConsentRecord.objects.filter(participant=participant).count())
+
+
+def test_entry_captures_prolific_and_double_start_is_one_participant(client, study):
+    participant, fields = start(client, study, "?PROLIFIC_PID=abc123&STUDY_ID=st1&SESSION_ID=se1")
+    assert (participant.prolific_pid, participant.prolific_study_id, participant.prolific_session_id) == ("abc123", "st1", "se1")
+    assert participant.source == Participant.Source.PROLIFIC
+    # The Start button pressed twice (same signed nonce): the same participant.
+    again = client.post(f"/study/{study.slug}/", fields)
+    assert again["Location"].endswith(f"/r/{participant.token}/")
+    assert Participant.objects.filter(study=study).count() == 1
+    # The resume link leads to the first unanswered step.
+    assert client.get(f"/study/r/{participant.token}/")["Location"] == url(participant, "consent")
+
+
+def test_prolific_id_from_another_submission_gets_no_data(client, study):
+    participant, _ = start(client, study, "?PROLIFIC_PID=abc123&STUDY_ID=st1&SESSION_ID=se1")
+    page = client.get(f"/study/{study.slug}/?PROLIFIC_PID=abc123&STUDY_ID=st1&SESSION_ID=other")
+    fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', page.content.decode()))
+    response = client.post(f"/study/{study.slug}/", fields)
+    assert response.status_code == 409
+    assert participant.token not in response.content.decode()
+
+
+def test_forged_start_nonce_is_refused(client, study):
+    response = client.post(f"/study/{study.slug}/", {"start": "made-up"})
+    assert response.status_code == 400
+    assert Participant.objects.count() == 0
+
+
+def test_whole_flow_with_back_and_resubmit_saves_one_answer_per_question(client, study):
+    participant, _ = start(client, study)
+    assert client.get(url(participant, "consent")).status_code == 200
+    through_consent_and_eligibility(client, participant)
+    # A later step cannot be opened early.
+    assert client.get(url(participant, "importance"))["Location"] == url(participant, "background")
+    assert client.get(url(participant, "background")).status_code == 200
+    assert post(client, participant, "background", background_post())["Location"] == url(participant, "attitudes")
+    # Back button: the background page again, shown with the saved answers, resubmitted with a change.
+    page = client.get(url(participant, "background")).content.decode()
+    assert 'value="25_34" checked' in page
+    assert post(client, participant, "background", background_post(**{"background.age_group": "35_44"})).status_code == 303
+    # Double submit of the same page.
+    assert post(client, participant, "attitudes", attitudes_post()).status_code == 303
+    assert post(client, participant, "attitudes", attitudes_post()).status_code == 303
+    assert client.get(url(participant, "importance")).status_code == 200
+    assert post(client, participant, "importance", importance_post()).status_code == 303
+    assert client.get(url(participant, "criteria-ranking")).status_code == 200
+    assert post(client, participant, "criteria-ranking", ranking_post(criterion_keys()))["Location"] == url(participant, "before-scenarios")
+    page = client.get(url(participant, "before-scenarios")).content.decode()
+    assert "Looking after yourself" in page
+    assert post(client, participant, "before-scenarios", {}).status_code == 303
+    participant.refresh_from_db()
+    plan = participant.scenario_plan
+    assert len(plan) == study.scenarios_per_participant
+    for number, entry in enumerate(plan, start=1):
+        page = client.get(url(participant, f"scenario/{number}")).content.decode()
+        assert "Content warning" in page and "Skip this one" in page
+        if number == 2:
+            response = post(client, participant, f"scenario/{number}", {"skip": "1"})
+        else:
+            response = post(client, participant, f"scenario/{number}", ranking_post(entry["responses"][::-1]))
+        assert response.status_code == 303
+    page = client.get(url(participant, "closing")).content.decode()
+    assert "Looking after yourself" in page
+    assert post(client, participant, "closing", {"feedback": "Thanks."})["Location"] == url(participant, "done")
+    done = client.get(url(participant, "done")).content.decode()
+    assert "DONE123" in done and participant.withdrawal_code in done
+    participant.refresh_from_db()
+    assert participant.status == Participant.Status.COMPLETED
+    # Exactly one answer per question.
+    keys = list(Answer.objects.filter(participant=participant).values_list("item_key", flat=True))
+    expected = [i.key for i in (*questions.BACKGROUND, *questions.ATTITUDES, *questions.ATTENTION_CHECKS)] + [questions.FEEDBACK_KEY]
+    assert sorted(keys) == sorted(expected)
+    assert Answer.objects.get(participant=participant, item_key="background.age_group").value == "35_44"
+    assert ImportanceRating.objects.filter(participant=participant).count() == len(criterion_keys())
+    assert ResponseRanking.objects.filter(participant=participant).count() == len(plan)
+    skipped = ResponseRanking.objects.get(participant=participant, position=1)
+    assert skipped.skipped and skipped.ranking == []
+    ranked = ResponseRanking.objects.get(participant=participant, position=0)
+    assert ranked.ranking == plan[0]["responses"][::-1] and ranked.shown_order == plan[0]["responses"]
+    # After completion an old page resubmitted changes nothing and leads to the end.
+    response = post(client, participant, "background", background_post(**{"background.age_group": "18_24"}))
+    assert response["Location"] == url(participant, "done")
+    assert Answer.objects.get(participant=participant, item_key="background.age_group").value == "35_44"
+    progress = client.get(f"/study/r/{participant.token}/progress.json").json()
+    assert progress == {"status": "completed", "next_step": None, "done": progress["total"], "total": progress["total"]}
+
+
+def test_random_orders_are_reproducible_and_stored(client, study):
+    participant, _ = start(client, study)
+    through_consent_and_eligibility(client, participant)
+    post(client, participant, "background", background_post())
+    post(client, participant, "attitudes", attitudes_post())
+    first = client.get(url(participant, "importance")).content.decode()
+    second = client.get(url(participant, "importance")).content.decode()
+    order = re.findall(r'name="importance-([a-z_]+)"', first)
+    assert order == re.findall(r'name="importance-([a-z_]+)"', second)
+    post(client, participant, "importance", importance_post())
+    stored = ImportanceRating.objects.filter(participant=participant).first().shown_order
+    assert stored == list(dict.fromkeys(order))
+
+
+# --- Tampered and invalid POSTs: 400, a clear message, nothing saved ----------------------------
+
+
+@pytest.fixture
+def at_ranking(client, study):
+    participant, _ = start(client, study)
+    through_consent_and_eligibility(client, participant)
+    post(client, participant, "background", background_post())
+    post(client, participant, "attitudes", attitudes_post())
+    post(client, participant, "importance", importance_post())
+    return participant
+
+
+def test_missing_consent_is_400_and_saves_nothing(client, study):
+    participant, _ = start(client, study)
+    version = selectors.consent_version_current(study)
+    response = post(client, participant, "consent", {"consent_version": version.pk, "statement": ["0"]})
+    assert response.status_code == 400
+    assert "please tick every statement" in response.content.decode()
+    response = post(client, participant, "consent", {"consent_version": version.pk})
+    assert response.status_code == 400
+    assert not ConsentRecord.objects.filter(participant=participant).exists()
+
+
+def test_consent_for_another_studys_form_is_400(client, study):
+    from tests.survey.factories import StudyFactory
+
+    other = selectors.consent_version_current(StudyFactory())
+    participant, _ = start(client, study)
+    response = post(client, participant, "consent", {"consent_version": other.pk, "statement": ["0", "1", "2"]})
+    assert response.status_code == 400 and "does not belong to this study" in response.content.decode()
+    assert not ConsentRecord.objects.filter(participant=participant).exists()
+
+
+def test_ranking_that_is_not_a_permutation_is_400(client, at_ranking):
+    keys = criterion_keys()
+    data = ranking_post(keys)
+    data[f"rank-{keys[1]}"] = "1"  # two firsts
+    before = answer_count(at_ranking)
+    response = post(client, at_ranking, "criteria-ranking", data)
+    assert response.status_code == 400
+    assert "must be used exactly once" in response.content.decode()
+    assert answer_count(at_ranking) == before
+    data[f"rank-{keys[1]}"] = "9"
+    response = post(client, at_ranking, "criteria-ranking", data)
+    assert response.status_code == 400 and "whole numbers from 1 to" in response.content.decode()
+    missing = ranking_post(keys[:-1])
+    response = post(client, at_ranking, "criteria-ranking", missing)
+    assert response.status_code == 400 and "give a rank to every criterion" in response.content.decode()
+    assert answer_count(at_ranking) == before
+
+
+def test_unknown_criterion_is_400(client, at_ranking):
+    data = {**ranking_post(criterion_keys()), "rank-charisma": "7"}
+    response = post(client, at_ranking, "criteria-ranking", data)
+    assert response.status_code == 400
+    assert "Unknown criterion: charisma" in response.content.decode()
+    assert not CriteriaRanking.objects.filter(participant=at_ranking).exists()
+    response = post(client, at_ranking, "importance", {**importance_post(), "importance-charisma": "5"})
+    assert response.status_code == 400 and "Unknown criterion: charisma" in response.content.decode()
+
+
+def test_out_of_range_likert_is_400(client, study):
+    participant, _ = start(client, study)
+    through_consent_and_eligibility(client, participant)
+    post(client, participant, "background", background_post())
+    before = answer_count(participant)
+    response = post(client, participant, "attitudes", attitudes_post(values=("4", "3", "7", "5", "2")))
+    assert response.status_code == 400
+    assert "“7” is not one of the options" in response.content.decode()
+    assert answer_count(participant) == before
+    post(client, participant, "attitudes", attitudes_post())
+    before = answer_count(participant)
+    response = post(client, participant, "importance", importance_post(rating="6"))
+    assert response.status_code == 400 and "from 1 to 5" in response.content.decode()
+    response = post(client, participant, "importance", importance_post(rating="0"))
+    assert response.status_code == 400
+    assert answer_count(participant) == before
+
+
+def test_invalid_background_choices_are_400(client, study):
+    participant, _ = start(client, study)
+    through_consent_and_eligibility(client, participant)
+    for bad in ({"background.diagnoses": ["depression", "prefer_not_to_say"]}, {"background.gender": "robot"},
+                {"background.age_group": ""}):
+        response = post(client, participant, "background", background_post(**bad))
+        assert response.status_code == 400
+        assert not Answer.objects.filter(participant=participant).exists()
+
+
+def test_response_ranking_tampering_is_400(client, at_ranking):
+    post(client, at_ranking, "criteria-ranking", ranking_post(criterion_keys()))
+    post(client, at_ranking, "before-scenarios", {})
+    at_ranking.refresh_from_db()
+    shown = at_ranking.scenario_plan[0]["responses"]
+    not_permutation = {f"rank-{pk}": "1" for pk in shown}
+    response = post(client, at_ranking, "scenario/1", not_permutation)
+    assert response.status_code == 400
+    other_response = {**ranking_post(shown[:-1]), "rank-999999": "4"}
+    response = post(client, at_ranking, "scenario/1", other_response)
+    assert response.status_code == 400 and "Unknown response" in response.content.decode()
+    assert not ResponseRanking.objects.filter(participant=at_ranking).exists()
+
+
+def test_another_participants_token_in_the_form_is_400(client, study):
+    mine, _ = start(client, study)
+    theirs, _ = start(client, study)
+    response = client.post(url(mine, "consent"), {"participant": theirs.token, **consent_post(mine)})
+    assert response.status_code == 400
+    assert "different participant link" in response.content.decode()
+    assert not ConsentRecord.objects.exists()
+
+
+def test_ineligible_person_is_screened_out_and_only_the_record_is_kept(client, study):
+    participant, _ = start(client, study, "?PROLIFIC_PID=pp1&STUDY_ID=s&SESSION_ID=x")
+    post(client, participant, "consent", consent_post(participant))
+    response = post(client, participant, "eligibility", {"eligibility-adult": "yes", "eligibility-lived": "no"})
+    assert response["Location"] == url(participant, "ended")
+    page = client.get(url(participant, "ended")).content.decode()
+    assert "SCREEN456" in page and "app.prolific.com/submissions/complete?cc=SCREEN456" in page
+    participant.refresh_from_db()
+    assert participant.status == Participant.Status.SCREENED_OUT
+    assert answer_count(participant) == (0, 0, 0, 0, 0)
+    # Every later page leads back to the end page.
+    assert client.get(url(participant, "background"))["Location"] == url(participant, "ended")
+
+
+def test_crisis_text_shows_helplines_and_flags(client, study, researcher):
+    participant, _ = start(client, study)
+    through_consent_and_eligibility(client, participant)
+    data = background_post(**{"background.gender": "self_describe"})
+    data["background.gender-text"] = "honestly some days I want to kill myself"
+    response = post(client, participant, "background", data)
+    assert response["Location"] == url(participant, "attitudes") + "?support=1"
+    page = client.get(response["Location"]).content.decode()
+    assert "Support is here if you need it" in page and "Samaritans" in page
+    # Not blocked: the answer is saved and the next page is the next step.
+    assert Answer.objects.get(participant=participant, item_key="background.gender").text.startswith("honestly")
+    assert CrisisFlag.objects.filter(participant=participant, item_key="background.gender").exists()
+    event = AuditEvent.objects.get(action="survey.crisis_flag")
+    assert event.details["participant"] == participant.pseudonym and "kill" not in str(event.details)
+    client.force_login(researcher)
+    dashboard = client.get(f"/study/manage/{study.slug}/").content.decode()
+    assert participant.pseudonym in dashboard and "background.gender" in dashboard
+
+
+def test_crisis_text_in_closing_feedback_shows_helplines_on_thank_you_page(client, study):
+    participant = complete_participant(study, feedback="")
+    assert participant.status == Participant.Status.COMPLETED
+    participant2, _ = start(client, study)
+    through_consent_and_eligibility(client, participant2)
+    post(client, participant2, "background", background_post())
+    post(client, participant2, "attitudes", attitudes_post())
+    post(client, participant2, "importance", importance_post())
+    post(client, participant2, "criteria-ranking", ranking_post(criterion_keys()))
+    post(client, participant2, "before-scenarios", {})
+    for number in range(1, study.scenarios_per_participant + 1):
+        post(client, participant2, f"scenario/{number}", {"skip": "1"})
+    response = post(client, participant2, "closing", {"feedback": "I don't want to be alive any more"})
+    assert response["Location"].endswith("/done/?support=1")
+    assert "Samaritans" in client.get(response["Location"]).content.decode()
+    assert CrisisFlag.objects.filter(participant=participant2, item_key=questions.FEEDBACK_KEY).exists()
+
+
+# --- A token reads only its own participant's data ------------------------------------------
+
+
+def test_unknown_token_gets_404_everywhere(client, study):
+    participant = complete_participant(study)
+    bogus = "x" * len(participant.token)
+    for path in ("", "consent/", "background/", "scenario/1/", "done/", "consent/copy/", "withdraw/", "ended/"):
+        assert client.get(f"/study/r/{bogus}/{path}").status_code == 404, path
+    api = client.get(f"/study/r/{bogus}/progress.json")
+    assert api.status_code == 404 and api.json() == {"error": "not found"}
+
+
+def test_a_participant_sees_only_their_own_answers(client, study):
+    theirs = complete_participant(study, background=None)
+    Answer.objects.filter(participant=theirs, item_key="background.ethnicity").update(value="asian")
+    mine, _ = start(client, study)
+    through_consent_and_eligibility(client, mine)
+    page = client.get(url(mine, "background")).content.decode()
+    assert " checked" not in page  # nothing prefilled from anyone else
+    for content in (page, client.get(f"/study/r/{mine.token}/progress.json").content.decode()):
+        assert theirs.token not in content and theirs.pseudonym not in content and theirs.withdrawal_code not in content
+
+
+def test_consent_copy_is_printable_and_downloadable(client, study):
+    participant, _ = start(client, study)
+    post(client, participant, "consent", consent_post(participant))
+    page = client.get(url(participant, "consent/copy")).content.decode()
+    assert "I agree to take part." in page and "version 1" in page.lower()
+    download = client.get(url(participant, "consent/copy") + "?download=1")
+    assert download["Content-Disposition"].startswith("attachment;")
+    assert "I know I can withdraw." in download.content.decode()
+
+
+def test_home_links_to_the_active_study(client, study):
+    assert f'href="/study/{study.slug}/"' in client.get("/").content.decode()
