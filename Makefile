@@ -30,8 +30,11 @@ test-slow: install
 demo: install
 	@$(PY) scripts/demo.py
 
+# The validation run: the CPU-demo method comparison on the real packaged models
+# with the rubric judge, every job in one process (not part of `make test`).
 validate: install
-	$(PY) -m training.pipeline.validate
+	$(PY) manage.py migrate --noinput -v 0
+	$(PY) manage.py run_experiment "validation-$$(date +%Y%m%d-%H%M%S)" --preset cpu_demo
 
 bench: install
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -40,13 +40,13 @@ class ExperimentConfig:
     # "synthetic": personas built from criteria weights (labelled synthetic);
     # "survey": the survey's selected personas.
     persona_source: str = "synthetic"
-    personas_train: int = 8
+    personas_train: int = 6
     personas_test: int = 6
-    personas_per_scenario: int = 8
-    train_scenarios: int = 24
-    test_scenarios: int = 8
+    personas_per_scenario: int = 6
+    train_scenarios: int = 16
+    test_scenarios: int = 6
     candidates_per_scenario: int = 4
-    max_new_tokens: int = 48
+    max_new_tokens: int = 40
     system_prompt: str = (
         "You are a supportive listener replying to someone who has shared what they are going through. "
         "Reply warmly and briefly."
