@@ -69,7 +69,7 @@ def persona_text(profile: dict) -> str:
     sentences = []
     identity = GENDER_PHRASES.get(bg.get("gender"), "a person")
     extras = [p for p in (AGE_PHRASES.get(bg.get("age_group")), ETHNICITY_PHRASES.get(bg.get("ethnicity"))) if p]
-    sentences.append(f"I am {identity}{' ' + ' '.join(extras) if extras else ''}.")
+    sentences.append(f"I am {', '.join([identity, *extras])}.")
     diagnoses = bg.get("diagnoses") or []
     if _given(diagnoses):
         sentences.append(f"I have lived with {_join([CONDITION_NAMES.get(d, d) for d in diagnoses])}.")
@@ -105,7 +105,7 @@ def persona_text(profile: dict) -> str:
 def persona_weights(ratings: dict[str, int]) -> dict[str, float]:
     """The participant's importance ratings, normalised to sum 1."""
     total = sum(ratings.values())
-    return {k: round(v / total, 6) for k, v in sorted(ratings.items())} if total else {}
+    return {k: v / total for k, v in sorted(ratings.items())} if total else {}
 
 
 def persona_scores(profile: dict, tau: float | None) -> tuple[float, float, float]:

@@ -1,0 +1,56 @@
+"""The survey admin: consent versioning, persona editing, participant withdrawal, actions."""
+import pytest
+
+from core.models import AuditEvent
+from survey.models import ConsentVersion, DatasetVersion, Participant, Persona
+from tests.survey.factories import complete_participant
+
+pytestmark = pytest.mark.django_db
+
+
+def test_changing_consent_text_creates_a_new_version(client, researcher, study):
+    early = complete_participant(study)
+    client.force_login(researcher)
+    v1 = ConsentVersion.objects.get(study=study)
+    response = client.post(f"/admin/survey/consentversion/{v1.pk}/change/",
+                           {"information_sheet": "Revised sheet.", "statements": "One\nTwo"})
+    assert response.status_code == 302, response.content.decode()[:2000]
+    v1.refresh_from_db()
+    assert v1.information_sheet == "About the study."  # the old version is untouched
+    v2 = ConsentVersion.objects.get(study=study, version=2)
+    assert v2.information_sheet == "Revised sheet." and v2.created_by == researcher
+    assert early.consent.consent_version == v1
+    assert AuditEvent.objects.filter(action="survey.consent_publish").count() == 1
+
+
+def test_persona_is_editable_in_the_admin(client, researcher, study):
+    persona = complete_participant(study).persona
+    client.force_login(researcher)
+    assert client.get(f"/admin/survey/persona/{persona.pk}/change/").status_code == 200
+    response = client.post(f"/admin/survey/persona/{persona.pk}/change/", {"text": "A rewritten persona.", "split": "test"})
+    assert response.status_code == 302
+    persona.refresh_from_db()
+    assert (persona.text, persona.edited, persona.split, persona.selected) == ("A rewritten persona.", True, "test", True)
+
+
+def test_admin_withdraw_action_and_exports(client, researcher, study):
+    participant = complete_participant(study)
+    client.force_login(researcher)
+    client.post("/admin/survey/study/", {"action": "export_answers", "_selected_action": [study.pk]})
+    assert DatasetVersion.objects.filter(kind="survey_answers").count() == 1
+    client.post("/admin/survey/participant/", {"action": "withdraw", "_selected_action": [participant.pk]})
+    participant.refresh_from_db()
+    assert participant.status == Participant.Status.WITHDRAWN
+    assert DatasetVersion.objects.get().affected_by_withdrawal_at is not None
+    assert AuditEvent.objects.get(action="survey.participant_withdraw").actor == researcher
+    page = client.get(f"/admin/survey/participant/{participant.pk}/change/").content.decode()
+    assert participant.token not in page
+    for name in ("study", "participant", "persona", "datasetversion", "weightvector", "crisisflag", "personaselection", "consentversion"):
+        assert client.get(f"/admin/survey/{name}/").status_code == 200, name
+
+
+def test_study_changes_are_audited(client, researcher, study):
+    client.force_login(researcher)
+    response = client.get(f"/admin/survey/study/{study.pk}/change/")
+    assert response.status_code == 200
+    assert not Persona.objects.exists()
