@@ -166,7 +166,7 @@ def check_dataset_versions(job: Job):
     version = DatasetVersion.objects.filter(pk=version_id).first()
     problem = survey_selectors.dataset_version_withdrawal_problem(version) if version else f"dataset version {version_id} no longer exists"
     if problem:
-        raise JobRefused(problem)
+        raise JobRefused(f"{problem} This experiment cannot go on; start a new one to export a fresh version.")
 
 
 # --- Generation, labels, preferences -------------------------------------------
