@@ -43,7 +43,25 @@ class StartExperimentForm(forms.Form):
 
     @staticmethod
     def defaults_json(preset: str) -> str:
-        return json.dumps(default_config(preset), indent=2)
+        config = default_config(preset)
+        if preset == Experiment.Preset.PERSONALISED:
+            config["weight_vectors"] = survey_weight_vectors()
+        return json.dumps(config, indent=2)
+
+
+def survey_weight_vectors() -> dict:
+    """The newest survey weight vectors (one per subgroup) of the study that made
+    the latest one, so the personalised preset starts from what people said."""
+    from survey.models import WeightVector
+    from survey.selectors import weight_vectors_for_training
+
+    latest = WeightVector.objects.order_by("-created_at", "-id").first()
+    if latest is None:
+        return {}
+    try:
+        return weight_vectors_for_training(study=latest.study)
+    except ValueError:
+        return {}
 
 
 class SendForRatingForm(forms.Form):

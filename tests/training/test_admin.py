@@ -89,3 +89,20 @@ def test_experiment_page_and_report_render_before_results(client, researcher, pu
     report = client.get(f"/admin/training/experiment/{experiment.pk}/report/")
     assert report.status_code == 200
     assert b'id="no-evaluation"' in report.content and b'id="no-rating"' in report.content
+
+
+def test_personalised_preset_starts_from_the_survey_weight_vectors(client, researcher):
+    from survey import services as survey_services
+    from tests.survey.factories import StudyFactory, complete_participant
+
+    study = StudyFactory()
+    keys = ["empathy", "safety", "active_listening", "self_motivated_change", "trust_rapport", "patient_autonomy"]
+    for _ in range(4):
+        complete_participant(study, ranking=keys)
+    survey_services.weight_vector_create(study=study, name="everyone", n_boot=10)
+    client.force_login(researcher)
+    page = client.get(START_URL + "?preset=personalised").content.decode()
+    start = page.index("{", page.index('name="config"'))
+    config = json.loads(page[start:page.index("</textarea>", start)].replace("&quot;", '"'))
+    weights = config["weight_vectors"]["everyone"]
+    assert max(weights, key=weights.get) == "empathy" and min(weights, key=weights.get) == "patient_autonomy"
