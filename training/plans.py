@@ -40,6 +40,9 @@ class ExperimentConfig:
     # "synthetic": personas built from criteria weights (labelled synthetic);
     # "survey": the survey's selected personas.
     persona_source: str = "synthetic"
+    # A survey study's slug: its selected personas (persona_source "survey") and
+    # its participants' own response rankings join the preference data.
+    survey_study: str | None = None
     personas_train: int = 6
     personas_test: int = 6
     personas_per_scenario: int = 6
@@ -153,6 +156,8 @@ def validate_config(raw: dict) -> ExperimentConfig:
         errors.append(f"merge_method must be one of: {', '.join(MERGE_METHODS)}")
     if config.persona_source not in ("synthetic", "survey"):
         errors.append("persona_source must be 'synthetic' or 'survey'")
+    if config.survey_study is not None and (not isinstance(config.survey_study, str) or not config.survey_study.strip()):
+        errors.append("survey_study must be a survey study's slug, or null")
     for key in config.evaluation_criteria if isinstance(config.evaluation_criteria, list) else [None]:
         if key not in ALL_CRITERIA:
             errors.append(f"evaluation_criteria: unknown criterion {key!r}")

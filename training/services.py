@@ -56,6 +56,11 @@ def experiment_start(*, name: str, config: dict, actor=None) -> Experiment:
         checked = validate_config(config)
     except ConfigError as exc:
         raise ConfigError(problems + exc.messages) from None
+    if checked.survey_study:
+        from survey.models import Study
+
+        if not Study.objects.filter(slug=checked.survey_study).exists():
+            problems.append(f"there is no survey study with the slug {checked.survey_study!r}")
     if problems:
         raise ConfigError(problems)
     plan = build_plan(checked)

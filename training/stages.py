@@ -123,7 +123,7 @@ def run_export_inputs(job: Job, run) -> StageOutcome:
     personas_path = work / "personas.jsonl"
     if config.persona_source == "survey":
         personas, dataset_version = _survey_personas(job, config, personas_path)
-        lineage["dataset_version"] = dataset_version
+        lineage["dataset_versions"] = [dataset_version]
     else:
         personas = synthetic_personas(train=config.personas_train, test=config.personas_test, seed=config.seed)
         write_jsonl_atomic(personas_path, personas)
@@ -146,7 +146,7 @@ def _survey_personas(job: Job, config: ExperimentConfig, path: Path):
     from survey import selectors as survey_selectors
     from survey import services as survey_services
 
-    version = survey_services.personas_export_dataset(path=path, actor=None)
+    version = survey_services.personas_export_dataset(path=path, actor=None, study=_survey_study(config))
     problem = survey_selectors.dataset_version_withdrawal_problem(version)
     if problem:
         raise JobRefused(problem)
@@ -155,18 +155,29 @@ def _survey_personas(job: Job, config: ExperimentConfig, path: Path):
     return load_personas(path), version.pk
 
 
+def _survey_study(config: ExperimentConfig):
+    if not config.survey_study:
+        return None
+    from survey.models import Study
+
+    return Study.objects.get(slug=config.survey_study)
+
+
 def check_dataset_versions(job: Job):
-    """A job refuses to start on a dataset version marked affected by a withdrawal."""
-    version_id = job.experiment.jobs.filter(key="scenarios").values_list("lineage__dataset_version", flat=True).first()
-    if not version_id:
+    """A job refuses to start on a survey dataset version (personas, human
+    rankings) that a withdrawal has marked affected."""
+    version_ids = [v for lineage in job.experiment.jobs.values_list("lineage", flat=True)
+                   for v in (lineage or {}).get("dataset_versions", [])]
+    if not version_ids:
         return
     from survey import selectors as survey_selectors
     from survey.models import DatasetVersion
 
-    version = DatasetVersion.objects.filter(pk=version_id).first()
-    problem = survey_selectors.dataset_version_withdrawal_problem(version) if version else f"dataset version {version_id} no longer exists"
-    if problem:
-        raise JobRefused(f"{problem} This experiment cannot go on; start a new one to export a fresh version.")
+    for version_id in version_ids:
+        version = DatasetVersion.objects.filter(pk=version_id).first()
+        problem = survey_selectors.dataset_version_withdrawal_problem(version) if version else f"dataset version {version_id} no longer exists"
+        if problem:
+            raise JobRefused(f"{problem} This experiment cannot go on; start a new one to export a fresh version.")
 
 
 # --- Generation, labels, preferences -------------------------------------------
@@ -222,18 +233,30 @@ def run_label(job: Job, run) -> StageOutcome:
 def run_preferences(job: Job, run) -> StageOutcome:
     from training.pipeline.preferences import PreferenceConfig, build_preference_dataset
 
+    config = _config(job)
     inputs = _upstream(job, "scenarios").result
     output = job.work_dir() / "dataset"
+    lineage = {}
+    survey_path = None
+    study = _survey_study(config)
+    if study is not None:
+        from survey import services as survey_services
+
+        survey_path = job.work_dir() / "survey_rankings.jsonl"
+        version = survey_services.response_rankings_export(study=study, path=survey_path)
+        lineage["dataset_versions"] = [version.pk]
     result = build_preference_dataset(PreferenceConfig(
         labels_path=_upstream(job, "label").result["labels_path"],
         candidates_path=_upstream(job, "generate").result["candidates_path"],
         scenarios_path=inputs["scenarios_path"],
+        survey_path=str(survey_path) if survey_path else None,
+        criteria=job.experiment.jobs.get(key="label").params["criteria"],
         output_dir=str(output),
     ))
     run.progress(1, 1)
     return StageOutcome(
         result={"dataset_dir": str(output), "version": result.version, "counts": result.counts},
-        lineage={"dataset": result.version},
+        lineage={"dataset": result.version, **lineage},
         artifacts=[{"kind": Artifact.Kind.DATASET, "name": "preferences", "path": output, "metrics": {"counts": result.counts}}],
     )
 

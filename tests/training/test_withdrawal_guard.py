@@ -27,11 +27,11 @@ def test_withdrawal_stops_training_on_the_affected_dataset(db, researcher, publi
     survey_services.personas_build(study=study)
     survey_services.personas_select(study=study, total=4, train=2, test=2, min_quality=0.0)
 
-    experiment = services.experiment_start(name="survey cohort", config={**TINY_DEMO, "persona_source": "survey"}, actor=researcher)
+    experiment = services.experiment_start(name="survey cohort", config={**TINY_DEMO, "persona_source": "survey", "survey_study": study.slug}, actor=researcher)
     inputs = experiment.jobs.get(key="scenarios")
     assert services.job_execute(job_id=inputs.pk) == Job.State.SUCCEEDED
     inputs.refresh_from_db()
-    version = DatasetVersion.objects.get(pk=inputs.lineage["dataset_version"])
+    version = DatasetVersion.objects.get(pk=inputs.lineage["dataset_versions"][0])
     assert version.participants.count() == 4
 
     survey_services.participant_withdraw(participant=participants[0], via="resume_link")
@@ -47,11 +47,40 @@ def test_withdrawal_stops_training_on_the_affected_dataset(db, researcher, publi
     assert services.job_execute(job_id=generate.pk) == Job.State.FAILED
 
     # A new experiment exports a new version without the withdrawn participant.
-    again = services.experiment_start(name="survey cohort 2", config={**TINY_DEMO, "persona_source": "survey"}, actor=researcher)
+    again = services.experiment_start(name="survey cohort 2", config={**TINY_DEMO, "persona_source": "survey", "survey_study": study.slug}, actor=researcher)
     inputs = again.jobs.get(key="scenarios")
     assert services.job_execute(job_id=inputs.pk) == Job.State.SUCCEEDED
     inputs.refresh_from_db()
-    fresh = DatasetVersion.objects.get(pk=inputs.lineage["dataset_version"])
+    fresh = DatasetVersion.objects.get(pk=inputs.lineage["dataset_versions"][0])
     assert fresh.pk != version.pk and fresh.affected_by_withdrawal_at is None
     assert participants[0].pk not in set(fresh.participants.values_list("pk", flat=True))
     assert fresh.participants.count() == 3
+
+
+@pytest.mark.django_db(transaction=True)  # the heartbeat thread needs committed rows
+def test_survey_rankings_join_the_preference_data(researcher, published, settings, tmp_path):
+    import json
+    from pathlib import Path
+
+    from tests.survey.factories import response_set
+
+    settings.ARTIFACT_ROOT = tmp_path
+    settings.MODEL_CACHE_DIR = tmp_path / "models"
+    scenario_bank_load()
+    study = StudyFactory()
+    study.model_version = response_set()
+    study.save()
+    for _ in range(3):
+        complete_participant(study)
+    config = {**TINY_DEMO, "survey_study": study.slug}
+    experiment = services.experiment_start(name="with human rankings", config=config, actor=researcher)
+    for key in ("scenarios", "generate", "label", "preferences"):
+        job = experiment.jobs.get(key=key)
+        assert services.job_execute(job_id=job.pk) == Job.State.SUCCEEDED, job.key
+    preferences = experiment.jobs.get(key="preferences")
+    card = json.loads((Path(preferences.result["dataset_dir"]) / "card.json").read_text())
+    sources = json.dumps(card)
+    assert "survey" in sources and "judge:" in sources
+    assert preferences.lineage["dataset_versions"]
+    with pytest.raises(services.ConfigError, match="no survey study with the slug 'nope'"):
+        services.experiment_start(name="bad study", config={**TINY_DEMO, "survey_study": "nope"}, actor=researcher)
