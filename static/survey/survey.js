@@ -63,8 +63,9 @@
 
     function moveTo(item, position, focusTarget) {
       var all = items();
+      var count = all.length;
       var from = all.indexOf(item);
-      position = Math.max(0, Math.min(all.length - 1, position));
+      position = Math.max(0, Math.min(count - 1, position));
       if (position !== from) {
         all.splice(from, 1);
         var reference = all[position] || null;
@@ -72,7 +73,7 @@
       }
       renumber();
       if (focusTarget) focusTarget.focus();
-      announce(title(item) + (position === from ? " stays at" : " moved to") + " position " + (position + 1) + " of " + all.length + ".");
+      announce(title(item) + (position === from ? " stays at" : " moved to") + " position " + (position + 1) + " of " + count + ".");
     }
 
     items().forEach(function (item) {
@@ -96,9 +97,13 @@
         });
         controls.appendChild(button);
       });
-      select.addEventListener("change", function () {
-        moveTo(item, parseInt(select.value, 10) - 1, select);
-      });
+      // Keyboard changes on a closed select fire "input" (and "change" only later in some browsers).
+      function picked() {
+        var target = parseInt(select.value, 10) - 1;
+        if (target !== items().indexOf(item)) moveTo(item, target, select);
+      }
+      select.addEventListener("input", picked);
+      select.addEventListener("change", picked);
 
       item.setAttribute("draggable", "true");
       item.addEventListener("dragstart", function (event) {
