@@ -13,30 +13,24 @@ from .models import Artifact, Experiment, Job
 from .plans import ConfigError
 
 
-class JobInline(admin.TabularInline):
-    model = Job
-    extra = 0
-    can_delete = False
-    fields = ["key", "kind", "queue", "state", "attempts", "progress_step", "progress_total", "current_loss", "heartbeat_at"]
-    readonly_fields = fields
-    show_change_link = True
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-
 @admin.register(Experiment)
 class ExperimentAdmin(admin.ModelAdmin):
     list_display = ["name", "preset", "created_by", "created_at", "report_link"]
     list_filter = ["preset"]
     search_fields = ["name"]
     readonly_fields = ["name", "preset", "config", "created_by", "created_at", "output_dir"]
-    inlines = [JobInline]
+    # The live job table (change_form.html) shows the jobs; experiments are records, not edited.
     change_form_template = "admin/training/experiment/change_form.html"
     change_list_template = "admin/training/experiment/change_list.html"
 
     def has_add_permission(self, request):
         return False  # experiments are started through the "Start experiment" form
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # its artifacts and model versions keep pointing at it
 
     @admin.display(description="report")
     def report_link(self, obj):
