@@ -14,12 +14,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from django.db import connection
 from django.db.models import Count, Max, Q
 
 from core.models import Criterion, Response
 
 from . import questions
 from .models import (
+    Answer,
     ConsentRecord,
     ConsentVersion,
     CriteriaRanking,
@@ -138,37 +140,74 @@ class Progress:
         return step in self.done or step == self.next_step
 
 
+_PROGRESS_SQL = None
+
+
+def _progress_sql() -> tuple[str, list]:
+    """One statement with every count the progress needs. Written as SQL (portable:
+    PostgreSQL and SQLite) because building it with the ORM cost more than running it."""
+    global _PROGRESS_SQL
+    if _PROGRESS_SQL is None:
+        answer, rating, ranking = Answer._meta.db_table, ImportanceRating._meta.db_table, CriteriaRanking._meta.db_table
+        background = [i.key for i in questions.BACKGROUND]
+        attitudes = [i.key for i in questions.ATTITUDES] + ["attention.1"]
+
+        def marks(items):
+            return ", ".join(["%s"] * len(items))
+
+        sql = (
+            f"SELECT EXISTS(SELECT 1 FROM {ConsentRecord._meta.db_table} WHERE participant_id = %s), "
+            f"(SELECT COUNT(*) FROM {answer} WHERE participant_id = %s AND item_key IN ({marks(background)})), "
+            f"(SELECT COUNT(*) FROM {answer} WHERE participant_id = %s AND item_key IN ({marks(attitudes)})), "
+            f"EXISTS(SELECT 1 FROM {answer} WHERE participant_id = %s AND item_key = %s), "
+            f"(SELECT COUNT(*) FROM {rating} WHERE participant_id = %s), "
+            f"(SELECT COUNT(*) FROM {Criterion._meta.db_table} WHERE is_therapeutic = %s), "
+            f"EXISTS(SELECT 1 FROM {ranking} WHERE participant_id = %s), "
+            f"(SELECT COUNT(*) FROM {ResponseRanking._meta.db_table} WHERE participant_id = %s)"
+        )
+        # None marks where the participant id goes.
+        params = [None, None, *background, None, *attitudes, None, "attention.2", None, True, None, None]
+        _PROGRESS_SQL = (sql, params, len(background), len(attitudes))
+    return _PROGRESS_SQL
+
+
 def participant_progress(participant: Participant) -> Progress:
-    """Which steps are done, from the saved answers (never from the browser)."""
-    criteria_count = Criterion.objects.filter(is_therapeutic=True).count()
+    """Which steps are done, from the saved answers (never from the browser).
+    One query: every participant request computes this, often twice."""
     if participant.scenario_plan is not None:
         screens = len(participant.scenario_plan)
     else:
-        screens = min(participant.study.scenarios_per_participant, len(scenario_candidates(participant.study)))
+        # The plan is fixed when the person passes eligibility; before that, the study's setting.
+        screens = participant.study.scenarios_per_participant if participant.study.model_version_id else 0
     steps = list(FIXED_STEPS)
     if screens:
         steps += ["before-scenarios"] + [f"scenario-{n}" for n in range(1, screens + 1)]
     steps.append("closing")
-    done: set[str] = set()
     if participant.status == Participant.Status.COMPLETED:
         return Progress(steps, set(steps))
-    if ConsentRecord.objects.filter(participant=participant).exists():
+    sql, params, background_n, attitudes_n = _progress_sql()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [participant.pk if p is None else p for p in params])
+        values = cursor.fetchone()
+    row = dict(zip(("has_consent", "background_n", "attitudes_n", "check_2", "ratings_n", "criteria_n", "has_ranking", "screens_n"),
+                   values))
+    done: set[str] = set()
+    if row["has_consent"]:
         done.add("consent")
     if participant.eligible_at:
         done.add("eligibility")
-    keys = set(participant.answers.values_list("item_key", flat=True))
-    if {i.key for i in questions.BACKGROUND} <= keys:
+    if row["background_n"] >= background_n:
         done.add("background")
-    if {i.key for i in questions.ATTITUDES} | {"attention.1"} <= keys:
+    if row["attitudes_n"] >= attitudes_n:
         done.add("attitudes")
-    if "attention.2" in keys and ImportanceRating.objects.filter(participant=participant).count() >= criteria_count:
+    if row["check_2"] and row["ratings_n"] >= row["criteria_n"]:
         done.add("importance")
-    if CriteriaRanking.objects.filter(participant=participant).exists():
+    if row["has_ranking"]:
         done.add("criteria-ranking")
     if participant.scenarios_intro_at:
         done.add("before-scenarios")
-    for position in ResponseRanking.objects.filter(participant=participant).values_list("position", flat=True):
-        done.add(f"scenario-{position + 1}")
+    # Screens are answered in order (only the next one is open), so the count says which.
+    done.update(f"scenario-{n}" for n in range(1, row["screens_n"] + 1))
     return Progress(steps, done)
 
 

@@ -211,7 +211,9 @@ def eligibility_submit(*, participant: Participant, answers: dict) -> bool:
             return True  # already through; a resubmitted old page changes nothing
         if eligible:
             locked.eligible_at = timezone.now()
-            locked.save(update_fields=["eligible_at", "updated_at"])
+            # The ranking screens are fixed now, so progress counts them from here on.
+            locked.scenario_plan = selectors.scenario_plan_compute(locked)
+            locked.save(update_fields=["eligible_at", "scenario_plan", "updated_at"])
             return True
         _delete_answers(locked)
         locked.status = Participant.Status.SCREENED_OUT

@@ -46,6 +46,8 @@ def status_url(participant: Participant) -> str | None:
 
 
 def _page(request, template, participant, progress, step, context=None, status=200):
+    if progress is None:
+        progress = selectors.participant_progress(participant)
     base = {
         "participant": participant,
         "token": participant.token,
@@ -86,10 +88,13 @@ def participant_step(step: str | None):
             elsewhere = status_url(participant)
             if elsewhere:
                 return SeeOther(elsewhere)
-            progress = selectors.participant_progress(participant)
-            this_step = step if step != "scenario" else f"scenario-{kwargs.get('number')}"
-            if this_step is not None and not progress.reachable(this_step):
-                return SeeOther(step_url(participant, progress.next_step))
+            progress = None
+            if request.method != "POST":
+                # A POST is checked by the service, under the participant's row lock.
+                progress = selectors.participant_progress(participant)
+                this_step = step if step != "scenario" else f"scenario-{kwargs.get('number')}"
+                if this_step is not None and not progress.reachable(this_step):
+                    return SeeOther(step_url(participant, progress.next_step))
             try:
                 return view(request, participant, progress, *args, **kwargs)
             except StepNotAvailable:
@@ -219,7 +224,6 @@ def eligibility(request, participant, progress):
 
 
 def _choice_page(request, participant, progress, step, items, save, template, extra=None):
-    saved = selectors.participant_answers(participant)
     if request.method == "POST":
         data = forms.choices_from_post(request.POST, items)
         try:
@@ -228,6 +232,7 @@ def _choice_page(request, participant, progress, step, items, save, template, ex
             context = {"fields": forms.choice_fields(items, data, exc.errors), **(extra or {})}
             return _page(request, template, participant, progress, step, {**context, "errors": exc.errors}, status=400)
         return _next(participant, crisis)
+    saved = selectors.participant_answers(participant)
     data = {key: {"value": answer.value if not isinstance(answer.value, int) else str(answer.value), "text": answer.text}
             for key, answer in saved.items()}
     return _page(request, template, participant, progress, step, {"fields": forms.choice_fields(items, data, {}), **(extra or {})})

@@ -1,0 +1,417 @@
+"""Load test of the participant survey: N simulated participants (default 200)
+complete the whole survey against the real server (gunicorn + PostgreSQL) on
+loopback, then the database is checked: no answer lost, none duplicated.
+
+    python bench/load_survey.py                         # 200 participants, at most 300 s
+    python bench/load_survey.py --users 300 --spawn-rate 50 --workers 4 --timeout 600
+
+Needs DATABASE_URL pointing at PostgreSQL (scripts/test_services.sh prints one).
+The bench uses its own database (<name>_loadbench, dropped and created again),
+its own var/ folder, and binds 127.0.0.1 only. Locust runs as a library
+(headless). Each simulated participant also refreshes a page, submits one page
+twice and goes back to resubmit an earlier page, as real people do.
+
+Prints requests/s, p50/p95/p99 latency (all requests and per step), failures,
+and the result of the database check; exits 1 if the check fails.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+STUDY = "demo"
+
+
+# --- Setup and verification run in child processes (plain Django, no gevent) ------------
+
+
+def _django(env_url: str, var_dir: str):
+    os.environ["DATABASE_URL"] = env_url
+    os.environ["ATTUNE_VAR_DIR"] = var_dir
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+
+
+def child_setup(env_url: str, var_dir: str) -> None:
+    """Migrate, load the scenario bank and the demo study."""
+    _django(env_url, var_dir)
+    import io
+
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0, interactive=False)
+    from core.services import scenario_bank_load
+    from survey import demo
+
+    scenario_bank_load()
+    demo.load(io.StringIO())
+
+
+def child_verify(env_url: str, var_dir: str, submitted_path: str) -> None:
+    """Compare the database with what every simulated participant submitted last."""
+    _django(env_url, var_dir)
+    from survey import questions, selectors
+    from survey.models import Answer, CriteriaRanking, ImportanceRating, Participant, ResponseRanking
+
+    submitted = json.loads(Path(submitted_path).read_text())
+    criteria = [c.key for c in selectors.study_criteria()]
+    item_keys = sorted(i.key for i in (*questions.BACKGROUND, *questions.ATTITUDES, *questions.ATTENTION_CHECKS)) + [questions.FEEDBACK_KEY]
+    item_keys.sort()
+    problems = []
+    participants = {p.prolific_pid: p for p in Participant.objects.filter(study__slug=STUDY, prolific_pid__startswith="load-")}
+    for pid, record in submitted.items():
+        participant = participants.get(pid)
+        if participant is None:
+            problems.append(f"{pid}: no participant row")
+            continue
+        if record.get("completed") and participant.status != Participant.Status.COMPLETED:
+            problems.append(f"{pid}: completed in the browser but {participant.status} in the database")
+        keys = sorted(Answer.objects.filter(participant=participant).values_list("item_key", flat=True))
+        if record.get("completed") and keys != item_keys:
+            problems.append(f"{pid}: answers {len(keys)} != {len(item_keys)} expected (lost or duplicated)")
+        for key, value in record.get("answers", {}).items():
+            stored = Answer.objects.filter(participant=participant, item_key=key).values_list("value", flat=True).first()
+            if str(stored) != str(value):
+                problems.append(f"{pid}: {key} is {stored!r}, last submitted {value!r}")
+        ratings = dict(ImportanceRating.objects.filter(participant=participant).values_list("criterion__key", "rating"))
+        if record.get("completed") and ratings != {k: int(v) for k, v in record.get("importance", {}).items()}:
+            problems.append(f"{pid}: importance ratings differ from the last submission")
+        ranking = CriteriaRanking.objects.filter(participant=participant).values_list("ranking", flat=True).first()
+        if record.get("completed") and ranking != record.get("criteria_ranking"):
+            problems.append(f"{pid}: criteria ranking {ranking} != submitted {record.get('criteria_ranking')}")
+        screens = {r.position + 1: ([str(x) for x in r.ranking], r.skipped)
+                   for r in ResponseRanking.objects.filter(participant=participant)}
+        for number, (ranking_ids, skipped) in record.get("screens", {}).items():
+            if screens.get(int(number)) != (ranking_ids, skipped):
+                problems.append(f"{pid}: screen {number} stored {screens.get(int(number))}, submitted {(ranking_ids, skipped)}")
+        if record.get("completed") and len(screens) != len(participant.scenario_plan or []):
+            problems.append(f"{pid}: {len(screens)} ranking screens stored, plan has {len(participant.scenario_plan or [])}")
+    extra = set(participants) - set(submitted)
+    if extra:
+        problems.append(f"{len(extra)} participants in the database that no simulated user created")
+    print(json.dumps({"checked": len(submitted), "completed_in_db": sum(p.status == "completed" for p in participants.values()),
+                      "problems": problems[:20], "problem_count": len(problems)}))
+
+
+# --- The simulated participants (locust; imported only in the load phase) ----------------
+
+
+def run_load(host: str, users: int, spawn_rate: float, timeout: float, seed: int, submitted_path: str,
+             think: tuple[float, float] = (0.0, 0.0)) -> dict:
+    import gevent
+    from locust import HttpUser, task
+    from locust.env import Environment
+    from locust.exception import StopUser
+
+    submitted: dict[str, dict] = {}
+    counter = {"started": 0, "finished": 0, "errors": []}
+    rng_master = random.Random(seed)
+
+    def form_fields(html: str) -> dict:
+        return dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', html))
+
+    class SurveyParticipant(HttpUser):
+        # The whole survey is one task; the pauses between its pages are the reading time.
+        def pause(self):
+            if think[1] > 0:
+                gevent.sleep(self.rng.uniform(*think))
+
+        def on_start(self):
+            self.n = counter["started"]
+            counter["started"] += 1
+            self.pid = f"load-{self.n:04d}"
+            self.rng = random.Random(rng_master.random())
+            self.record = submitted.setdefault(self.pid, {"answers": {}, "screens": {}, "completed": False})
+
+        def get(self, path, name):
+            self.pause()
+            with self.client.get(path, name=name, catch_response=True) as response:
+                if response.status_code != 200:
+                    response.failure(f"GET {name}: {response.status_code}")
+                    raise StopUser()
+                return response
+
+        def post(self, path, data, name, fields):
+            self.pause()
+            payload = {"csrfmiddlewaretoken": fields.get("csrfmiddlewaretoken", ""), **data}
+            with self.client.post(path, data=payload, name=name, catch_response=True) as response:
+                # Redirects are followed: the final page must be a 200.
+                if response.status_code != 200:
+                    response.failure(f"POST {name}: {response.status_code}")
+                    raise StopUser()
+                return response
+
+        def token_from(self, response):
+            match = re.match(r"^/study/r/([^/]+)/", urlsplit(response.url).path)
+            if match is None:
+                raise StopUser()
+            return match.group(1)
+
+        @task
+        def complete_survey(self):
+            try:
+                self._complete()
+                self.record["completed"] = True
+            except StopUser:
+                counter["errors"].append(self.pid)
+            finally:
+                counter["finished"] += 1
+            raise StopUser()
+
+        def _complete(self):
+            entry = self.get(f"/study/{STUDY}/?PROLIFIC_PID={self.pid}&STUDY_ID=load&SESSION_ID=s{self.n}", "entry")
+            fields = form_fields(entry.text)
+            response = self.post(f"/study/{STUDY}/", {k: v for k, v in fields.items() if k != "csrfmiddlewaretoken"},
+                                 "start", fields)
+            self.token = self.token_from(response)
+            base = f"/study/r/{self.token}"
+            # Consent: tick every statement.
+            statements = re.findall(r'name="statement" value="(\d+)"', response.text)
+            version = form_fields(response.text)["consent_version"]
+            response = self.post(f"{base}/consent/", {"participant": self.token, "consent_version": version, "statement": statements},
+                                 "consent", form_fields(response.text))
+            response = self.post(f"{base}/eligibility/", {"participant": self.token, "eligibility-adult": "yes",
+                                                          "eligibility-lived_experience": "yes"}, "eligibility", form_fields(response.text))
+            # Background: one option per radio group, the diagnoses as a list.
+            background_page = response
+            radios = _radio_groups(response.text)
+            data = {"participant": self.token}
+            for name, options in radios.items():
+                value = self.rng.choice([o for o in options if o != "prefer_not_to_say"] or options)
+                data[name] = value
+                self.record["answers"][name] = value
+            diagnoses = self.rng.sample(["depression", "anxiety", "ptsd", "ocd", "adhd"], 2)
+            data["background.diagnoses"] = diagnoses
+            self.record["answers"]["background.diagnoses"] = [d for d in ["depression", "anxiety", "ptsd", "ocd", "adhd"] if d in diagnoses]
+            response = self.post(f"{base}/background/", data, "background", form_fields(response.text))
+            # Refresh the attitudes page, then submit it twice (a double click).
+            self.get(f"{base}/attitudes/", "attitudes (refresh)")
+            radios = _radio_groups(response.text)
+            data = {"participant": self.token}
+            for name, options in radios.items():
+                value = "disagree" if name == "attention.1" else self.rng.choice(options)
+                data[name] = value
+                self.record["answers"][name] = int(value) if value.isdigit() else value
+            fields = form_fields(response.text)
+            self.post(f"{base}/attitudes/", data, "attitudes (first of a double submit)", fields)
+            response = self.post(f"{base}/attitudes/", data, "attitudes", fields)
+            # Back button: resubmit the background page with a changed age group.
+            age = self.rng.choice(["18_24", "25_34", "35_44", "45_54", "55_64", "65_plus"])
+            back = {**_last_background(self.record), "participant": self.token, "background.age_group": age}
+            self.record["answers"]["background.age_group"] = age
+            self.post(f"{base}/background/", back, "background (back and resubmit)", form_fields(background_page.text))
+            response = self.get(f"{base}/importance/", "importance (page)")
+            radios = _radio_groups(response.text)
+            data = {"participant": self.token}
+            importance = {}
+            for name, options in radios.items():
+                value = "strongly_agree" if name == "attention.2" else self.rng.choice(options)
+                data[name] = value
+                if name.startswith("importance-"):
+                    importance[name[len("importance-"):]] = value
+                else:
+                    self.record["answers"][name] = value
+            self.record["importance"] = importance
+            response = self.post(f"{base}/importance/", data, "importance", form_fields(response.text))
+            keys = re.findall(r'name="rank-([a-z_]+)"', response.text)
+            order = keys[:]
+            self.rng.shuffle(order)
+            data = {"participant": self.token, **{f"rank-{k}": str(order.index(k) + 1) for k in keys}}
+            self.record["criteria_ranking"] = order
+            response = self.post(f"{base}/criteria-ranking/", data, "criteria ranking", form_fields(response.text))
+            response = self.post(f"{base}/before-scenarios/", {"participant": self.token}, "before scenarios", form_fields(response.text))
+            number = 1
+            while "/scenario/" in response.url:
+                ids = re.findall(r'name="rank-(\d+)"', response.text)
+                if self.rng.random() < 0.2:
+                    data = {"participant": self.token, "skip": "1"}
+                    self.record["screens"][str(number)] = ([], True)
+                else:
+                    order = ids[:]
+                    self.rng.shuffle(order)
+                    data = {"participant": self.token, "rank": "1", **{f"rank-{i}": str(order.index(i) + 1) for i in ids}}
+                    self.record["screens"][str(number)] = (order, False)
+                response = self.post(f"{base}/scenario/{number}/", data, "scenario screen", form_fields(response.text))
+                number += 1
+            response = self.post(f"{base}/closing/", {"participant": self.token, "feedback": ""}, "closing", form_fields(response.text))
+            self.record["answers"]["closing.feedback"] = None
+            if "Thank you for taking part" not in response.text:
+                raise StopUser()
+
+    def _radio_groups(html):
+        groups: dict[str, list[str]] = {}
+        for name, value in re.findall(r'type="radio" name="([^"]+)" id="[^"]+" value="([^"]+)"', html):
+            groups.setdefault(name, []).append(value)
+        return groups
+
+    def _last_background(record):
+        return {k: v for k, v in record["answers"].items() if k.startswith("background.")}
+
+    env = Environment(user_classes=[SurveyParticipant], host=host)
+    runner = env.create_local_runner()
+    started = time.monotonic()
+    runner.start(users, spawn_rate=spawn_rate)
+    while counter["finished"] < users and time.monotonic() - started < timeout:
+        gevent.sleep(0.2)
+    elapsed = time.monotonic() - started
+    runner.quit()
+    total = env.stats.total
+    Path(submitted_path).write_text(json.dumps(submitted))
+    steps = sorted(
+        ({"name": s.name, "requests": s.num_requests, "p50_ms": s.get_response_time_percentile(0.5),
+          "p95_ms": s.get_response_time_percentile(0.95)} for s in env.stats.entries.values()),
+        key=lambda s: -s["p95_ms"],
+    )
+    return {
+        "users": users, "finished": counter["finished"], "failed_users": len(counter["errors"]), "seconds": elapsed,
+        "timed_out": counter["finished"] < users, "requests": total.num_requests, "failures": total.num_failures,
+        "requests_per_s": total.num_requests / elapsed if elapsed else 0.0,
+        "p50_ms": total.get_response_time_percentile(0.5), "p95_ms": total.get_response_time_percentile(0.95),
+        "p99_ms": total.get_response_time_percentile(0.99), "steps": steps,
+        "failure_samples": [str(e.error) for e in list(env.stats.errors.values())[:5]],
+    }
+
+
+# --- Orchestration ------------------------------------------------------------------------
+
+
+def bench_database_url(url: str) -> tuple[str, str, str]:
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgres", "postgresql", "pgsql"):
+        raise SystemExit("DATABASE_URL must point at PostgreSQL (the bench measures the real server stack)")
+    if parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+        raise SystemExit("the load bench runs on loopback only; DATABASE_URL must be a local PostgreSQL")
+    name = parts.path.lstrip("/") or "attune"
+    bench_name = f"{name}_loadbench"
+    admin = urlunsplit(parts._replace(path="/postgres"))
+    return urlunsplit(parts._replace(path=f"/{bench_name}")), admin, bench_name
+
+
+def recreate_database(admin_url: str, name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_up(url: str, timeout: float = 60) -> bool:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return True
+        except OSError:
+            time.sleep(0.3)
+    return False
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=200, help="simulated participants, each completes the survey once")
+    parser.add_argument("--spawn-rate", type=float, default=20.0, help="participants started per second")
+    parser.add_argument("--workers", type=int, default=max(2, min(8, 2 * (os.cpu_count() or 1))), help="gunicorn workers")
+    parser.add_argument("--threads", type=int, default=1, help="threads per gunicorn worker")
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds before the load phase stops")
+    parser.add_argument("--think", type=float, nargs=2, default=[2.0, 5.0], metavar=("MIN", "MAX"),
+                        help="seconds a participant spends on each page (uniform); 0 0 for a saturation test")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--keep", action="store_true", help="keep the bench database and var folder")
+    parser.add_argument("--child", choices=["setup", "verify"], help=argparse.SUPPRESS)
+    parser.add_argument("--child-args", nargs="*", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child == "setup":
+        child_setup(*args.child_args)
+        return 0
+    if args.child == "verify":
+        child_verify(*args.child_args)
+        return 0
+
+    source = os.environ.get("DATABASE_URL", "")
+    if not source:
+        raise SystemExit("set DATABASE_URL to a local PostgreSQL (eval \"$(scripts/test_services.sh)\")")
+    url, admin_url, name = bench_database_url(source)
+    var_dir = tempfile.mkdtemp(prefix="attune-loadbench-")
+    env = {**os.environ, "DATABASE_URL": url, "ATTUNE_VAR_DIR": var_dir, "DJANGO_SETTINGS_MODULE": "config.settings.local",
+           "DEBUG": "false", "CONN_MAX_AGE": "60", "LOG_LEVEL": "WARNING"}
+    env.pop("REDIS_URL", None)  # the survey does not need a shared cache; keep the bench self-contained
+    print(f"Preparing database {name} and the demo study ...", flush=True)
+    recreate_database(admin_url, name)
+    subprocess.run([PYTHON, __file__, "--child", "setup", "--child-args", url, var_dir], cwd=ROOT, env=env, check=True)
+    port = free_port()
+    server = subprocess.Popen(
+        [PYTHON, "-m", "gunicorn", "config.wsgi:application", "--bind", f"127.0.0.1:{port}", "--workers", str(args.workers),
+         "--threads", str(args.threads), "--log-level", "warning", "--timeout", "60"],
+        cwd=ROOT, env=env, start_new_session=True,
+    )
+    host = f"http://127.0.0.1:{port}"
+    submitted_path = str(Path(var_dir) / "submitted.json")
+    try:
+        if not wait_until_up(f"{host}/healthz"):
+            print("gunicorn did not come up", file=sys.stderr)
+            return 1
+        print(f"gunicorn: {args.workers} workers x {args.threads} threads on {host}; {args.users} participants, "
+              f"spawn rate {args.spawn_rate}/s, {args.think[0]:g}-{args.think[1]:g} s per page, time limit {args.timeout:.0f} s",
+              flush=True)
+        result = run_load(host, args.users, args.spawn_rate, args.timeout, args.seed, submitted_path, tuple(args.think))
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+    check = subprocess.run([PYTHON, __file__, "--child", "verify", "--child-args", url, var_dir, submitted_path],
+                           cwd=ROOT, env=env, check=True, capture_output=True, text=True)
+    verification = json.loads(check.stdout.strip().splitlines()[-1])
+    print()
+    print(f"participants finished      {result['finished']} / {result['users']} in {result['seconds']:.1f} s"
+          f"{' (TIME LIMIT REACHED)' if result['timed_out'] else ''}")
+    print(f"requests                   {result['requests']} ({result['failures']} failed)")
+    print(f"throughput                 {result['requests_per_s']:.1f} requests/s")
+    print(f"latency, all requests      p50 {result['p50_ms']:.0f} ms   p95 {result['p95_ms']:.0f} ms   p99 {result['p99_ms']:.0f} ms")
+    print("slowest steps (p95):")
+    for step in result["steps"][:6]:
+        print(f"  {step['name']:<40} {step['requests']:>6} requests   p50 {step['p50_ms']:>5.0f} ms   p95 {step['p95_ms']:>5.0f} ms")
+    for sample in result["failure_samples"]:
+        print(f"  failure: {sample}")
+    print(f"database check             {verification['checked']} participants checked, {verification['completed_in_db']} completed, "
+          f"{verification['problem_count']} problems (lost or duplicated answers)")
+    for problem in verification["problems"]:
+        print(f"  {problem}")
+    if not args.keep:
+        shutil.rmtree(var_dir, ignore_errors=True)
+        import psycopg
+
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    ok = verification["problem_count"] == 0 and result["failures"] == 0 and not result["timed_out"]
+    print("OK" if ok else "PROBLEMS FOUND")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
