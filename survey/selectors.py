@@ -405,7 +405,8 @@ def study_report(study: Study, *, n_boot_means: int = 1000, n_boot_pl: int = 200
     normalised Plackett–Luce weights with intervals, rating/ranking agreement."""
     from django.core.cache import cache
 
-    key = f"survey:report:{study.pk}:{_report_fingerprint(study)}:{n_boot_means}:{n_boot_pl}:{seed}"
+    # created_at in the key: another database (a test run, a restore) can reuse the study id.
+    key = f"survey:report:{study.pk}:{study.created_at.timestamp()}:{_report_fingerprint(study)}:{n_boot_means}:{n_boot_pl}:{seed}"
     cached = cache.get(key)
     if cached is not None:
         return cached

@@ -40,7 +40,7 @@
     var list = widget.querySelector(".ranking__list");
     var live = widget.querySelector("[data-ranking-status]");
     var help = widget.querySelector("[data-ranking-help]");
-    if (help) help.textContent += " You can also use the Move up and Move down buttons, or drag an item.";
+    if (help) help.textContent += " You can also use the Up and Down buttons, or drag an item.";
     var dragged = null;
 
     function items() { return Array.prototype.slice.call(list.children); }
@@ -85,7 +85,8 @@
         button.className = "ranking__move button--secondary";
         button.setAttribute("data-move", direction);
         button.setAttribute("aria-label", "Move " + title(item) + " " + direction);
-        button.textContent = direction === "up" ? "Move up" : "Move down";
+        // Short visible text fits one row at 320 px; the label names the item and the move.
+        button.textContent = direction === "up" ? "\u25B2 Up" : "\u25BC Down";
         button.addEventListener("click", function () {
           var index = items().indexOf(item);
           var target = direction === "up" ? index - 1 : index + 1;

@@ -76,7 +76,8 @@ def complete_participant(study, *, ratings=None, ranking=None, background=None, 
     participant = services.participant_start(study=study, source=source, prolific=prolific)
     version = selectors.consent_version_current(study)
     services.consent_give(participant=participant, consent_version_id=version.pk, agreed=range(len(version.statement_list)))
-    services.eligibility_submit(participant=participant, answers={"adult": "yes", "lived": "yes"})
+    services.eligibility_submit(participant=participant,
+                                answers={q.key: q.eligible_answer for q in study.eligibility_questions.all()})
     services.background_save(participant=participant, data=background or background_data())
     services.attitudes_save(participant=participant, data=attitudes_data(attention=attention[0]))
     criteria = selectors.study_criteria()
