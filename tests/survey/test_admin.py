@@ -54,3 +54,11 @@ def test_study_changes_are_audited(client, researcher, study):
     response = client.get(f"/admin/survey/study/{study.pk}/change/")
     assert response.status_code == 200
     assert not Persona.objects.exists()
+
+
+def test_adding_consent_text_in_the_admin_publishes_the_next_version(client, researcher, study):
+    client.force_login(researcher)
+    response = client.post("/admin/survey/consentversion/add/",
+                           {"study": study.pk, "information_sheet": "Sheet two.", "statements": "Only one"})
+    assert response.status_code == 302
+    assert list(study.consent_versions.values_list("version", flat=True).order_by("version")) == [1, 2]

@@ -22,7 +22,7 @@ from survey.models import (
     ResponseRanking,
     WeightVector,
 )
-from tests.survey.factories import StudyFactory, background_data, complete_participant, full_ranks
+from tests.survey.factories import StudyFactory, background_data, complete_participant
 
 pytestmark = pytest.mark.django_db
 
