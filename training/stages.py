@@ -11,7 +11,7 @@ from django.conf import settings
 
 from core.models import ModelVersion, Response, Scenario
 from training.pipeline.criteria import ALL_CRITERIA, THERAPEUTIC
-from training.pipeline.io import atomic_write_json, write_jsonl_atomic
+from training.pipeline.io import write_jsonl_atomic
 
 from .models import Artifact, Job
 from .plans import TINY, ExperimentConfig

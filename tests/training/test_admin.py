@@ -10,13 +10,6 @@ from training.models import Experiment, Job
 START_URL = "/admin/training/experiment/start/"
 
 
-@pytest.fixture
-def published(monkeypatch):
-    sent = []
-    monkeypatch.setattr(services, "_publish", lambda job_id, queue: sent.append((job_id, queue)))
-    return sent
-
-
 def test_start_form_shows_preset_defaults(client, researcher):
     client.force_login(researcher)
     page = client.get(START_URL + "?preset=criteria_comparison")

@@ -14,14 +14,7 @@ from training.models import Job
 from training.plans import ConfigError
 from training.stages import StageOutcome
 
-from .factories import ExperimentFactory, JobFactory
-
-
-@pytest.fixture
-def published(monkeypatch):
-    sent = []
-    monkeypatch.setattr(services, "_publish", lambda job_id, queue: sent.append((job_id, queue)))
-    return sent
+from .factories import JobFactory
 
 
 @pytest.fixture

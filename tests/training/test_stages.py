@@ -25,13 +25,6 @@ def run_all_queued(published):
     return ran
 
 
-@pytest.fixture
-def published(monkeypatch):
-    sent = []
-    monkeypatch.setattr(services, "_publish", lambda job_id, queue: sent.append((job_id, queue)))
-    return sent
-
-
 @pytest.mark.django_db(transaction=True)
 def test_cpu_demo_plan_runs_end_to_end_in_process(published, researcher, settings, tmp_path):
     settings.ARTIFACT_ROOT = tmp_path

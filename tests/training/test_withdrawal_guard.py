@@ -12,13 +12,6 @@ from training.models import Job
 from .test_stages import TINY_DEMO
 
 
-@pytest.fixture
-def published(monkeypatch):
-    sent = []
-    monkeypatch.setattr(services, "_publish", lambda job_id, queue: sent.append((job_id, queue)))
-    return sent
-
-
 def test_withdrawal_stops_training_on_the_affected_dataset(db, researcher, published, settings, tmp_path):
     settings.ARTIFACT_ROOT = tmp_path
     scenario_bank_load()

@@ -3,7 +3,6 @@ child killed with SIGKILL in the middle of training."""
 import os
 import signal
 import time
-from pathlib import Path
 
 import pytest
 
