@@ -43,6 +43,8 @@ class ExperimentConfig:
     # A survey study's slug: its selected personas (persona_source "survey") and
     # its participants' own response rankings join the preference data.
     survey_study: str | None = None
+    # Clinician rating studies (ids) whose clinician-majority pairs join the preference data.
+    clinician_studies: list = field(default_factory=list)
     personas_train: int = 6
     personas_test: int = 6
     personas_per_scenario: int = 6
@@ -158,6 +160,9 @@ def validate_config(raw: dict) -> ExperimentConfig:
         errors.append("persona_source must be 'synthetic' or 'survey'")
     if config.survey_study is not None and (not isinstance(config.survey_study, str) or not config.survey_study.strip()):
         errors.append("survey_study must be a survey study's slug, or null")
+    if not isinstance(config.clinician_studies, list) or not all(
+            isinstance(v, int) and not isinstance(v, bool) for v in config.clinician_studies):
+        errors.append("clinician_studies must be a list of rating study ids")
     for key in config.evaluation_criteria if isinstance(config.evaluation_criteria, list) else [None]:
         if key not in ALL_CRITERIA:
             errors.append(f"evaluation_criteria: unknown criterion {key!r}")

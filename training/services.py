@@ -61,6 +61,12 @@ def experiment_start(*, name: str, config: dict, actor=None) -> Experiment:
 
         if not Study.objects.filter(slug=checked.survey_study).exists():
             problems.append(f"there is no survey study with the slug {checked.survey_study!r}")
+    if checked.clinician_studies:
+        from annotation.models import RatingStudy
+
+        missing = set(checked.clinician_studies) - set(RatingStudy.objects.filter(pk__in=checked.clinician_studies).values_list("pk", flat=True))
+        if missing:
+            problems.append(f"no rating study with id(s) {', '.join(map(str, sorted(missing)))}")
     if problems:
         raise ConfigError(problems)
     plan = build_plan(checked)

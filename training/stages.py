@@ -245,11 +245,22 @@ def run_preferences(job: Job, run) -> StageOutcome:
         survey_path = job.work_dir() / "survey_rankings.jsonl"
         version = survey_services.response_rankings_export(study=study, path=survey_path)
         lineage["dataset_versions"] = [version.pk]
+    clinician_path = None
+    if config.clinician_studies:
+        from annotation import services as annotation_services
+        from annotation.models import RatingStudy
+
+        clinician_path = job.work_dir() / "clinician_pairs.jsonl"
+        text = "".join(annotation_services.preference_pairs_export(study=study, actor=None)
+                       for study in RatingStudy.objects.filter(pk__in=config.clinician_studies).order_by("pk"))
+        clinician_path.write_text(text)
+        lineage["clinician_studies"] = list(config.clinician_studies)
     result = build_preference_dataset(PreferenceConfig(
         labels_path=_upstream(job, "label").result["labels_path"],
         candidates_path=_upstream(job, "generate").result["candidates_path"],
         scenarios_path=inputs["scenarios_path"],
         survey_path=str(survey_path) if survey_path else None,
+        clinician_path=str(clinician_path) if clinician_path else None,
         criteria=job.experiment.jobs.get(key="label").params["criteria"],
         output_dir=str(output),
     ))

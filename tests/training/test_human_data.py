@@ -1,5 +1,6 @@
-"""A job refuses to run on a survey dataset version that a withdrawal has
-affected, naming it; a fresh export leaves the withdrawn participant out."""
+"""People's data in experiments: survey personas and rankings and clinician-majority
+pairs join the preference data, and a job refuses to run on a survey dataset
+version that a withdrawal has affected, naming it."""
 import pytest
 
 from core.services import scenario_bank_load
@@ -77,3 +78,34 @@ def test_survey_rankings_join_the_preference_data(researcher, published, setting
     assert preferences.lineage["dataset_versions"]
     with pytest.raises(services.ConfigError, match="no survey study with the slug 'nope'"):
         services.experiment_start(name="bad study", config={**TINY_DEMO, "survey_study": "nope"}, actor=researcher)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_clinician_majority_pairs_join_the_preference_data(researcher, settings, tmp_path):
+    import json
+    from pathlib import Path
+
+    from annotation import services as annotation_services
+    from annotation.models import Assignment
+    from tests.annotation.factories import make_study, screen_answers
+
+    settings.ARTIFACT_ROOT = tmp_path
+    settings.MODEL_CACHE_DIR = tmp_path / "models"
+    scenario_bank_load()
+    study = make_study(n_items=2, n_clinicians=2, overlap=2)
+    for assignment in Assignment.objects.filter(study=study):
+        # Both clinicians prefer source A on every dimension.
+        annotation_services.judgment_submit(assignment=assignment, clinician=assignment.clinician,
+                                            choices=screen_answers(study, "left" if assignment.left_is_a else "right"))
+    experiment = services.experiment_start(name="with clinicians", config={**TINY_DEMO, "clinician_studies": [study.pk]},
+                                           actor=researcher)
+    for key in ("scenarios", "generate", "label", "preferences"):
+        job = experiment.jobs.get(key=key)
+        assert services.job_execute(job_id=job.pk) == Job.State.SUCCEEDED, job.error
+    preferences = experiment.jobs.get(key="preferences")
+    counts = preferences.result["counts"]
+    # make_study's criteria are empathy and safety: two items' majority pairs for each.
+    assert counts["empathy"]["by_source"]["clinician"] == 2 and counts["safety"]["by_source"]["clinician"] == 2
+    assert preferences.lineage["clinician_studies"] == [study.pk]
+    with pytest.raises(services.ConfigError, match="no rating study with id"):
+        services.experiment_start(name="bad", config={**TINY_DEMO, "clinician_studies": [999999]}, actor=researcher)
