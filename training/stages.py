@@ -33,26 +33,26 @@ def _upstream(job: Job, key: str) -> Job:
     return job.experiment.jobs.get(key=key)
 
 
-def _base_model(job: Job, config: ExperimentConfig) -> str:
-    if config.base_model == TINY:
-        from training.pipeline.models import build_tiny_causal_lm
+def _model_ref(job: Job, config: ExperimentConfig, ref: str, folder: str, build) -> str:
+    """The model reference to use: "tiny" becomes a tiny model built once in the experiment folder."""
+    if ref != TINY:
+        return ref
+    path = Path(job.experiment.output_dir) / folder
+    if not (path / "config.json").exists():
+        build(path, seed=config.seed)
+    return str(path)
 
-        path = Path(job.experiment.output_dir) / "tiny-base"
-        if not (path / "config.json").exists():
-            build_tiny_causal_lm(path, seed=config.seed)
-        return str(path)
-    return config.base_model
+
+def _base_model(job: Job, config: ExperimentConfig) -> str:
+    from training.pipeline.models import build_tiny_causal_lm
+
+    return _model_ref(job, config, config.base_model, "tiny-base", build_tiny_causal_lm)
 
 
 def _reward_backbone(job: Job, config: ExperimentConfig) -> str:
-    if config.reward_backbone == TINY:
-        from training.pipeline.models import build_tiny_sequence_classifier
+    from training.pipeline.models import build_tiny_sequence_classifier
 
-        path = Path(job.experiment.output_dir) / "tiny-reward-backbone"
-        if not (path / "config.json").exists():
-            build_tiny_sequence_classifier(path, seed=config.seed)
-        return str(path)
-    return config.reward_backbone
+    return _model_ref(job, config, config.reward_backbone, "tiny-reward-backbone", build_tiny_sequence_classifier)
 
 
 def _stopped(run):
