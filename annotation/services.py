@@ -33,6 +33,7 @@ from django.utils import timezone
 from core import roles
 from core.models import CriteriaSet, Criterion, ModelVersion, Response, Scenario
 from core.services import audit_record
+from core.spreadsheet import safe_dict_writer
 
 from . import selectors
 from .exceptions import (
@@ -806,7 +807,7 @@ def judgments_export(*, study: RatingStudy, actor) -> str:
     the order it was shown in (researchers only; audited)."""
     rows = selectors.judgment_export_rows(study)
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=selectors.JUDGMENT_EXPORT_FIELDS, lineterminator="\n")
+    writer = safe_dict_writer(buffer, selectors.JUDGMENT_EXPORT_FIELDS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     with transaction.atomic():

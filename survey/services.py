@@ -21,7 +21,6 @@ The services other parts of the platform call:
 """
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import json
@@ -38,6 +37,7 @@ from django.utils import timezone
 
 from core.models import Criterion, Response
 from core.services import audit_record
+from core.spreadsheet import safe_csv_writer
 
 from . import questions, selectors
 from .crisis import contains_crisis_language
@@ -637,7 +637,7 @@ def survey_answers_export(*, study: Study, actor=None, include_free_text: bool =
     if include_free_text:
         header += [f"{k}.text" for k in text_keys]
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
+    writer = safe_csv_writer(buffer)
     writer.writerow(header)
     for p in participants:
         answers = {a.item_key: a for a in p.answers.all()}
@@ -665,7 +665,7 @@ def criteria_rankings_export(*, study: Study, actor=None, path=None) -> DatasetV
     ratings = {(pid, key): rating for pid, key, rating in
                ImportanceRating.objects.filter(participant__in=participants).values_list("participant_id", "criterion__key", "rating")}
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
+    writer = safe_csv_writer(buffer)
     writer.writerow(["participant", "criterion", "rank", "importance", "shown_position"])
     included = []
     for record in rows:
