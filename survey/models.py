@@ -178,6 +178,12 @@ class Participant(models.Model):
     def is_active(self) -> bool:
         return self.status == self.Status.IN_PROGRESS
 
+    @property
+    def arrived_from_prolific(self) -> bool:
+        """Started with a Prolific id (source is set to Prolific only then): the
+        Prolific completion and screen-out codes are for these participants only."""
+        return self.source == self.Source.PROLIFIC
+
 
 class ConsentRecord(models.Model):
     participant = models.OneToOneField(Participant, on_delete=models.CASCADE, related_name="consent")

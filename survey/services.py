@@ -119,7 +119,9 @@ def participant_start(*, study: Study, nonce: str = "", prolific: dict | None = 
         raise SurveyError("This study is not taking new participants at the moment.")
     if pid:
         source = Participant.Source.PROLIFIC
-    elif source not in Participant.Source.values:
+    elif source not in Participant.Source.values or source == Participant.Source.PROLIFIC:
+        # Only a Prolific id makes a Prolific participant (and earns the completion code);
+        # a "source=prolific" parameter on its own does not.
         source = Participant.Source.DIRECT
     try:
         with transaction.atomic():
@@ -169,6 +171,11 @@ def consent_give(*, participant: Participant, consent_version_id, agreed: Iterab
         version = ConsentVersion.objects.get(pk=int(consent_version_id), study_id=participant.study_id)
     except (TypeError, ValueError, ConsentVersion.DoesNotExist):
         raise InvalidAnswer("This consent form does not belong to this study; please reload the page.") from None
+    current = selectors.consent_version_current(participant.study)
+    if current is None or version.pk != current.pk:
+        # Consent counts only for the text the study asks people to agree to now.
+        raise InvalidAnswer("The information and consent form has been updated since this page was opened. "
+                            "Please reload the page, read the current version and tick the statements again. Nothing was saved.")
     statements = version.statement_list
     try:
         ticked = sorted({int(i) for i in agreed})
@@ -218,7 +225,7 @@ def eligibility_submit(*, participant: Participant, answers: dict) -> bool:
         _delete_answers(locked)
         locked.status = Participant.Status.SCREENED_OUT
         locked.screened_out_at = timezone.now()
-        locked.source = ""
+        # The source stays (a category, not an identifier): it decides whether the end page shows the screen-out code.
         locked.prolific_study_id = locked.prolific_session_id = ""
         # The Prolific id stays: it stops the same person starting again and is the whole screen-out record.
         locked.save()

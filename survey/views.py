@@ -347,10 +347,11 @@ def done(request, token):
     if participant.status != Participant.Status.COMPLETED:
         return SeeOther(status_url(participant) or reverse("survey:resume", args=[token]))
     study = participant.study
-    prolific_url = (PROLIFIC_COMPLETE_URL.format(code=study.completion_code)
-                    if participant.source == Participant.Source.PROLIFIC and study.completion_code else "")
+    # Decided by what was recorded at the start, never by this request's parameters.
+    prolific_code = study.completion_code if participant.arrived_from_prolific else ""
+    prolific_url = PROLIFIC_COMPLETE_URL.format(code=prolific_code) if prolific_code else ""
     return render(request, "survey/done.html", {
-        "participant": participant, "study": study, "prolific_url": prolific_url, "token": token,
+        "participant": participant, "study": study, "prolific_code": prolific_code, "prolific_url": prolific_url, "token": token,
         "show_support": request.GET.get("support") == "1",
         "helpline_regions": helplines_by_region() if request.GET.get("support") == "1" else [],
         "resume_url": request.build_absolute_uri(reverse("survey:resume", args=[token])),
@@ -365,10 +366,11 @@ def ended(request, token):
         return SeeOther(reverse("survey:resume", args=[token]))
     study = participant.study
     screened_out = participant.status == Participant.Status.SCREENED_OUT
-    prolific_url = (PROLIFIC_COMPLETE_URL.format(code=study.screenout_code)
-                    if screened_out and participant.prolific_pid and study.screenout_code else "")
+    prolific_code = study.screenout_code if screened_out and participant.arrived_from_prolific else ""
+    prolific_url = PROLIFIC_COMPLETE_URL.format(code=prolific_code) if prolific_code else ""
     return render(request, "survey/ended.html", {
-        "participant": participant, "study": study, "screened_out": screened_out, "prolific_url": prolific_url,
+        "participant": participant, "study": study, "screened_out": screened_out,
+        "prolific_code": prolific_code, "prolific_url": prolific_url,
     })
 
 

@@ -200,6 +200,9 @@ def test_consent_versions_are_new_rows_and_old_answers_keep_theirs(study, resear
     late = services.participant_start(study=study)
     with pytest.raises(InvalidAnswer):
         services.consent_give(participant=late, consent_version_id=v2.pk, agreed=[0])
+    with pytest.raises(InvalidAnswer, match="reload the page"):
+        services.consent_give(participant=late, consent_version_id=early.consent.consent_version_id, agreed=[0, 1, 2])
+    assert not ConsentRecord.objects.filter(participant=late).exists()
     services.consent_give(participant=late, consent_version_id=v2.pk, agreed=[0, 1])
     assert early.consent.consent_version.version == 1
     assert ConsentRecord.objects.get(participant=late).consent_version.version == 2

@@ -134,7 +134,8 @@ def test_whole_flow_with_back_and_resubmit_saves_one_answer_per_question(client,
     assert "Looking after yourself" in page
     assert post(client, participant, "closing", {"feedback": "Thanks."})["Location"] == url(participant, "done")
     done = client.get(url(participant, "done")).content.decode()
-    assert "DONE123" in done and participant.withdrawal_code in done
+    # A direct participant gets the study's own ending: no Prolific code or link.
+    assert "DONE123" not in done and "prolific.com" not in done and participant.withdrawal_code in done
     participant.refresh_from_db()
     assert participant.status == Participant.Status.COMPLETED
     # Exactly one answer per question.
@@ -202,6 +203,22 @@ def test_consent_for_another_studys_form_is_400(client, study):
     response = post(client, participant, "consent", {"consent_version": other.pk, "statement": ["0", "1", "2"]})
     assert response.status_code == 400 and "does not belong to this study" in response.content.decode()
     assert not ConsentRecord.objects.filter(participant=participant).exists()
+
+
+def test_consent_to_an_older_version_is_refused_with_a_reload_message(client, study, researcher):
+    from survey import services
+
+    participant, _ = start(client, study)
+    opened = selectors.consent_version_current(study)  # the page the person opened
+    services.consent_version_publish(study=study, information_sheet="A new sheet.", statements="One\nTwo\nThree", actor=researcher)
+    response = post(client, participant, "consent", {"consent_version": opened.pk, "statement": ["0", "1", "2"]})
+    assert response.status_code == 400
+    assert "Please reload the page" in response.content.decode()
+    assert not ConsentRecord.objects.filter(participant=participant).exists()
+    # After a reload the current version is shown and accepted.
+    assert "A new sheet." in client.get(url(participant, "consent")).content.decode()
+    assert post(client, participant, "consent", consent_post(participant)).status_code == 303
+    assert ConsentRecord.objects.get(participant=participant).consent_version.version == 2
 
 
 def test_ranking_that_is_not_a_permutation_is_400(client, at_ranking):
@@ -281,6 +298,45 @@ def test_another_participants_token_in_the_form_is_400(client, study):
     assert response.status_code == 400
     assert "different participant link" in response.content.decode()
     assert not ConsentRecord.objects.exists()
+
+
+def finish(client, participant):
+    through_consent_and_eligibility(client, participant)
+    post(client, participant, "background", background_post())
+    post(client, participant, "attitudes", attitudes_post())
+    post(client, participant, "importance", importance_post())
+    post(client, participant, "criteria-ranking", ranking_post(criterion_keys()))
+    post(client, participant, "before-scenarios", {})
+    participant.refresh_from_db()
+    for number, _ in enumerate(participant.scenario_plan, start=1):
+        post(client, participant, f"scenario/{number}", {"skip": "1"})
+    assert post(client, participant, "closing", {"feedback": ""})["Location"] == url(participant, "done")
+
+
+def test_completion_code_only_for_participants_who_arrived_with_a_prolific_id(client, study):
+    prolific, _ = start(client, study, "?PROLIFIC_PID=pp7&STUDY_ID=st&SESSION_ID=se7")
+    finish(client, prolific)
+    page = client.get(url(prolific, "done")).content.decode()
+    assert "DONE123" in page and "app.prolific.com/submissions/complete?cc=DONE123" in page
+    # A "source=prolific" parameter without a Prolific id does not make a Prolific participant...
+    pretender, _ = start(client, study, "?source=prolific")
+    assert pretender.source == Participant.Source.DIRECT
+    finish(client, pretender)
+    # ...and Prolific parameters added at the end page change nothing.
+    for query in ("", "?PROLIFIC_PID=pp8&STUDY_ID=st&SESSION_ID=se8", "?source=prolific"):
+        page = client.get(url(pretender, "done") + query).content.decode()
+        assert "DONE123" not in page and "prolific.com" not in page
+        assert "Thank you for taking part" in page
+
+
+def test_screenout_code_only_for_participants_who_arrived_with_a_prolific_id(client, study):
+    direct, _ = start(client, study, "?source=prolific")
+    post(client, direct, "consent", consent_post(direct))
+    post(client, direct, "eligibility", {"eligibility-adult": "no", "eligibility-lived": "yes"})
+    for query in ("", "?PROLIFIC_PID=pp9&STUDY_ID=st&SESSION_ID=se9"):
+        page = client.get(url(direct, "ended") + query).content.decode()
+        assert "SCREEN456" not in page and "prolific.com" not in page
+        assert "Thank you for your interest" in page
 
 
 def test_ineligible_person_is_screened_out_and_only_the_record_is_kept(client, study):
