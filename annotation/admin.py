@@ -95,8 +95,9 @@ class RatingStudyAdmin(admin.ModelAdmin):
                 study = services.rating_study_create(
                     name=data["name"], public_title=data["public_title"], description=data["description"],
                     source_a=data["source_a"], source_b=data["source_b"], scenarios=form.selected_scenarios(),
+                    sample_size=form.sample_size(), keep_source_order=data["keep_source_order"],
                     criteria_set=data["criteria_set"], clinicians=list(data["clinicians"]), overlap=data["overlap"],
-                    include_overall=data["include_overall"], sample_index=data["sample_index"], seed=data["seed"],
+                    include_overall=data["include_overall"], sample_index=data["sample_index"],
                     open_now=data["open_now"], actor=request.user,
                 )
             except AnnotationError as error:

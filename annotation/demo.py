@@ -21,7 +21,8 @@ STUDY_NAME = "Demo: reflective vs brief responses"
 CLINICIANS = ("clinician1", "clinician2", "clinician3")
 CRITERIA_SET = "therapeutic_five_safety"
 
-# Bank scenario external id -> (source A: reflective and warm, source B: brief and advice-first).
+# Bank scenario external id -> (demo-source-a: reflective and warm, demo-source-b: brief and advice-first).
+# Which of the two the study labels source A is decided by a coin, as for every study.
 RESPONSES = {
     "attune-006": (
         "That sounds disorienting, as if you are always adapting and never get to rest in who you are. Not knowing yet "
@@ -117,14 +118,13 @@ def load(stdout):
     study = rating_study_create(
         name=STUDY_NAME,
         public_title="Demo: compare two responses",
-        description="Hand-written reflective responses (A) against brief advice-first ones (B).",
+        description=f"Hand-written reflective responses ({SOURCE_A}) against brief advice-first ones ({SOURCE_B}).",
         source_a=source_a,
         source_b=source_b,
         scenarios=[scenarios[k] for k in sorted(scenarios)],
         criteria_set=criteria_set,
         clinicians=clinicians,
         overlap=min(2, len(clinicians)),
-        seed=2026,
         open_now=True,
         actor=None,
     )

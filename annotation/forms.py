@@ -1,6 +1,4 @@
 """Researcher forms (admin): create a study, import judge decisions."""
-import random
-
 from django import forms
 from django.contrib.auth import get_user_model
 
@@ -26,10 +24,16 @@ class RatingStudyCreateForm(forms.Form):
     scenario_split = forms.ChoiceField(
         choices=[("", "any split")] + list(Scenario.Split.choices), required=False, initial=Scenario.Split.TEST
     )
-    scenario_limit = forms.IntegerField(min_value=1, required=False, initial=100, help_text="At most this many (a seeded random sample).")
+    scenario_limit = forms.IntegerField(
+        min_value=1, max_value=100000, required=False, initial=100,
+        help_text="At most this many (a random sample drawn from the study's secret seed).",
+    )
     clinicians = forms.ModelMultipleChoiceField(queryset=get_user_model().objects.none(), widget=forms.CheckboxSelectMultiple)
     overlap = forms.CharField(initial="all", help_text="How many clinicians rate each item: 'all', or a number k.")
-    seed = forms.IntegerField(required=False, help_text="Decides assignment and left/right order; random when empty.")
+    keep_source_order = forms.BooleanField(
+        required=False, label="Keep the sources as labelled",
+        help_text="Unticked (recommended), a coin from the study's secret seed decides which source is labelled A.",
+    )
     open_now = forms.BooleanField(required=False, label="Open the study to clinicians now")
 
     def __init__(self, *args, **kwargs):
@@ -39,6 +43,8 @@ class RatingStudyCreateForm(forms.Form):
         )
 
     def selected_scenarios(self) -> list:
+        """The scenarios to sample from: those chosen, or every scenario with a
+        response from both sources (the service draws the sample)."""
         data = self.cleaned_data
         if data["scenarios"]:
             return list(data["scenarios"])
@@ -49,12 +55,10 @@ class RatingStudyCreateForm(forms.Form):
         ).distinct().order_by("id")
         if data.get("scenario_split"):
             scenarios = scenarios.filter(split=data["scenario_split"])
-        scenarios = list(scenarios)
-        limit = data.get("scenario_limit")
-        if limit and len(scenarios) > limit:
-            rng = random.Random(data.get("seed") or 0)
-            scenarios = sorted(rng.sample(scenarios, limit), key=lambda s: s.pk)
-        return scenarios
+        return list(scenarios)
+
+    def sample_size(self) -> int | None:
+        return None if self.cleaned_data["scenarios"] else self.cleaned_data.get("scenario_limit")
 
 
 class JudgeImportForm(forms.Form):

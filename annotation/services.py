@@ -18,6 +18,7 @@ what the page calls Response A) and store them in SOURCE terms.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import random
@@ -55,6 +56,7 @@ from .models import (
     RatingStudy,
     StudyClinician,
     StudyDimension,
+    new_seed,
 )
 
 OVERALL_KEY = "overall"
@@ -93,6 +95,42 @@ def assignment_plan(*, n_items: int, n_clinicians: int, overlap: int, rng: rando
     for queue in queues:
         rng.shuffle(queue)
     return queues
+
+
+def study_rng(seed: int, purpose: str) -> random.Random:
+    """An independent, reproducible random stream for one purpose of a study,
+    derived from its secret seed (string seeds are hashed with SHA-512)."""
+    return random.Random(f"attune-rating-study:{seed}:{purpose}")
+
+
+def seed_commitment(seed: int) -> str:
+    """SHA-256 of the seed: audit rows carry this, so the seed revealed after
+    close can be checked against what was fixed at creation."""
+    return hashlib.sha256(f"attune-rating-study:{seed}".encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class PlannedAssignment:
+    clinician: int
+    item: int
+    position: int
+    position_seed: int
+    left_is_a: bool
+
+
+def study_layout(*, seed: int, n_items: int, n_clinicians: int, overlap: int) -> list[PlannedAssignment]:
+    """Every assignment of a study, from its seed alone: which items each
+    clinician (by index) rates, in what order, and which side source A is on.
+    The same seed and sizes always give the same layout."""
+    plan = assignment_plan(n_items=n_items, n_clinicians=n_clinicians, overlap=overlap, rng=study_rng(seed, "plan"))
+    positions = study_rng(seed, "positions")
+    layout = []
+    for clinician, queue in enumerate(plan):
+        for position, item in enumerate(queue, start=1):
+            position_seed = positions.getrandbits(62)
+            layout.append(PlannedAssignment(clinician, item, position, position_seed,
+                                            random.Random(position_seed).random() < 0.5))
+    return layout
 
 
 def _resolve_overlap(overlap, n_clinicians: int) -> tuple[int, bool]:
@@ -136,7 +174,8 @@ def rating_study_create(
     public_title: str = "",
     include_overall: bool = True,
     sample_index: int = 0,
-    seed: int | None = None,
+    sample_size: int | None = None,
+    keep_source_order: bool = False,
     open_now: bool = False,
 ) -> RatingStudy:
     """Create a blinded A/B rating study and assign its items to clinicians.
@@ -151,9 +190,17 @@ def rating_study_create(
     - ``overlap``: how many clinicians rate each item, an int k (1..n) or
       ``"all"``. Every item gets exactly k distinct clinicians; loads differ by
       at most one (``assignment_plan``).
-    - ``seed``: decides the assignment, each clinician's order and every
-      left/right position (stored; random when omitted).
+    - ``sample_size``: take a random sample of this many of ``scenarios``
+      (all of them when omitted).
+    - ``keep_source_order``: keep ``source_a`` as source A. By default a coin
+      decides which of the two is labelled A.
     - ``open_now``: open the study at once instead of leaving it a draft.
+
+    All of the study's randomness (the scenario sample, which source is A, the
+    assignment plan, each clinician's order, every left/right position) comes
+    from one seed drawn here from ``secrets``; callers cannot choose it, so
+    nobody can compute a study's positions from the code. It is stored for
+    reproducibility (``study_layout``) and kept secret until the study closes.
 
     Raises ``InvalidInput`` (nothing written) when anything does not fit.
     Writes an ``annotation.study.create`` audit row in the same transaction."""
@@ -169,6 +216,14 @@ def rating_study_create(
     scenarios = _as_instances(scenarios, Scenario, "scenario")
     if not scenarios:
         raise InvalidInput("a study needs at least one scenario")
+    if sample_size is not None and (isinstance(sample_size, bool) or not isinstance(sample_size, int) or sample_size < 1):
+        raise InvalidInput("the number of scenarios to sample must be a whole number, 1 or more")
+    seed = new_seed()
+    if sample_size is not None and sample_size < len(scenarios):
+        pool = sorted(scenarios, key=lambda s: s.pk)
+        scenarios = sorted(study_rng(seed, "scenarios").sample(pool, sample_size), key=lambda s: s.pk)
+    if not keep_source_order and study_rng(seed, "sources").random() < 0.5:
+        source_a, source_b = source_b, source_a
     user_model = get_user_model()
     clinicians = _as_instances(clinicians, user_model, "clinician")
     if not clinicians:
@@ -177,6 +232,7 @@ def rating_study_create(
     if not_clinicians:
         raise InvalidInput(f"not active clinicians: {', '.join(not_clinicians)}")
     k, overlap_all = _resolve_overlap(overlap, len(clinicians))
+    clinicians.sort(key=lambda u: u.pk)  # so the stored seed alone reproduces the layout
 
     criteria = list(criteria_set.ordered_criteria())
     if include_overall and not any(c.key == OVERALL_KEY for c in criteria):
@@ -201,9 +257,7 @@ def rating_study_create(
             f"{len(missing)} scenario(s) lack a response (sample {sample_index}) from both sources: {', '.join(missing[:10])}{more}"
         )
 
-    seed = random.SystemRandom().getrandbits(62) if seed is None else int(seed)
-    rng = random.Random(seed)
-    plan = assignment_plan(n_items=len(scenarios), n_clinicians=len(clinicians), overlap=k, rng=rng)
+    layout = study_layout(seed=seed, n_items=len(scenarios), n_clinicians=len(clinicians), overlap=k)
     now = timezone.now()
     with transaction.atomic():
         study = RatingStudy.objects.create(
@@ -235,19 +289,11 @@ def rating_study_create(
             )
             for i, s in enumerate(scenarios)
         )
-        assignments = []
-        for clinician, queue in zip(clinicians, plan):
-            for position, item_index in enumerate(queue, start=1):
-                position_seed = rng.getrandbits(62)
-                assignments.append(Assignment(
-                    study=study,
-                    item=items[item_index],
-                    clinician=clinician,
-                    position=position,
-                    position_seed=position_seed,
-                    left_is_a=random.Random(position_seed).random() < 0.5,
-                ))
-        Assignment.objects.bulk_create(assignments)
+        Assignment.objects.bulk_create(
+            Assignment(study=study, item=items[p.item], clinician=clinicians[p.clinician], position=p.position,
+                       position_seed=p.position_seed, left_is_a=p.left_is_a)
+            for p in layout
+        )
         audit_record(
             actor=actor,
             action="annotation.study.create",
@@ -261,7 +307,10 @@ def rating_study_create(
                 "items": len(items),
                 "clinicians": [u.get_username() for u in clinicians],
                 "overlap": "all" if overlap_all else k,
-                "seed": seed,
+                # A commitment to the seed, never the seed: the log is readable while the study is open.
+                "seed_sha256": seed_commitment(seed),
+                "sample_size": sample_size,
+                "source_order": "as given" if keep_source_order else "coin",
                 "state": study.state,
             },
         )

@@ -375,13 +375,15 @@ def jobs_reap() -> dict:
 
 # --- Back to clinicians -----------------------------------------------------------
 
-def experiment_send_for_rating(*, experiment: Experiment, model_key: str, n_scenarios: int, clinicians, overlap, actor,
-                               seed: int = 0):
+def experiment_send_for_rating(*, experiment: Experiment, model_key: str, n_scenarios: int, clinicians, overlap, actor):
     """Create a blinded rating study of one trained model against the base model on
     N test scenarios (through the annotation app's service), and give it the
-    evaluation judge's decisions on the same items for the judge-vs-clinician comparison."""
-    import random
+    evaluation judge's decisions on the same items for the judge-vs-clinician comparison.
 
+    The study's secret seed (drawn by the annotation service, never chosen here)
+    samples the scenarios and decides by a coin which model is source A. The
+    study opens at once unless its self-identification screen found replies to
+    review first; then it stays a draft (``study.state``) until a researcher has."""
     from annotation import services as annotation_services
     from core.models import CriteriaSet, ModelVersion, Response
     from training.pipeline.io import read_jsonl
@@ -402,14 +404,14 @@ def experiment_send_for_rating(*, experiment: Experiment, model_key: str, n_scen
         Response.objects.filter(model_version=base).values_list("scenario_id", flat=True))
     if len(both) < n_scenarios:
         raise ConfigError([f"only {len(both)} test scenarios have answers from both models; ask for at most that many"])
-    scenarios = sorted(random.Random(seed).sample(sorted(both), n_scenarios))
     criteria_set = CriteriaSet.objects.get(key=experiment.config["criteria_set"])
     with transaction.atomic():
         study = annotation_services.rating_study_create(
-            name=f"{experiment.name}: {model_key} vs base", source_a=chosen, source_b=base, scenarios=scenarios,
-            criteria_set=criteria_set, clinicians=clinicians, overlap=overlap, actor=actor, seed=seed, open_now=True,
-            description=f"Sent from experiment {experiment.name!r}.",
+            name=f"{experiment.name}: {model_key} vs base", source_a=chosen, source_b=base, scenarios=sorted(both),
+            sample_size=n_scenarios, criteria_set=criteria_set, clinicians=clinicians, overlap=overlap, actor=actor,
+            open_now=True, description=f"Sent from experiment {experiment.name!r}.",
         )
+        chosen_is_a = study.source_a_id == chosen.pk
         ExperimentRatingStudy.objects.create(experiment=experiment, rating_study=study, model_key=model_key)
         dimensions = {c.key for c in criteria_set.ordered_criteria()} | {"overall"}
         rows = [row for row in read_jsonl(Path(evaluate.result["judge_decisions"]))
@@ -417,7 +419,8 @@ def experiment_send_for_rating(*, experiment: Experiment, model_key: str, n_scen
         judge = evaluate.lineage.get("judge") or experiment.jobs.get(key="label").result.get("judge", {})
         annotation_services.judge_decisions_import(
             study=study, judge_name=f"evaluation judge ({judge.get('name', 'judge') if isinstance(judge, dict) else judge})",
-            actor=actor, rows=rows, source_names={model_key: "source_a", "base": "source_b"}, skip_unmatched=True,
+            actor=actor, rows=rows, skip_unmatched=True,
+            source_names={model_key: "source_a", "base": "source_b"} if chosen_is_a else {model_key: "source_b", "base": "source_a"},
         )
         audit_record(actor=actor, action="experiment.send_for_rating", target=experiment,
                      details={"rating_study": study.pk, "model": model_key, "scenarios": n_scenarios})

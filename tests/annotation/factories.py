@@ -36,7 +36,7 @@ def paired_scenarios(n, source_a, source_b):
 
 
 def make_study(*, n_items=4, n_clinicians=3, overlap=2, clinicians=None, keys=("empathy", "safety"), open_now=True,
-               seed=7, source_a=None, source_b=None, actor=None, name=None, **kwargs):
+               source_a=None, source_b=None, actor=None, name=None, **kwargs):
     source_a = source_a or FixedSourceFactory()
     source_b = source_b or FixedSourceFactory()
     clinicians = clinicians if clinicians is not None else [ClinicianFactory() for _ in range(n_clinicians)]
@@ -51,7 +51,6 @@ def make_study(*, n_items=4, n_clinicians=3, overlap=2, clinicians=None, keys=("
         overlap=overlap,
         actor=actor or ResearcherFactory(),
         open_now=open_now,
-        seed=seed,
         **kwargs,
     )
 

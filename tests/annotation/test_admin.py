@@ -34,7 +34,7 @@ def test_admin_creates_a_study_through_the_service(client):
     assert client.get(url).status_code == 200
     data = {"name": "admin study", "source_a": a.pk, "source_b": b.pk, "sample_index": 0,
             "criteria_set": small_criteria_set().pk, "include_overall": "on", "scenario_split": "", "scenario_limit": 4,
-            "clinicians": [c.pk for c in clinicians], "overlap": "2", "seed": 5, "open_now": "on"}
+            "clinicians": [c.pk for c in clinicians], "overlap": "2", "open_now": "on"}
     response = client.post(url, data)
     assert response.status_code == 302, response.content.decode()[:2000]
     study = RatingStudy.objects.get(name="admin study")
@@ -94,3 +94,9 @@ def test_results_of_a_study_nobody_has_rated_yet(client):
     client.force_login(ResearcherFactory())
     page = client.get(reverse("admin:annotation_ratingstudy_results", args=[study.pk]))
     assert page.status_code == 200 and "No judgments yet" in page.content.decode()
+
+
+def test_the_create_form_offers_no_seed():
+    from annotation.forms import RatingStudyCreateForm
+
+    assert "seed" not in RatingStudyCreateForm().fields

@@ -54,21 +54,92 @@ def test_study_create_assigns_every_item_to_overlap_distinct_clinicians():
     assert event.target_id == str(study.pk) and event.details["items"] == 7
 
 
-def test_overlap_all_and_seed_reproducibility():
+def _layout(study):
+    """The study's assignments as (scenario, clinician, position, left_is_a)."""
+    return sorted(Assignment.objects.filter(study=study).values_list("item__scenario_id", "clinician_id", "position", "left_is_a"))
+
+
+def test_overlap_all_and_the_stored_seed_reproduces_the_layout():
     clinicians = [ClinicianFactory() for _ in range(3)]
     a, b = FixedSourceFactory(), FixedSourceFactory()
     scenarios = paired_scenarios(5, a, b)
-    kwargs = dict(source_a=a, source_b=b, scenarios=scenarios, criteria_set=small_criteria_set(), clinicians=clinicians,
-                  actor=None, seed=11)
-    first = services.rating_study_create(name="one", overlap="all", **kwargs)
-    second = services.rating_study_create(name="two", overlap=3, **kwargs)
-    assert first.overlap == 3 and first.overlap_all
-    assert Assignment.objects.filter(study=first).count() == 15
+    study = services.rating_study_create(
+        name="one", overlap="all", source_a=a, source_b=b, scenarios=scenarios, criteria_set=small_criteria_set(),
+        clinicians=clinicians, actor=None,
+    )
+    assert study.overlap == 3 and study.overlap_all
+    assert Assignment.objects.filter(study=study).count() == 15
+    # For audit after close: the seed alone recomputes every assignment, order and side.
+    members = sorted(clinicians, key=lambda u: u.pk)
+    items = list(study.items.order_by("order"))
+    recomputed = sorted(
+        (items[p.item].scenario_id, members[p.clinician].pk, p.position, p.left_is_a)
+        for p in services.study_layout(seed=study.seed, n_items=5, n_clinicians=3, overlap=3)
+    )
+    assert recomputed == _layout(study)
 
-    def layout(study):
-        return sorted(Assignment.objects.filter(study=study).values_list("item__scenario_id", "clinician_id", "position", "left_is_a"))
 
-    assert layout(first) == layout(second)
+def _same_settings_study(name, a, b, scenarios, clinicians, **kwargs):
+    return services.rating_study_create(
+        name=name, source_a=a, source_b=b, scenarios=scenarios, criteria_set=small_criteria_set(),
+        clinicians=clinicians, overlap=2, actor=None, **kwargs,
+    )
+
+
+def test_studies_with_identical_settings_get_fresh_secret_seeds_and_different_positions():
+    clinicians = [ClinicianFactory() for _ in range(3)]
+    a, b = FixedSourceFactory(), FixedSourceFactory()
+    scenarios = paired_scenarios(12, a, b)
+    first = _same_settings_study("first", a, b, scenarios, clinicians, keep_source_order=True)
+    second = _same_settings_study("second", a, b, scenarios, clinicians, keep_source_order=True)
+    assert first.seed != second.seed
+    # 24 assignments: the chance two independent layouts coincide is negligible (< 2**-24 on sides alone).
+    assert _layout(first) != _layout(second)
+    sides = lambda study: [x[3] for x in _layout(study)]  # noqa: E731
+    assert sides(first) != sides(second)
+
+
+def test_a_coin_decides_which_source_is_a_unless_the_caller_keeps_the_order():
+    clinicians = [ClinicianFactory() for _ in range(2)]
+    a, b = FixedSourceFactory(), FixedSourceFactory()
+    scenarios = paired_scenarios(2, a, b)
+    firsts = {_same_settings_study(f"coin {i}", a, b, scenarios, clinicians).source_a_id for i in range(20)}
+    assert firsts == {a.pk, b.pk}  # all 20 coins landing the same way: p = 2**-19
+    kept = {_same_settings_study(f"kept {i}", a, b, scenarios, clinicians, keep_source_order=True).source_a_id
+            for i in range(5)}
+    assert kept == {a.pk}
+
+
+def test_items_keep_each_source_s_own_response_whichever_is_a():
+    clinicians = [ClinicianFactory() for _ in range(2)]
+    a, b = FixedSourceFactory(), FixedSourceFactory()
+    scenarios = paired_scenarios(3, a, b)
+    for i in range(6):
+        study = _same_settings_study(f"map {i}", a, b, scenarios, clinicians)
+        for item in study.items.select_related("response_a", "response_b"):
+            assert item.response_a.model_version_id == study.source_a_id
+            assert item.response_b.model_version_id == study.source_b_id
+
+
+def test_the_scenario_sample_comes_from_the_study_seed():
+    clinicians = [ClinicianFactory() for _ in range(2)]
+    a, b = FixedSourceFactory(), FixedSourceFactory()
+    scenarios = paired_scenarios(30, a, b)
+    samples = set()
+    for i in range(4):
+        study = _same_settings_study(f"sample {i}", a, b, scenarios, clinicians, sample_size=5)
+        chosen = tuple(study.items.order_by("scenario_id").values_list("scenario_id", flat=True))
+        assert len(chosen) == 5
+        samples.add(chosen)
+    assert len(samples) > 1  # the same five of thirty four times running: p < 1e-15
+    with pytest.raises(InvalidInput, match="sample"):
+        _same_settings_study("bad sample", a, b, scenarios, clinicians, sample_size=0)
+
+
+def test_no_caller_can_choose_the_seed():
+    a, b = FixedSourceFactory(), FixedSourceFactory()
+    with pytest.raises(TypeError):
+        _same_settings_study("chosen", a, b, paired_scenarios(1, a, b), [ClinicianFactory()], seed=1)
 
 
 @pytest.mark.parametrize(

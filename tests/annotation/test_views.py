@@ -22,7 +22,7 @@ def blind_study():
     study = rating_study_create(
         name="secret-modpo-empathy-safety against baseline", source_a=source_a, source_b=source_b,
         scenarios=secret_scenarios(3, source_a, source_b), criteria_set=small_criteria_set(), clinicians=clinicians,
-        overlap=1, actor=ResearcherFactory(), open_now=True, seed=3,
+        overlap=1, actor=ResearcherFactory(), open_now=True,
     )
     return study, clinicians, identifying_strings(source_a, source_b) + [study.name]
 

@@ -189,3 +189,71 @@ def test_reaper_requeues_stalled_jobs_and_fails_repeat_offenders(db, published, 
     assert exhausted.state == Job.State.FAILED and "heartbeat stopped" in exhausted.error
     assert healthy.state == Job.State.RUNNING
     assert sorted(published) == sorted([(stalled.pk, stalled.queue), (lost.pk, lost.queue)])
+
+
+# --- Send for rating ----------------------------------------------------------------
+
+
+def _evaluated_experiment(tmp_path, n_scenarios=6):
+    """An experiment whose evaluation finished: a trained model and the base,
+    each with an answer per test scenario, and the judge's decisions on them."""
+    import json
+
+    from core.models import ModelVersion
+    from tests.factories import ResponseFactory, ScenarioFactory
+
+    from .factories import ExperimentFactory
+
+    experiment = ExperimentFactory()
+    trained = ModelVersion.objects.create(name=f"{experiment.name}/dpo", kind=ModelVersion.Kind.CHECKPOINT, model_ref="ckpt")
+    base = ModelVersion.objects.create(name=f"{experiment.name}/base", kind=ModelVersion.Kind.BASE, model_ref="tiny")
+    decisions = tmp_path / f"judge-{experiment.pk}.jsonl"
+    rows = []
+    for i in range(n_scenarios):
+        scenario = ScenarioFactory()
+        ResponseFactory(scenario=scenario, model_version=trained, text=f"A warm, reflective reply {i}.")
+        ResponseFactory(scenario=scenario, model_version=base, text=f"A brief reply {i}.")
+        rows.append({"scenario_id": f"s{scenario.pk}", "criterion": "overall", "model_a": "dpo", "model_b": "base",
+                     "majority": "a"})
+    decisions.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    JobFactory(experiment=experiment, key="dpo", kind="dpo", state=Job.State.SUCCEEDED, result={"model_version": trained.pk})
+    JobFactory(experiment=experiment, key="evaluate", kind="evaluate", state=Job.State.SUCCEEDED,
+               params={"models": ["base", "dpo"]}, result={"judge_decisions": str(decisions)},
+               lineage={"judge": {"name": "rubric"}})
+    return experiment, trained, base
+
+
+def _send(experiment, clinicians, researcher, n=4):
+    return services.experiment_send_for_rating(experiment=experiment, model_key="dpo", n_scenarios=n,
+                                               clinicians=clinicians, overlap="all", actor=researcher)
+
+
+def test_send_for_rating_draws_a_fresh_seed_and_a_coin_for_source_a(db, researcher, tmp_path):
+    from annotation.models import Assignment
+    from tests.factories import ClinicianFactory
+
+    clinicians = [ClinicianFactory() for _ in range(3)]
+    studies, trained_first = [], set()
+    for _ in range(12):
+        experiment, trained, base = _evaluated_experiment(tmp_path)
+        study = _send(experiment, clinicians, researcher)
+        assert {study.source_a_id, study.source_b_id} == {trained.pk, base.pk}
+        trained_first.add(study.source_a_id == trained.pk)
+        # The judge preferred the trained model everywhere: whichever label it got, the decisions follow it.
+        expected = "a" if study.source_a_id == trained.pk else "b"
+        assert set(study.judge_decisions.values_list("choice", flat=True)) == {expected}
+        studies.append(study)
+    assert trained_first == {True, False}  # the same side 12 times running: p = 2**-11
+    assert len({s.seed for s in studies}) == len(studies)
+    sides = {tuple(Assignment.objects.filter(study=s).order_by("clinician_id", "position").values_list("left_is_a", flat=True))
+             for s in studies}
+    assert len(sides) > 1  # same sizes, different position patterns
+
+
+def test_send_for_rating_takes_no_seed(db, researcher, tmp_path):
+    from tests.factories import ClinicianFactory
+
+    experiment, _, _ = _evaluated_experiment(tmp_path)
+    with pytest.raises(TypeError):
+        services.experiment_send_for_rating(experiment=experiment, model_key="dpo", n_scenarios=2,
+                                            clinicians=[ClinicianFactory()], overlap=1, actor=researcher, seed=0)
