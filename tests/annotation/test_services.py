@@ -458,7 +458,10 @@ def test_exports_are_audited_and_carry_the_order_shown():
     pairs = [json.loads(line) for line in services.preference_pairs_export(study=study, actor=researcher).splitlines()]
     assert len(pairs) == 6
     assert set(pairs[0]) == {"prompt", "scenario_id", "criterion", "chosen", "rejected"}
+    # A coin decided which factory source is A; the pairs follow the sources, not the labels.
+    a_prefix = "Warm" if study.items.first().response_a.text.startswith("Warm") else "Brief"
+    b_prefix = "Brief" if a_prefix == "Warm" else "Warm"
     for pair in pairs:
-        assert pair["chosen"].startswith("Warm" if pair["criterion"] == "empathy" else "Brief")
+        assert pair["chosen"].startswith(a_prefix if pair["criterion"] == "empathy" else b_prefix)
     actions = set(AuditEvent.objects.filter(actor=researcher).values_list("action", flat=True))
     assert actions == {"annotation.export.judgments", "annotation.export.pairs"}
