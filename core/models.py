@@ -1,6 +1,7 @@
 """The shared vocabulary every app speaks: criteria, scenarios, model versions,
 responses; plus the append-only audit log and the participant helplines."""
 import hashlib
+import re
 
 from django.conf import settings
 from django.db import models
@@ -198,3 +199,15 @@ class Helpline(models.Model):
 
     def __str__(self):
         return f"{self.region}: {self.name}"
+
+    @property
+    def phone_numbers(self) -> list[dict]:
+        """Each number in ``phone`` ("112 / 911 / 999", "116 123") as {"display", "href"}:
+        one dialable tel: link per number, the display text kept as written."""
+        numbers = []
+        for part in re.split(r"\s*(?:/|,|;|\bor\b)\s*", self.phone or ""):
+            display = part.strip()
+            digits = re.sub(r"\D", "", display)
+            if digits:
+                numbers.append({"display": display, "href": "tel:" + ("+" if display.startswith("+") else "") + digits})
+        return numbers

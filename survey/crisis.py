@@ -1,38 +1,42 @@
 """Crisis language in free text.
 
 A match never blocks the participant or judges them: the page shows the
-helplines straight away and researchers get a flag to follow up. The list
-errs towards matching (a false alarm costs a researcher a glance; a miss
-costs more). Patterns are matched on lower-cased text with collapsed
-whitespace and straight apostrophes.
+helplines straight away and researchers get a flag to follow up. The
+phrasings live in ``survey/data/crisis_phrases.txt`` (one pattern per line,
+inflections included), so an ethics board can read and extend them without
+reading code. Every free-text field of the survey goes through
+``contains_crisis_language``.
 """
 import re
+from functools import lru_cache
+from pathlib import Path
 
-CRISIS_PATTERNS = (
-    r"\bkill(ing)? my ?self\b",
-    r"\bsuicid",
-    r"\bend (it all|my life|things)\b",
-    r"\btake my (own )?life\b",
-    r"\b(want|wanted|wanna|going) to die\b",
-    r"\bdon'?t want to (live|be alive|be here)\b",
-    r"\bno (reason|point) (in )?(to )?(living|live|going on)\b",
-    r"\bbetter off (dead|without me)\b",
-    r"\bcan'?t go on\b",
-    r"\bself[- ]?harm",
-    r"\b(hurt|hurting|harm|harming|cut|cutting) my ?self\b",
-    r"\boverdos",
-    r"\bnot (be|being) (here|around) any ?more\b",
-    r"\b(he|she|they|partner) (hits|hit|beats|beat) me\b",
-)
-_COMPILED = tuple(re.compile(p) for p in CRISIS_PATTERNS)
+PHRASES_PATH = Path(__file__).resolve().parent / "data" / "crisis_phrases.txt"
+
+
+def load_patterns(path: Path = PHRASES_PATH) -> tuple[str, ...]:
+    lines = (line.strip() for line in path.read_text(encoding="utf-8").splitlines())
+    return tuple(line for line in lines if line and not line.startswith("#"))
+
+
+@lru_cache(maxsize=1)
+def _compiled() -> tuple[re.Pattern, ...]:
+    return tuple(re.compile(pattern) for pattern in load_patterns())
 
 
 def normalise(text: str) -> str:
-    return " ".join(text.lower().replace("\u2019", "'").split())
+    """Lower case, straight apostrophes, single spaces (what the patterns are written against)."""
+    text = text.lower().replace("\u2019", "'").replace("\u2018", "'").replace("`", "'")
+    return " ".join(text.split())
+
+
+def matching_patterns(text: str) -> list[str]:
+    cleaned = normalise(text or "")
+    return [p.pattern for p in _compiled() if p.search(cleaned)] if cleaned else []
 
 
 def contains_crisis_language(text: str) -> bool:
     if not text:
         return False
     cleaned = normalise(text)
-    return any(p.search(cleaned) for p in _COMPILED)
+    return any(p.search(cleaned) for p in _compiled())

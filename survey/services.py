@@ -296,7 +296,10 @@ def _save_choice_items(participant: Participant, items, data: dict, step: str) -
             continue
         if item in questions.ATTITUDES:
             value = int(value)
-        cleaned.append((item, value, text))
+        # Crisis language is looked for in whatever was typed, even text the answer does not keep
+        # (words in an "other" box whose option was not ticked).
+        typed = str(entry.get("text") or "")
+        cleaned.append((item, value, text, typed))
     unknown = set(data) - {i.key for i in items}
     if unknown:
         errors[""] = f"Unknown question: {', '.join(sorted(unknown))}."
@@ -304,11 +307,11 @@ def _save_choice_items(participant: Participant, items, data: dict, step: str) -
         raise InvalidAnswer(errors)
     with transaction.atomic():
         locked = _lock(participant, step)
-        _upsert_answers([Answer(participant=locked, item_key=item.key, value=value, text=text) for item, value, text in cleaned])
+        _upsert_answers([Answer(participant=locked, item_key=item.key, value=value, text=text) for item, value, text, _ in cleaned])
         crisis = False
-        for item, _, text in cleaned:
-            crisis = _crisis_check(locked, item.key, text) or crisis
-        if any(item.correct for item, _, _ in cleaned):
+        for item, _, _, typed in cleaned:
+            crisis = _crisis_check(locked, item.key, typed) or crisis
+        if any(item.correct for item, _, _, _ in cleaned):
             _attention_update(locked)
         return crisis
 

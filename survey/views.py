@@ -15,6 +15,7 @@ from django.views.decorators.http import require_http_methods
 from core.selectors import helplines_by_region
 
 from . import forms, questions, selectors, services
+from .crisis import contains_crisis_language
 from .exceptions import AlreadyStarted, InvalidAnswer, StepNotAvailable, SurveyError
 from .models import Participant
 
@@ -229,7 +230,8 @@ def _choice_page(request, participant, progress, step, items, save, template, ex
         try:
             crisis = save(participant=participant, data=data)
         except InvalidAnswer as exc:
-            context = {"fields": forms.choice_fields(items, data, exc.errors), **(extra or {})}
+            context = {"fields": forms.choice_fields(items, data, exc.errors), **(extra or {}),
+                       "show_support": any(contains_crisis_language(entry["text"]) for entry in data.values())}
             return _page(request, template, participant, progress, step, {**context, "errors": exc.errors}, status=400)
         return _next(participant, crisis)
     saved = selectors.participant_answers(participant)
@@ -330,7 +332,8 @@ def closing(request, participant, progress):
             crisis = services.participant_complete(participant=participant, feedback=feedback)
         except InvalidAnswer as exc:
             return _page(request, "survey/closing.html", participant, progress, "closing",
-                         {"feedback": feedback, "errors": exc.errors}, status=400)
+                         {"feedback": feedback, "errors": exc.errors, "show_support": contains_crisis_language(feedback)},
+                         status=400)
         return _next(participant, crisis)
     saved = selectors.participant_answers(participant).get(questions.FEEDBACK_KEY)
     return _page(request, "survey/closing.html", participant, progress, "closing",

@@ -372,6 +372,53 @@ def test_crisis_text_shows_helplines_and_flags(client, study, researcher):
     assert participant.pseudonym in dashboard and "background.gender" in dashboard
 
 
+@pytest.mark.parametrize("item, choice", [("background.gender", "self_describe"), ("background.ethnicity", "other"),
+                                          ("background.diagnoses", ["other"])])
+def test_every_background_text_box_is_checked_for_crisis_language(client, study, item, choice):
+    participant, _ = start(client, study)
+    through_consent_and_eligibility(client, participant)
+    data = background_post(**{item: choice})
+    data[f"{item}-text"] = "sometimes I feel like ending it all"
+    response = post(client, participant, "background", data)
+    assert response["Location"] == url(participant, "attitudes") + "?support=1"
+    assert CrisisFlag.objects.filter(participant=participant, item_key=item).exists()
+
+
+def test_crisis_words_in_an_other_box_whose_option_was_not_ticked_still_show_helplines(client, study):
+    participant, _ = start(client, study)
+    through_consent_and_eligibility(client, participant)
+    data = background_post()  # "woman": the self-description text is not kept
+    data["background.gender-text"] = "I keep thinking about killing myself"
+    response = post(client, participant, "background", data)
+    assert response["Location"] == url(participant, "attitudes") + "?support=1"
+    assert Answer.objects.get(participant=participant, item_key="background.gender").text == ""
+    assert CrisisFlag.objects.filter(participant=participant, item_key="background.gender").exists()
+
+
+def test_crisis_words_on_a_page_with_errors_show_helplines_and_save_nothing(client, study):
+    participant, _ = start(client, study)
+    through_consent_and_eligibility(client, participant)
+    data = background_post(**{"background.gender": "self_describe"})
+    data["background.gender-text"] = "I don't want to be here anymore"
+    data.pop("background.age_group")
+    response = post(client, participant, "background", data)
+    page = response.content.decode()
+    assert response.status_code == 400 and "Support is here if you need it" in page and "Samaritans" in page
+    assert "Your answer has been saved" not in page
+    assert not Answer.objects.filter(participant=participant).exists()
+
+
+def test_helpline_numbers_are_each_a_dialable_link(client, study):
+    page = client.get("/support/").content.decode()
+    for href, display in (("tel:112", "112"), ("tel:911", "911"), ("tel:999", "999"), ("tel:116123", "116 123"),
+                          ("tel:131114", "13 11 14"), ("tel:988", "988")):
+        assert f'<a href="{href}">{display}</a>' in page
+    assert 'tel:112/911/999' not in page
+    participant, _ = start(client, study)
+    crisis_page = client.get(url(participant, "consent") + "?support=1").content.decode()
+    assert '<a href="tel:911">911</a>' in crisis_page and '<a href="tel:116123">116 123</a>' in crisis_page
+
+
 def test_crisis_text_in_closing_feedback_shows_helplines_on_thank_you_page(client, study):
     participant = complete_participant(study, feedback="")
     assert participant.status == Participant.Status.COMPLETED
