@@ -12,6 +12,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
+from core.input import accepts_repeated
 from core.selectors import helplines_by_region
 
 from . import forms, questions, selectors, services
@@ -22,6 +23,8 @@ from .models import Participant
 NONCE_SALT = "survey.start"
 NONCE_MAX_AGE = 60 * 60 * 24
 PROLIFIC_PARAMS = ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID")
+# Checkbox groups: the only participant fields that may carry several values.
+MULTIPLE_CHOICE_KEYS = tuple(key for key, item in questions.ALL_CHOICE_ITEMS.items() if item.multiple)
 PROLIFIC_COMPLETE_URL = "https://app.prolific.com/submissions/complete?cc={code}"
 
 
@@ -164,6 +167,7 @@ def progress_api(request, token):
 # --- Consent, eligibility ------------------------------------------------------------------
 
 
+@accepts_repeated("statement")
 @participant_step("consent")
 def consent(request, participant, progress):
     record = selectors.participant_consent(participant)
@@ -240,12 +244,14 @@ def _choice_page(request, participant, progress, step, items, save, template, ex
     return _page(request, template, participant, progress, step, {"fields": forms.choice_fields(items, data, {}), **(extra or {})})
 
 
+@accepts_repeated(*MULTIPLE_CHOICE_KEYS)
 @participant_step("background")
 def background(request, participant, progress):
     return _choice_page(request, participant, progress, "background", questions.BACKGROUND, services.background_save,
                         "survey/choices.html", {"intro": "These questions help us describe who took part. Every question has a “Prefer not to say” option."})
 
 
+@accepts_repeated(*MULTIPLE_CHOICE_KEYS)
 @participant_step("attitudes")
 def attitudes(request, participant, progress):
     items = forms.with_attention(questions.ATTITUDES, questions.ATTENTION_CHECKS[0])

@@ -7,6 +7,8 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
+from core.input import accepts_repeated
+
 from . import selectors, services
 from .forms import SendForRatingForm, StartExperimentForm
 from .models import Artifact, Experiment, Job
@@ -51,6 +53,7 @@ class ExperimentAdmin(admin.ModelAdmin):
         if not request.user.has_perm(f"training.{codename}"):
             raise PermissionDenied
 
+    @accepts_repeated()
     def start_view(self, request):
         self._require(request, "add_experiment")
         preset = request.POST.get("preset") or request.GET.get("preset") or Experiment.Preset.CPU_DEMO
@@ -94,6 +97,7 @@ class ExperimentAdmin(admin.ModelAdmin):
                    **experiment_report_context(experiment=experiment, request=request)}
         return render(request, "admin/training/experiment/report.html", context)
 
+    @accepts_repeated("clinicians")
     def send_for_rating_view(self, request, pk):
         self._require(request, "change_experiment")
         from annotation.exceptions import AnnotationError

@@ -34,6 +34,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Refuses control characters and repeated single-valued fields with a 400
+    # before anything else reads the input (core/input.py).
+    "core.input.InputGuardMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "core.middleware.AbsoluteSessionLifetimeMiddleware",
