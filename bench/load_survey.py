@@ -76,7 +76,11 @@ def child_verify(env_url: str, var_dir: str, submitted_path: str) -> None:
     item_keys = sorted(i.key for i in (*questions.BACKGROUND, *questions.ATTITUDES, *questions.ATTENTION_CHECKS)) + [questions.FEEDBACK_KEY]
     item_keys.sort()
     problems = []
-    participants = {p.prolific_pid: p for p in Participant.objects.filter(study__slug=STUDY, prolific_pid__startswith="load-")}
+    from survey.prolific import prolific_id_hash
+
+    study_id = Participant.objects.filter(study__slug=STUDY).values_list("study_id", flat=True).first()
+    by_hash = {p.prolific_pid_hash: p for p in Participant.objects.filter(study__slug=STUDY).exclude(prolific_pid_hash="")}
+    participants = {pid: by_hash.get(prolific_id_hash(study_id=study_id, prolific_id=pid)) for pid in submitted}
     for pid, record in submitted.items():
         participant = participants.get(pid)
         if participant is None:

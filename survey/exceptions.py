@@ -24,3 +24,7 @@ class StepNotAvailable(SurveyError):
 
 class AlreadyStarted(SurveyError):
     """A Prolific id that already took part came back from a different submission."""
+
+
+class ProlificExcluded(SurveyError):
+    """A Prolific id that was screened out of, or withdrew from, this study came back."""

@@ -4,8 +4,9 @@ personas, survey weight vectors and dataset versions.
 Participants have no account. Each one is identified by an opaque random
 ``token`` that appears only in their own URLs (the resume link); exports use
 the separate ``pseudonym``. No names or e-mail addresses are stored anywhere
-in these tables; Prolific ids are kept only to resume a Prolific participant
-and are cleared on withdrawal or screen-out, and never exported.
+in these tables; Prolific ids are stored only as keyed hashes (survey.prolific),
+to resume a Prolific participant; on withdrawal or screen-out the hash moves to
+ProlificExclusion (so the id cannot start again) and nothing else is kept.
 
 Every answer table has a unique constraint on (participant, question), and
 writes go through upserts (survey.services), so refresh, back button, double
@@ -144,9 +145,10 @@ class Participant(models.Model):
     seed = models.BigIntegerField(default=new_seed, help_text="Seeds every random order this participant sees.")
     source = models.CharField(max_length=16, choices=Source.choices, default=Source.DIRECT)
     start_nonce = models.CharField(max_length=64, blank=True, editable=False)
-    prolific_pid = models.CharField(max_length=64, blank=True)
+    # Keyed hashes (survey.prolific), never the ids themselves.
+    prolific_pid_hash = models.CharField(max_length=64, blank=True, editable=False)
     prolific_study_id = models.CharField(max_length=64, blank=True)
-    prolific_session_id = models.CharField(max_length=64, blank=True)
+    prolific_session_hash = models.CharField(max_length=64, blank=True, editable=False)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.IN_PROGRESS)
     eligible_at = models.DateTimeField(null=True, blank=True)
     scenarios_intro_at = models.DateTimeField(null=True, blank=True)
@@ -166,8 +168,8 @@ class Participant(models.Model):
             models.UniqueConstraint(fields=["study", "sequence"], name="participant_study_sequence_unique"),
             models.UniqueConstraint(fields=["study", "start_nonce"], condition=~models.Q(start_nonce=""),
                                     name="participant_start_nonce_unique"),
-            models.UniqueConstraint(fields=["study", "prolific_pid"], condition=~models.Q(prolific_pid=""),
-                                    name="participant_prolific_pid_unique"),
+            models.UniqueConstraint(fields=["study", "prolific_pid_hash"], condition=~models.Q(prolific_pid_hash=""),
+                                    name="participant_prolific_pid_hash_unique"),
         ]
         indexes = [models.Index(fields=["study", "status"])]
 
@@ -183,6 +185,18 @@ class Participant(models.Model):
         """Started with a Prolific id (source is set to Prolific only then): the
         Prolific completion and screen-out codes are for these participants only."""
         return self.source == self.Source.PROLIFIC
+
+
+class ProlificExclusion(models.Model):
+    """A Prolific id that may not start the study again (screened out or
+    withdrawn). The keyed hash is the whole record: no date, no reason, no
+    link to a participant."""
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="+")
+    prolific_pid_hash = models.CharField(max_length=64)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["study", "prolific_pid_hash"], name="prolific_exclusion_unique")]
 
 
 class ConsentRecord(models.Model):

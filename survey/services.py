@@ -41,7 +41,7 @@ from core.spreadsheet import safe_csv_writer
 
 from . import questions, selectors
 from .crisis import contains_crisis_language
-from .exceptions import AlreadyStarted, InvalidAnswer, StepNotAvailable, SurveyError
+from .exceptions import AlreadyStarted, InvalidAnswer, ProlificExcluded, StepNotAvailable, SurveyError
 from .models import (
     Answer,
     ConsentRecord,
@@ -55,11 +55,13 @@ from .models import (
     Participant,
     Persona,
     PersonaSelection,
+    ProlificExclusion,
     ResponseRanking,
     Study,
     WeightVector,
 )
 from .personas import persona_scores, persona_text, persona_weights, select_diverse, split_balanced
+from .prolific import prolific_id_hash, prolific_session_hash
 from .statistics import importance_weights, plackett_luce_weights, rating_ranking_agreement
 
 PARTICIPANT_ACTOR = "participant"
@@ -110,8 +112,10 @@ def participant_start(*, study: Study, nonce: str = "", prolific: dict | None = 
     same Prolific submission (PROLIFIC_PID + SESSION_ID) returns the same
     participant."""
     prolific = prolific or {}
-    pid = _clean_prolific(prolific.get("PROLIFIC_PID"))
-    session_id = _clean_prolific(prolific.get("SESSION_ID"))
+    pid = prolific_id_hash(study_id=study.pk, prolific_id=_clean_prolific(prolific.get("PROLIFIC_PID")))
+    session_id = prolific_session_hash(study_id=study.pk, session_id=_clean_prolific(prolific.get("SESSION_ID")))
+    if pid and ProlificExclusion.objects.filter(study=study, prolific_pid_hash=pid).exists():
+        raise ProlificExcluded("This Prolific account has already taken part in this study and cannot start it again.")
     existing = _participant_existing(study, nonce, pid, session_id)
     if existing is not None:
         return existing
@@ -130,7 +134,7 @@ def participant_start(*, study: Study, nonce: str = "", prolific: dict | None = 
             sequence = Study.objects.values_list("participant_counter", flat=True).get(pk=study.pk)
             return Participant.objects.create(
                 study=study, sequence=sequence, source=source, start_nonce=nonce[:64],
-                prolific_pid=pid, prolific_study_id=_clean_prolific(prolific.get("STUDY_ID")), prolific_session_id=session_id,
+                prolific_pid_hash=pid, prolific_study_id=_clean_prolific(prolific.get("STUDY_ID")), prolific_session_hash=session_id,
             )
     except IntegrityError:
         existing = _participant_existing(study, nonce, pid, session_id)
@@ -139,17 +143,19 @@ def participant_start(*, study: Study, nonce: str = "", prolific: dict | None = 
         return existing
 
 
-def _participant_existing(study, nonce, pid, session_id=""):
+def _participant_existing(study, nonce, pid_hash, session_hash=""):
     if nonce:
         found = Participant.objects.filter(study=study, start_nonce=nonce[:64]).first()
         if found:
             return found
-    if pid:
-        found = Participant.objects.filter(study=study, prolific_pid=pid).first()
+    if pid_hash:
+        found = Participant.objects.filter(study=study, prolific_pid_hash=pid_hash).first()
         if found is None:
+            if ProlificExclusion.objects.filter(study=study, prolific_pid_hash=pid_hash).exists():
+                raise ProlificExcluded("This Prolific account has already taken part in this study and cannot start it again.")
             return None
         # The Prolific id alone is not a secret: hand back the participant only for the same submission.
-        if session_id and found.prolific_session_id == session_id:
+        if session_hash and found.prolific_session_hash == session_hash:
             return found
         raise AlreadyStarted("This Prolific account has already started this study.")
     return None
@@ -226,10 +232,16 @@ def eligibility_submit(*, participant: Participant, answers: dict) -> bool:
         locked.status = Participant.Status.SCREENED_OUT
         locked.screened_out_at = timezone.now()
         # The source stays (a category, not an identifier): it decides whether the end page shows the screen-out code.
-        locked.prolific_study_id = locked.prolific_session_id = ""
-        # The Prolific id stays: it stops the same person starting again and is the whole screen-out record.
+        _prolific_exclude(locked)
         locked.save()
         return False
+
+
+def _prolific_exclude(participant: Participant):
+    """Keep only the keyed hash of the Prolific id, apart from the participant, so it cannot start again."""
+    if participant.prolific_pid_hash:
+        ProlificExclusion.objects.get_or_create(study_id=participant.study_id, prolific_pid_hash=participant.prolific_pid_hash)
+    participant.prolific_pid_hash = participant.prolific_session_hash = participant.prolific_study_id = ""
 
 
 def _delete_answers(participant: Participant):
@@ -501,7 +513,7 @@ def participant_withdraw(*, participant: Participant, via: str, actor=None) -> l
         locked.status = Participant.Status.WITHDRAWN
         locked.withdrawn_at = now
         locked.source = ""
-        locked.prolific_pid = locked.prolific_study_id = locked.prolific_session_id = ""
+        _prolific_exclude(locked)
         locked.eligible_at = locked.scenarios_intro_at = locked.completed_at = None
         locked.scenario_plan = None
         locked.attention_failures = 0

@@ -17,7 +17,7 @@ from core.selectors import helplines_by_region
 
 from . import forms, questions, selectors, services
 from .crisis import contains_crisis_language
-from .exceptions import AlreadyStarted, InvalidAnswer, StepNotAvailable, SurveyError
+from .exceptions import AlreadyStarted, InvalidAnswer, ProlificExcluded, StepNotAvailable, SurveyError
 from .models import Participant
 
 NONCE_SALT = "survey.start"
@@ -129,6 +129,8 @@ def entry(request, slug):
             participant = services.participant_start(study=study, nonce=nonce, prolific=prolific, source=request.POST.get("source", ""))
         except AlreadyStarted:
             return render(request, "survey/already_started.html", {"study": study}, status=409)
+        except ProlificExcluded:
+            return render(request, "survey/not_again.html", {"study": study}, status=409)
         except SurveyError as exc:
             return render(request, "survey/error.html", {"message": str(exc)}, status=409)
         return SeeOther(reverse("survey:resume", args=[participant.token]))

@@ -210,7 +210,9 @@ def test_whole_survey_by_keyboard_with_resume_back_and_one_answer_each(browser, 
         assert "/done/" in page.url
     context.close()
 
-    participant = Participant.objects.get(prolific_pid="pid42")
+    from survey.prolific import prolific_id_hash
+
+    participant = Participant.objects.get(prolific_pid_hash=prolific_id_hash(study_id=survey_study.pk, prolific_id="pid42"))
     assert participant.status == Participant.Status.COMPLETED
     keys = list(Answer.objects.filter(participant=participant).values_list("item_key", flat=True))
     expected = [i.key for i in (*questions.BACKGROUND, *questions.ATTITUDES, *questions.ATTENTION_CHECKS)] + [questions.FEEDBACK_KEY]

@@ -12,7 +12,9 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def cohort(study):
-    people = [complete_participant(study, source=("prolific", "university")[i % 2]) for i in range(4)]
+    # Prolific participants are those who arrive with a Prolific id.
+    people = [complete_participant(study, source="university") if i % 2 else
+              complete_participant(study, prolific={"PROLIFIC_PID": f"pp{i}", "SESSION_ID": f"s{i}"}) for i in range(4)]
     data = background_data(gender="self_describe")
     data["background.gender"]["text"] = "I have thought about suicide"
     people.append(complete_participant(study, background=data))

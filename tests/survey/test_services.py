@@ -48,7 +48,7 @@ def test_withdrawal_deletes_answers_marks_versions_and_later_exports_exclude(stu
 
     assert sorted(marked) == sorted([answers.pk, personas.pk, vector.dataset_version_id])
     leaves.refresh_from_db()
-    assert leaves.status == Participant.Status.WITHDRAWN and leaves.prolific_pid == ""
+    assert leaves.status == Participant.Status.WITHDRAWN and leaves.prolific_pid_hash == ""
     for model in (Answer, ImportanceRating, CriteriaRanking, ResponseRanking, ConsentRecord, Persona):
         assert not model.objects.filter(participant=leaves).exists(), model
     for version in (answers, personas):
@@ -355,10 +355,11 @@ def test_screen_out_keeps_only_the_record(study):
     assert not ConsentRecord.objects.filter(participant=participant).exists()
     with pytest.raises(InvalidAnswer):
         services.eligibility_submit(participant=participant, answers={"adult": "maybe", "lived": "yes"})
-    from survey.exceptions import AlreadyStarted
+    from survey.exceptions import ProlificExcluded
 
-    with pytest.raises(AlreadyStarted):
-        services.participant_start(study=study, prolific={"PROLIFIC_PID": "pp", "SESSION_ID": "s2"})
+    for session in ("s1", "s2"):
+        with pytest.raises(ProlificExcluded):
+            services.participant_start(study=study, prolific={"PROLIFIC_PID": "pp", "SESSION_ID": session})
 
 
 def test_closed_study_takes_no_one_new():

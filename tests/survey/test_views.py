@@ -72,7 +72,11 @@ def answer_count(participant):
 
 def test_entry_captures_prolific_and_double_start_is_one_participant(client, study):
     participant, fields = start(client, study, "?PROLIFIC_PID=abc123&STUDY_ID=st1&SESSION_ID=se1")
-    assert (participant.prolific_pid, participant.prolific_study_id, participant.prolific_session_id) == ("abc123", "st1", "se1")
+    from survey.prolific import prolific_id_hash, prolific_session_hash
+
+    assert participant.prolific_pid_hash == prolific_id_hash(study_id=study.pk, prolific_id="abc123") != "abc123"
+    assert participant.prolific_session_hash == prolific_session_hash(study_id=study.pk, session_id="se1")
+    assert participant.prolific_study_id == "st1"
     assert participant.source == Participant.Source.PROLIFIC
     # The Start button pressed twice (same signed nonce): the same participant.
     again = client.post(f"/study/{study.slug}/", fields)
@@ -89,6 +93,56 @@ def test_prolific_id_from_another_submission_gets_no_data(client, study):
     response = client.post(f"/study/{study.slug}/", fields)
     assert response.status_code == 409
     assert participant.token not in response.content.decode()
+
+
+def start_response(client, study, query):
+    page = client.get(f"/study/{study.slug}/{query}")
+    fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', page.content.decode()))
+    fields.pop("csrfmiddlewaretoken", None)
+    return client.post(f"/study/{study.slug}/", fields)
+
+
+@pytest.mark.parametrize("leave", ["screen_out", "withdraw"])
+def test_a_prolific_id_that_left_cannot_start_again_and_only_its_keyed_hash_is_kept(client, study, leave):
+    from survey.models import ProlificExclusion
+    from survey.prolific import prolific_id_hash
+
+    participant, _ = start(client, study, "?PROLIFIC_PID=5f1e2d3c4b5a&STUDY_ID=st1&SESSION_ID=se1")
+    post(client, participant, "consent", consent_post(participant))
+    if leave == "screen_out":
+        post(client, participant, "eligibility", {"eligibility-adult": "no", "eligibility-lived": "yes"})
+    else:
+        client.post(f"/study/r/{participant.token}/withdraw/", {"participant": participant.token, "confirm": "yes"})
+    # The record is the keyed hash alone, apart from any participant; the id itself is nowhere.
+    exclusion = ProlificExclusion.objects.get()
+    assert exclusion.prolific_pid_hash == prolific_id_hash(study_id=study.pk, prolific_id="5f1e2d3c4b5a")
+    assert not Participant.objects.filter(prolific_pid_hash=exclusion.prolific_pid_hash).exists()
+    assert "5f1e2d3c4b5a" not in str(list(Participant.objects.values()))
+    # Back with the same id, from the same or another submission: a kind page, no new participant.
+    before = Participant.objects.count()
+    for session in ("se1", "se2"):
+        response = start_response(client, study, f"?PROLIFIC_PID=5f1e2d3c4b5a&STUDY_ID=st1&SESSION_ID={session}")
+        page = response.content.decode()
+        assert response.status_code == 409 and "you have already taken part" in page
+        assert "cannot start the study again" in page and "Traceback" not in page
+    assert Participant.objects.count() == before
+    # Another Prolific id, and the same id in another study, start as usual.
+    assert start_response(client, study, "?PROLIFIC_PID=other1&STUDY_ID=st1&SESSION_ID=se3").status_code == 303
+    from tests.survey.factories import StudyFactory
+
+    assert start_response(client, StudyFactory(), "?PROLIFIC_PID=5f1e2d3c4b5a&STUDY_ID=x&SESSION_ID=se4").status_code == 303
+
+
+def test_prolific_id_hash_is_keyed_and_per_study(settings):
+    from survey.prolific import prolific_id_hash
+
+    first = prolific_id_hash(study_id=1, prolific_id="abc")
+    assert first != prolific_id_hash(study_id=2, prolific_id="abc")
+    import hashlib
+
+    assert first not in {hashlib.sha256(b"abc").hexdigest(), hashlib.sha256(b"1:abc").hexdigest()}
+    settings.PROLIFIC_ID_HASH_KEY = "a dedicated key"
+    assert prolific_id_hash(study_id=1, prolific_id="abc") != first
 
 
 def test_forged_start_nonce_is_refused(client, study):
