@@ -37,8 +37,9 @@ class RatingStudyAdmin(admin.ModelAdmin):
     search_fields = ["name"]
     readonly_fields = [
         "name", "public_title", "description", "state", "source_a", "source_b", "criteria_set", "overlap", "overlap_all",
-        "sample_index", "seed", "token", "created_by", "created_at", "opened_at", "closed_at", "dimension_list", "clinician_progress",
+        "sample_index", "seed_status", "token", "created_by", "created_at", "opened_at", "closed_at", "dimension_list", "clinician_progress",
     ]
+    exclude = ["seed"]  # never rendered, not even as a form input: it decides every position
     actions = ["open_studies", "close_studies"]
     change_form_template = "admin/annotation/ratingstudy/change_form.html"
 
@@ -68,6 +69,13 @@ class RatingStudyAdmin(admin.ModelAdmin):
     @admin.display(description="results")
     def results_link(self, obj):
         return format_html('<a href="{}">results</a>', reverse("admin:annotation_ratingstudy_results", args=[obj.pk]))
+
+    @admin.display(description="random seed")
+    def seed_status(self, obj):
+        # Anyone who knows the seed can recompute every left/right position; it stays hidden until close.
+        if obj.state == RatingStudy.State.CLOSED:
+            return f"{obj.seed} (revealed because the study is closed)"
+        return "Secret while the study is a draft or open; shown on the results page once the study is closed."
 
     @admin.display(description="dimensions")
     def dimension_list(self, obj):

@@ -21,6 +21,11 @@ from . import statistics
 from .exceptions import NotAssigned, StudyNotOpen
 from .models import Assignment, Choice, JudgeDecision, Judgment, JudgmentChoice, JudgmentRevision, RatingItem, RatingStudy
 
+SEED_SECRET = "The study's random seed is secret while the study is a draft or open; it is revealed here once the study is closed."
+SEED_REVEALED = (
+    "The study is closed, so its random seed is revealed: with it the scenario sample, which source is A, "
+    "the assignment and every left/right position can be recomputed (annotation.services.study_layout)."
+)
 SOURCE_LABELS = {Choice.A.value: "source_a", Choice.B.value: "source_b", Choice.TIE.value: "tie"}
 
 
@@ -306,6 +311,9 @@ def _compute_results(study: RatingStudy, *, n_boot: int, pair_boot: int, seed: i
             "criteria_set": study.criteria_set.key,
             "overlap": study.overlap,
             "overlap_all": study.overlap_all,
+            # The seed decides every position: revealed only once nobody can rate any more.
+            "seed": study.seed if study.state == RatingStudy.State.CLOSED else None,
+            "seed_note": SEED_REVEALED if study.state == RatingStudy.State.CLOSED else SEED_SECRET,
             "items": n_items,
             "clinicians": len(progress),
             "judgments": flags["n"],

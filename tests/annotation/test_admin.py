@@ -100,3 +100,65 @@ def test_the_create_form_offers_no_seed():
     from annotation.forms import RatingStudyCreateForm
 
     assert "seed" not in RatingStudyCreateForm().fields
+
+
+def _every_page_about(client, study, researcher, clinician):
+    """Every admin page, export and API response that concerns the study, as text."""
+    from annotation.models import Judgment, JudgmentRevision
+
+    client.force_login(researcher)
+    urls = [
+        reverse("admin:annotation_ratingstudy_changelist"),
+        reverse("admin:annotation_ratingstudy_change", args=[study.pk]),
+        reverse("admin:annotation_ratingstudy_results", args=[study.pk]),
+        reverse("admin:annotation_ratingstudy_chart", args=[study.pk]),
+        reverse("admin:annotation_ratingstudy_export_judgments", args=[study.pk]),
+        reverse("admin:annotation_ratingstudy_export_pairs", args=[study.pk]),
+        reverse("admin:annotation_ratingstudy_judge_import", args=[study.pk]),
+        reverse("annotation:api-results", args=[study.pk]),
+        reverse("admin:core_auditevent_changelist"),
+        reverse("admin:annotation_judgment_changelist"),
+        reverse("admin:annotation_judgmentrevision_changelist"),
+    ]
+    urls += [reverse("admin:core_auditevent_change", args=[pk]) for pk in AuditEvent.objects.values_list("pk", flat=True)]
+    urls += [reverse("admin:annotation_judgment_change", args=[pk]) for pk in Judgment.objects.values_list("pk", flat=True)]
+    urls += [reverse("admin:annotation_judgmentrevision_change", args=[pk])
+             for pk in JudgmentRevision.objects.values_list("pk", flat=True)]
+    texts = []
+    for url in urls:
+        response = client.get(url)
+        assert response.status_code == 200, url
+        texts.append(response.content.decode())
+    client.force_login(clinician)
+    urls = [reverse("annotation:queue"), reverse("annotation:api-queue")]
+    for assignment in Assignment.objects.filter(study=study, clinician=clinician):
+        urls += [reverse("annotation:item", args=[assignment.token]), reverse("annotation:api-item", args=[assignment.token])]
+    texts += [client.get(url).content.decode() for url in urls]
+    client.logout()
+    return "\n".join(texts)
+
+
+def test_the_seed_is_shown_nowhere_while_the_study_is_open_and_on_the_results_page_after_close(client):
+    from annotation.services import rating_study_close, rating_study_open
+
+    researcher = ResearcherFactory()
+    study = make_study(n_items=3, n_clinicians=2, overlap=2, open_now=False)
+    clinician = study.memberships.first().clinician
+    secrets = [str(study.seed)] + [str(s) for s in Assignment.objects.filter(study=study).values_list("position_seed", flat=True)]
+    assert not [s for s in secrets if s in _every_page_about(client, study, researcher, clinician)], "draft"
+    rating_study_open(study=study, actor=researcher)
+    for assignment in Assignment.objects.filter(study=study, clinician=clinician):
+        judgment_submit(assignment=assignment, clinician=clinician, choices=screen_answers(study, "left"), comment="fine")
+    everything = _every_page_about(client, study, researcher, clinician)
+    assert not [s for s in secrets if s in everything], "open"
+    assert "secret while the study is a draft or open" in everything
+
+    rating_study_close(study=study, actor=researcher)
+    client.force_login(researcher)
+    results = client.get(reverse("admin:annotation_ratingstudy_results", args=[study.pk])).content.decode()
+    assert str(study.seed) in results and "study is closed, so its random seed is revealed" in results
+    # The audit row committed to this very seed when the study was created.
+    from annotation.services import seed_commitment
+
+    event = AuditEvent.objects.get(action="annotation.study.create", target_id=str(study.pk))
+    assert event.details["seed_sha256"] == seed_commitment(study.seed) and "seed" not in event.details
