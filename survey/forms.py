@@ -3,11 +3,7 @@ or submitted values into what the templates render. Validation lives in the
 services, so every caller gets the same checks."""
 from __future__ import annotations
 
-from django.core.cache import cache
-
 from . import questions
-
-WITHDRAWAL_ATTEMPTS_PER_HOUR = 20
 
 
 def field_id(key: str) -> str:
@@ -103,16 +99,3 @@ def criteria_ranking_items(criteria, ranks: dict) -> list[dict]:
 
 def response_ranking_items(responses, ranks: dict) -> list[dict]:
     return _ranking_items([(str(r.pk), f"Response {chr(65 + i)}", r.text) for i, r in enumerate(responses)], ranks)
-
-
-def withdrawal_attempt_allowed(request) -> bool:
-    """A per-address budget of code attempts (the codes are 50 bits, but guessing should still be slow)."""
-    address = request.META.get("REMOTE_ADDR", "unknown")
-    key = f"survey:withdraw-attempts:{address}"
-    cache.add(key, 0, timeout=60 * 60)
-    try:
-        attempts = cache.incr(key)
-    except ValueError:
-        cache.set(key, 1, timeout=60 * 60)
-        attempts = 1
-    return attempts <= WITHDRAWAL_ATTEMPTS_PER_HOUR

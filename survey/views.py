@@ -13,6 +13,8 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
 from core.input import accepts_repeated
+from core.network import client_ip
+from core.ratelimit import FailureLimit
 from core.selectors import helplines_by_region
 
 from . import forms, questions, selectors, services
@@ -403,22 +405,41 @@ def withdraw(request, token):
     return render(request, "survey/withdraw.html", {"participant": participant, "token": token})
 
 
+# Withdrawal by code: failed attempts are limited per code and, with a higher
+# ceiling, per address, so one shared address (a clinic, a university) cannot
+# lock the form for everyone and one code cannot be hammered from many.
+WITHDRAWAL_FAILURES_PER_CODE = FailureLimit("withdraw-code", limit=5)
+WITHDRAWAL_FAILURES_PER_ADDRESS = FailureLimit("withdraw-address", limit=50)
+
+
+def _withdrawal_code_key(code: str) -> str:
+    return "".join(ch for ch in code.upper() if ch.isalnum())
+
+
 @require_http_methods(["GET", "POST"])
 def withdraw_by_code(request):
-    """Withdraw with the personal code shown during the survey. Attempts are
-    limited per address so codes cannot be guessed."""
+    """Withdraw with the personal code shown during the survey."""
     context = {"done": False, "error": "", "code": ""}
     if request.method == "POST":
         code = request.POST.get("code", "")[:32]
         context["code"] = code
-        if not forms.withdrawal_attempt_allowed(request):
-            context["error"] = "Too many attempts from this connection. Please wait an hour, or contact the research team."
+        address, code_key = client_ip(request) or "unknown", _withdrawal_code_key(code)
+        if WITHDRAWAL_FAILURES_PER_ADDRESS.exceeded(address):
+            context["error"] = ("Too many codes have been tried from this connection in the last hour. "
+                                "Please wait an hour and try again, or contact the research team.")
+            return render(request, "survey/withdraw_code.html", context, status=429)
+        if WITHDRAWAL_FAILURES_PER_CODE.exceeded(code_key):
+            context["error"] = ("This code has been tried too many times in the last hour. "
+                                "Please wait an hour and try again, or contact the research team.")
             return render(request, "survey/withdraw_code.html", context, status=429)
         participant = selectors.participant_by_withdrawal_code(code)
         if participant is None:
+            WITHDRAWAL_FAILURES_PER_ADDRESS.record_failure(address)
+            WITHDRAWAL_FAILURES_PER_CODE.record_failure(code_key)
             context["error"] = "We could not find that code. Please check it (it looks like ABCDE-23456) and try again."
             return render(request, "survey/withdraw_code.html", context, status=400)
         if request.POST.get("confirm") != "yes":
+            WITHDRAWAL_FAILURES_PER_CODE.record_failure(code_key)
             context["error"] = "Please tick the box to confirm that you want to withdraw."
             return render(request, "survey/withdraw_code.html", context, status=400)
         services.participant_withdraw(participant=participant, via="code")

@@ -105,11 +105,19 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "post-login"
 LOGOUT_REDIRECT_URL = "login"
 
-# Login throttling: lock a username+address pair after repeated failures.
+# Login throttling (core/network.py): a username is locked after
+# AXES_FAILURE_LIMIT failures, and an address after ATTUNE_LOGIN_ADDRESS_FAILURE_LIMIT
+# failures across any usernames (password spraying), for AXES_COOLOFF_HOURS.
 AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+ATTUNE_LOGIN_ADDRESS_FAILURE_LIMIT = env.int("ATTUNE_LOGIN_ADDRESS_FAILURE_LIMIT", default=30)
 AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_HOURS", default=1.0)
-AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_HANDLER = "core.network.LoginLockoutHandler"
 AXES_RESET_ON_SUCCESS = True
+# Reverse proxies in front of Django that append to X-Forwarded-For (the compose
+# `proxy` service is one). 0: the header is ignored and REMOTE_ADDR is the client.
+ATTUNE_TRUSTED_PROXY_COUNT = env.int("ATTUNE_TRUSTED_PROXY_COUNT", default=0)
+AXES_CLIENT_IP_CALLABLE = "core.network.client_ip"
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 
 # Sessions: idle expiry by cookie age, plus an absolute cap (core.middleware).

@@ -11,6 +11,7 @@ from .local import DATABASES, VAR_DIR  # noqa: E402
 DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 AXES_FAILURE_LIMIT = 3
+ATTUNE_LOGIN_ADDRESS_FAILURE_LIMIT = 6
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # A file, not memory, so a worker process can open the same test database.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test_attune.sqlite3")}
@@ -24,6 +25,10 @@ from .local import BASE_DIR, CELERY_BROKER_TRANSPORT_OPTIONS, CELERY_BROKER_URL 
 CHECKOUT_ID = hashlib.sha1(str(BASE_DIR).encode()).hexdigest()[:8]
 if DATABASES["default"]["ENGINE"].endswith("postgresql"):
     DATABASES["default"]["TEST"] = {"NAME": f"test_attune_{CHECKOUT_ID}"}
+from .local import CACHES  # noqa: E402
+
+# The cache (rate-limit counters) of one checkout's tests is not another's.
+CACHES["default"]["KEY_PREFIX"] = f"attune-test-{CHECKOUT_ID}"
 if CELERY_BROKER_URL.startswith("redis://"):
     TEST_KEY_PREFIX = f"attune-test-{CHECKOUT_ID}:"
     CELERY_BROKER_TRANSPORT_OPTIONS = {**CELERY_BROKER_TRANSPORT_OPTIONS, "global_keyprefix": TEST_KEY_PREFIX}
