@@ -21,7 +21,9 @@ case "$1" in
     exec celery -A config beat --loglevel INFO --schedule /data/celerybeat-schedule
     ;;
   flower)
-    exec celery -A config flower --port=5555
+    # Never without a password: it shows every task's arguments and can revoke tasks.
+    : "${FLOWER_BASIC_AUTH:?set FLOWER_BASIC_AUTH=NAME:PASSWORD in platform/.env to run Flower}"
+    exec celery -A config flower --port=5555 --basic-auth="$FLOWER_BASIC_AUTH"
     ;;
   *)
     exec "$@"
