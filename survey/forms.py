@@ -3,6 +3,8 @@ or submitted values into what the templates render. Validation lives in the
 services, so every caller gets the same checks."""
 from __future__ import annotations
 
+from django import forms as django_forms
+
 from . import questions
 
 
@@ -99,3 +101,52 @@ def criteria_ranking_items(criteria, ranks: dict) -> list[dict]:
 
 def response_ranking_items(responses, ranks: dict) -> list[dict]:
     return _ranking_items([(str(r.pk), f"Response {chr(65 + i)}", r.text) for i, r in enumerate(responses)], ranks)
+
+
+# --- Researcher forms -------------------------------------------------------------------------
+
+PERSONA_SIZE_MAX = 100_000
+SEED_MAX = 2**32 - 1  # numpy's seed range; fits the BigIntegerField it is stored in
+WHOLE_NUMBER = "Sizes and seed must be whole numbers."
+
+
+class PersonaSelectionForm(django_forms.Form):
+    """Sizes, seed and minimum quality for persona selection, range-checked
+    (the study's sizes when a size is left empty)."""
+
+    total = django_forms.IntegerField(required=False, min_value=1, max_value=PERSONA_SIZE_MAX, label="Total",
+                                      error_messages={"invalid": WHOLE_NUMBER})
+    train = django_forms.IntegerField(required=False, min_value=0, max_value=PERSONA_SIZE_MAX, label="Train",
+                                      error_messages={"invalid": WHOLE_NUMBER})
+    test = django_forms.IntegerField(required=False, min_value=0, max_value=PERSONA_SIZE_MAX, label="Test",
+                                     error_messages={"invalid": WHOLE_NUMBER})
+    seed = django_forms.IntegerField(required=False, min_value=0, max_value=SEED_MAX, label="Seed",
+                                     error_messages={"invalid": WHOLE_NUMBER})
+    min_quality = django_forms.FloatField(required=False, min_value=0, max_value=1, label="Minimum quality",
+                                          error_messages={"invalid": "Enter a number between 0 and 1."})
+
+    def __init__(self, *args, study, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.study = study
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.errors:
+            return cleaned
+        defaults = {"total": self.study.persona_total, "train": self.study.persona_train, "test": self.study.persona_test,
+                    "seed": 0, "min_quality": 0.5}
+        for name, default in defaults.items():
+            if cleaned.get(name) is None:
+                cleaned[name] = default
+        if cleaned["train"] + cleaned["test"] != cleaned["total"]:
+            raise django_forms.ValidationError(
+                f"Train ({cleaned['train']}) plus test ({cleaned['test']}) must equal the total ({cleaned['total']}).")
+        return cleaned
+
+    def error_messages(self) -> list[str]:
+        """Every problem as one sentence naming its field, for the dashboard's messages."""
+        out = []
+        for name, errors in self.errors.items():
+            label = self.fields[name].label if name in self.fields else ""
+            out += [f"{label}: {error}" if label else error for error in errors]
+        return out

@@ -19,6 +19,7 @@ from core.services import audit_record
 
 from . import charts, selectors, services
 from .exceptions import SurveyError
+from .forms import PersonaSelectionForm
 from .models import CrisisFlag, DatasetVersion, Persona, PersonaSelection, Study, WeightVector
 
 
@@ -146,18 +147,20 @@ def personas(request, slug):
             count = services.personas_build(study=study, actor=request.user)
             messages.success(request, f"Built or refreshed {count} personas.")
         elif request.POST.get("action") == "select":
-            selection = services.personas_select(
-                study=study, total=int(request.POST.get("total") or study.persona_total),
-                train=int(request.POST.get("train") or study.persona_train), test=int(request.POST.get("test") or study.persona_test),
-                seed=int(request.POST.get("seed") or 0), min_quality=float(request.POST.get("min_quality") or 0.5),
-                actor=request.user,
-            )
-            messages.success(request, f"Selected {selection.details['selected']} personas "
-                                      f"({selection.details['train']} train / {selection.details['test']} test).")
+            form = PersonaSelectionForm(request.POST, study=study)
+            if not form.is_valid():
+                for message in form.error_messages():
+                    messages.error(request, f"Nothing was selected. {message}")
+            else:
+                data = form.cleaned_data
+                selection = services.personas_select(
+                    study=study, total=data["total"], train=data["train"], test=data["test"], seed=data["seed"],
+                    min_quality=data["min_quality"], actor=request.user,
+                )
+                messages.success(request, f"Selected {selection.details['selected']} personas "
+                                          f"({selection.details['train']} train / {selection.details['test']} test).")
         else:
             messages.error(request, "Unknown persona action.")
-    except ValueError:
-        messages.error(request, "Sizes and seed must be whole numbers, and the minimum quality a number.")
     except SurveyError as exc:
         messages.error(request, str(exc))
     return redirect(reverse("survey:dashboard", kwargs={"slug": slug}) + "#personas")
