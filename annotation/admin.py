@@ -19,6 +19,35 @@ from .forms import JudgeImportForm, RatingStudyCreateForm
 from .models import Assignment, JudgeDecision, Judgment, JudgmentRevision, RatingStudy
 
 
+class HideRatedStudiesMixin:
+    """Someone who rates in a study never sees its pages here, whatever other
+    permissions they hold: lists leave the study out, its pages answer 403."""
+
+    study_lookup = "study"
+
+    def get_queryset(self, request):
+        rated = selectors.rated_study_ids(request.user)
+        queryset = super().get_queryset(request)
+        return queryset.exclude(**{f"{self.study_lookup}__in": rated}) if rated else queryset
+
+    def _refuse_rated(self, request, object_id):
+        rated = selectors.rated_study_ids(request.user)
+        if rated and self.model._default_manager.filter(pk=object_id, **{f"{self.study_lookup}__in": rated}).exists():
+            raise PermissionDenied("You rate in this study, so its researcher pages are closed to you.")
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        self._refuse_rated(request, object_id)
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def history_view(self, request, object_id, extra_context=None):
+        self._refuse_rated(request, object_id)
+        return super().history_view(request, object_id, extra_context)
+
+    def delete_view(self, request, object_id, extra_context=None):
+        self._refuse_rated(request, object_id)
+        return super().delete_view(request, object_id, extra_context)
+
+
 class ReadOnlyAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
@@ -31,7 +60,8 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 
 @admin.register(RatingStudy)
-class RatingStudyAdmin(admin.ModelAdmin):
+class RatingStudyAdmin(HideRatedStudiesMixin, admin.ModelAdmin):
+    study_lookup = "pk"
     list_display = ["name", "state", "source_a", "source_b", "overlap_label", "item_count", "progress", "created_at", "results_link"]
     list_filter = ["state"]
     search_fields = ["name"]
@@ -165,6 +195,7 @@ class RatingStudyAdmin(admin.ModelAdmin):
 
     def _study(self, request, pk, *, change=False):
         self._require_researcher(request)
+        self._refuse_rated(request, pk)
         study = get_object_or_404(RatingStudy.objects.select_related("source_a", "source_b", "criteria_set"), pk=pk)
         allowed = self.has_change_permission(request, study) if change else self.has_view_permission(request, study)
         if not allowed:
@@ -253,7 +284,7 @@ class RatingStudyAdmin(admin.ModelAdmin):
 
 
 @admin.register(Judgment)
-class JudgmentAdmin(ReadOnlyAdmin):
+class JudgmentAdmin(HideRatedStudiesMixin, ReadOnlyAdmin):
     list_display = ["study", "item", "clinician", "revision", "unsafe_a", "unsafe_b", "time_on_task_ms", "updated_at"]
     list_filter = ["study"]
     search_fields = ["clinician__username", "item__token"]
@@ -263,12 +294,13 @@ class JudgmentAdmin(ReadOnlyAdmin):
 
 
 @admin.register(JudgmentRevision)
-class JudgmentRevisionAdmin(ReadOnlyAdmin):
+class JudgmentRevisionAdmin(HideRatedStudiesMixin, ReadOnlyAdmin):
+    study_lookup = "assignment__study"
     list_display = ["assignment", "number", "event", "created_at"]
     list_filter = ["event", "assignment__study"]
 
 
 @admin.register(JudgeDecision)
-class JudgeDecisionAdmin(ReadOnlyAdmin):
+class JudgeDecisionAdmin(HideRatedStudiesMixin, ReadOnlyAdmin):
     list_display = ["study", "judge_name", "item", "criterion", "choice", "synthetic", "imported_at"]
     list_filter = ["study", "judge_name", "criterion"]

@@ -33,6 +33,15 @@ class IsResearcher(BasePermission):
         return roles.is_researcher(request.user)
 
 
+class DoesNotRateInStudy(BasePermission):
+    """A researcher who also rates in the study (``pk`` in the URL) is refused."""
+
+    message = "You rate in this study, so its results are closed to you."
+
+    def has_permission(self, request, view):
+        return view.kwargs.get("pk") not in selectors.rated_study_ids(request.user)
+
+
 def _error(error: AnnotationError) -> Response:
     return Response({"detail": error.message, "errors": error.errors}, status=error.status_code)
 
@@ -170,7 +179,7 @@ class UndoApi(APIView):
 
 
 class ResultsApi(APIView):
-    permission_classes = [IsAuthenticated, IsResearcher]
+    permission_classes = [IsAuthenticated, IsResearcher, DoesNotRateInStudy]
 
     @extend_schema(summary="A study's results (researchers)", responses={200: dict})
     def get(self, request, pk):
@@ -188,7 +197,7 @@ class JudgeImportSerializer(serializers.Serializer):
 
 
 class JudgeImportApi(APIView):
-    permission_classes = [IsAuthenticated, IsResearcher]
+    permission_classes = [IsAuthenticated, IsResearcher, DoesNotRateInStudy]
 
     @extend_schema(summary="Import a judge's decisions on a study's items (researchers)", request=JudgeImportSerializer,
                    responses={201: dict, 400: dict})

@@ -39,7 +39,9 @@ class RatingStudyCreateForm(forms.Form):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["clinicians"].queryset = (
-            get_user_model().objects.filter(groups__name=roles.CLINICIANS, is_active=True).order_by("username")
+            get_user_model().objects.filter(groups__name=roles.CLINICIANS, is_active=True)
+            .exclude(is_staff=True).exclude(is_superuser=True).exclude(groups__name=roles.RESEARCHERS)
+            .distinct().order_by("username")
         )
 
     def selected_scenarios(self) -> list:

@@ -45,6 +45,29 @@ def study_criteria_by_key(study: RatingStudy) -> dict:
     return {c.key: c for c in study_dimensions(study)}
 
 
+# --- Who rates where ------------------------------------------------------------------------
+
+
+def rated_study_ids(user) -> set[int]:
+    """Studies the user rates in (a membership or any assignment): they must
+    never see those studies' admin pages, results, exports or sources."""
+    if not user.is_authenticated:
+        return set()
+    from .models import StudyClinician
+
+    return set(StudyClinician.objects.filter(clinician=user).values_list("study_id", flat=True)) | set(
+        Assignment.objects.filter(clinician=user).values_list("study_id", flat=True).distinct()
+    )
+
+
+def user_rates_in_study(*, user, study) -> bool:
+    return study.pk in rated_study_ids(user)
+
+
+def user_rates_in_any_study(user) -> bool:
+    return bool(rated_study_ids(user))
+
+
 # --- Clinician reads -------------------------------------------------------------------------
 
 

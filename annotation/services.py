@@ -160,6 +160,20 @@ def _as_instances(values, model, what: str) -> list:
     return [found[i] for i in ids]
 
 
+def _check_raters(users) -> None:
+    """Only active clinicians without researcher access may rate: anyone who
+    can reach sources, results or exports could unblind themselves."""
+    not_clinicians = [u.get_username() for u in users if not u.is_active or not roles.is_clinician(u)]
+    if not_clinicians:
+        raise InvalidInput(f"not active clinicians: {', '.join(not_clinicians)}")
+    researchers = [u.get_username() for u in users if roles.has_research_access(u)]
+    if researchers:
+        raise InvalidInput(
+            f"people with researcher access (staff, superuser or the Researchers group) cannot rate, because they can see "
+            f"which model wrote each response: {', '.join(researchers)}. Remove them, or use a separate clinician account."
+        )
+
+
 def rating_study_create(
     *,
     name: str,
@@ -228,9 +242,7 @@ def rating_study_create(
     clinicians = _as_instances(clinicians, user_model, "clinician")
     if not clinicians:
         raise InvalidInput("a study needs at least one clinician")
-    not_clinicians = [u.get_username() for u in clinicians if not u.is_active or not roles.is_clinician(u)]
-    if not_clinicians:
-        raise InvalidInput(f"not active clinicians: {', '.join(not_clinicians)}")
+    _check_raters(clinicians)
     k, overlap_all = _resolve_overlap(overlap, len(clinicians))
     clinicians.sort(key=lambda u: u.pk)  # so the stored seed alone reproduces the layout
 

@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from . import roles
 from .models import AuditEvent, CriteriaSet, CriteriaSetMember, Criterion, Helpline, ModelVersion, Response, Scenario
 
 
@@ -32,15 +33,36 @@ class ScenarioAdmin(admin.ModelAdmin):
         return obj.text[:80]
 
 
+class HiddenFromRatersMixin:
+    """Model versions and their responses would tell a rater which model wrote
+    what they rate: anyone who rates in any study sees neither, whatever other
+    permissions they hold."""
+
+    def has_module_permission(self, request):
+        return not roles.rates_in_any_study(request.user) and super().has_module_permission(request)
+
+    def has_view_permission(self, request, obj=None):
+        return not roles.rates_in_any_study(request.user) and super().has_view_permission(request, obj)
+
+    def has_change_permission(self, request, obj=None):
+        return not roles.rates_in_any_study(request.user) and super().has_change_permission(request, obj)
+
+    def has_add_permission(self, request):
+        return not roles.rates_in_any_study(request.user) and super().has_add_permission(request)
+
+    def has_delete_permission(self, request, obj=None):
+        return not roles.rates_in_any_study(request.user) and super().has_delete_permission(request, obj)
+
+
 @admin.register(ModelVersion)
-class ModelVersionAdmin(admin.ModelAdmin):
+class ModelVersionAdmin(HiddenFromRatersMixin, admin.ModelAdmin):
     list_display = ["name", "kind", "model_ref", "parent", "created_at"]
     list_filter = ["kind"]
     search_fields = ["name", "model_ref"]
 
 
 @admin.register(Response)
-class ResponseAdmin(admin.ModelAdmin):
+class ResponseAdmin(HiddenFromRatersMixin, admin.ModelAdmin):
     list_display = ["id", "scenario", "model_version", "sample_index", "seed"]
     list_filter = ["model_version"]
     raw_id_fields = ["scenario"]

@@ -34,3 +34,25 @@ def is_clinician(user) -> bool:
 
 def is_researcher(user) -> bool:
     return user.is_authenticated and user.is_staff and (user.is_superuser or user.groups.filter(name=RESEARCHERS).exists())
+
+
+def has_research_access(user) -> bool:
+    """Staff, superusers and members of the Researchers group: people who can
+    reach sources, results or exports, and so must never rate."""
+    return user.is_authenticated and (
+        user.is_staff or user.is_superuser or user.groups.filter(name=RESEARCHERS).exists()
+    )
+
+
+# Apps that hold rating studies register how to tell whether someone rates in
+# one (core must not import them); the core admin hides sources from raters.
+_rater_checks = []
+
+
+def register_rater_check(check) -> None:
+    if check not in _rater_checks:
+        _rater_checks.append(check)
+
+
+def rates_in_any_study(user) -> bool:
+    return user.is_authenticated and any(check(user) for check in _rater_checks)

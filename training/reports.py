@@ -30,7 +30,7 @@ def experiment_report_context(*, experiment: Experiment, request=None) -> dict:
         "synthetic_judge": bool(evaluation and evaluation.get("judge", {}).get("synthetic")),
         "plots_svg": [_svg(p) for p in plots],
         "reward_models": selectors.experiment_reward_models(experiment=experiment),
-        "rating": _rating_context(experiment),
+        "rating": _rating_context(experiment, user=getattr(request, "user", None)),
     }
     return context
 
@@ -49,10 +49,14 @@ def _win_rate_rows(evaluation: dict) -> list[dict]:
     return rows
 
 
-def _rating_context(experiment: Experiment):
+def _rating_context(experiment: Experiment, user=None):
     """Clinician results for the rating studies sent from this experiment."""
     from annotation import selectors as annotation_selectors
 
     links = experiment.rating_links.select_related("rating_study")
+    if user is not None:
+        # A researcher who also rates in a study never sees its results.
+        rated = annotation_selectors.rated_study_ids(user)
+        links = links.exclude(rating_study__in=rated)
     return [{"study": link.rating_study, "model_key": link.model_key,
              "results": annotation_selectors.rating_study_results(link.rating_study, chart=True)} for link in links]

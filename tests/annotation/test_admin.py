@@ -10,7 +10,7 @@ from annotation.services import judgment_submit
 from core.models import AuditEvent
 from tests.factories import ClinicianFactory, ResearcherFactory
 
-from .factories import FixedSourceFactory, make_study, paired_scenarios, screen_answers, small_criteria_set
+from .factories import FixedSourceFactory, assert_blind, make_study, paired_scenarios, screen_answers, small_criteria_set
 
 pytestmark = pytest.mark.django_db
 
@@ -162,3 +162,87 @@ def test_the_seed_is_shown_nowhere_while_the_study_is_open_and_on_the_results_pa
 
     event = AuditEvent.objects.get(action="annotation.study.create", target_id=str(study.pk))
     assert event.details["seed_sha256"] == seed_commitment(study.seed) and "seed" not in event.details
+
+
+def _promote_to_researcher(user):
+    """A rater later given researcher rights (staff and the Researchers group)."""
+    from core import roles
+
+    user.is_staff = True
+    user.save(update_fields=["is_staff"])
+    user.groups.add(roles.ensure_groups())
+    return user
+
+
+def test_a_rater_with_researcher_rights_sees_nothing_of_the_study(client):
+    from .factories import identifying_strings, secret_scenarios, secret_sources
+    from annotation.services import rating_study_create
+
+    source_a, source_b = secret_sources()
+    rater = ClinicianFactory()
+    study = rating_study_create(
+        name="secret-modpo-empathy-safety study", source_a=source_a, source_b=source_b,
+        scenarios=secret_scenarios(2, source_a, source_b), criteria_set=small_criteria_set(),
+        clinicians=[rater, ClinicianFactory()], overlap=1, actor=ResearcherFactory(), open_now=True,
+    )
+    secrets = identifying_strings(source_a, source_b) + [study.name]
+    _promote_to_researcher(rater)
+    client.force_login(rater)
+    for name in ("change", "results", "chart", "export_judgments", "export_pairs", "judge_import", "history"):
+        response = client.get(reverse(f"admin:annotation_ratingstudy_{name}", args=[study.pk]))
+        assert response.status_code == 403, name
+        assert_blind(response.content.decode(), secrets, name)
+    posted = client.post(reverse("admin:annotation_ratingstudy_state", args=[study.pk, "close"]))
+    assert posted.status_code == 403
+    for url in (reverse("annotation:api-results", args=[study.pk]), reverse("annotation:api-judge-import", args=[study.pk])):
+        response = client.get(url) if "results" in url else client.post(url, {}, content_type="application/json")
+        assert response.status_code == 403, url
+        assert_blind(response.content.decode(), secrets, url)
+    changelist = client.get(reverse("admin:annotation_ratingstudy_changelist"))
+    assert changelist.status_code == 200 and study.name not in changelist.content.decode()
+    for name in ("judgment", "judgedecision", "judgmentrevision"):
+        assert_blind(client.get(reverse(f"admin:annotation_{name}_changelist")).content.decode(), secrets, name)
+    # The sources themselves and the responses listed by model version.
+    for url in (reverse("admin:core_modelversion_changelist"), reverse("admin:core_modelversion_change", args=[source_a.pk]),
+                reverse("admin:core_response_changelist") + f"?model_version__id__exact={source_a.pk}",
+                reverse("admin:core_response_change", args=[study.items.first().response_a_id])):
+        response = client.get(url)
+        assert response.status_code == 403, url
+        assert_blind(response.content.decode(), secrets, url)
+    index = client.get(reverse("admin:index")).content.decode()
+    assert "Model versions" not in index and reverse("admin:core_response_changelist") not in index
+    # Not the rater's own pages: their status is unchanged and they still rate blind.
+    assert client.get(reverse("annotation:queue")).status_code == 200
+
+    # Any other researcher still sees it all.
+    client.force_login(ResearcherFactory())
+    assert client.get(reverse("admin:annotation_ratingstudy_results", args=[study.pk])).status_code == 200
+    assert client.get(reverse("admin:core_modelversion_change", args=[source_a.pk])).status_code == 200
+
+
+def test_a_rater_with_only_an_assignment_is_refused_too(client):
+    from annotation.models import StudyClinician
+
+    study = make_study(n_items=2, n_clinicians=1, overlap=1)
+    rater = study.memberships.get().clinician
+    StudyClinician.objects.filter(study=study).delete()  # the assignment alone makes them a rater
+    _promote_to_researcher(rater)
+    client.force_login(rater)
+    assert client.get(reverse("admin:annotation_ratingstudy_results", args=[study.pk])).status_code == 403
+    assert client.get(reverse("admin:core_modelversion_changelist")).status_code == 403
+
+
+def test_a_researcher_cannot_be_made_a_rater_over_http(client):
+    researcher = ResearcherFactory()
+    clinician_researcher = _promote_to_researcher(ClinicianFactory())
+    a, b = FixedSourceFactory(), FixedSourceFactory()
+    paired_scenarios(3, a, b)
+    client.force_login(researcher)
+    url = reverse("admin:annotation_ratingstudy_add")
+    assert clinician_researcher.username not in client.get(url).content.decode()
+    data = {"name": "with a researcher", "source_a": a.pk, "source_b": b.pk, "sample_index": 0,
+            "criteria_set": small_criteria_set().pk, "include_overall": "on", "scenario_split": "", "scenario_limit": 3,
+            "clinicians": [ClinicianFactory().pk, clinician_researcher.pk], "overlap": "1"}
+    response = client.post(url, data)
+    assert response.status_code == 400
+    assert not RatingStudy.objects.filter(name="with a researcher").exists()

@@ -465,3 +465,25 @@ def test_exports_are_audited_and_carry_the_order_shown():
         assert pair["chosen"].startswith(a_prefix if pair["criterion"] == "empathy" else b_prefix)
     actions = set(AuditEvent.objects.filter(actor=researcher).values_list("action", flat=True))
     assert actions == {"annotation.export.judgments", "annotation.export.pairs"}
+
+
+@pytest.mark.parametrize("access", ["staff", "superuser", "researchers_group"])
+def test_people_with_researcher_access_cannot_be_raters(access):
+    from django.contrib.auth.models import Group
+
+    from core import roles
+
+    a, b = FixedSourceFactory(), FixedSourceFactory()
+    rater = ClinicianFactory()
+    if access == "researchers_group":
+        rater.groups.add(Group.objects.get_or_create(name=roles.RESEARCHERS)[0])
+    else:
+        setattr(rater, "is_staff" if access == "staff" else "is_superuser", True)
+        rater.save()
+    with pytest.raises(InvalidInput, match=f"researcher access .*cannot rate.*{rater.username}"):
+        services.rating_study_create(
+            name="with a researcher", source_a=a, source_b=b, scenarios=paired_scenarios(2, a, b),
+            criteria_set=small_criteria_set(), clinicians=[ClinicianFactory(), rater], overlap=1, actor=None,
+        )
+    assert not RatingStudy.objects.exists() and not Assignment.objects.exists()
+    assert not AuditEvent.objects.filter(action="annotation.study.create").exists()

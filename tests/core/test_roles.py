@@ -94,3 +94,24 @@ def test_security_headers(client, db):
     assert response["X-Frame-Options"] == "DENY"
     assert response["X-Content-Type-Options"] == "nosniff"
     assert "script-src 'self'" in response["Content-Security-Policy"]
+
+
+def test_research_access_covers_staff_superusers_and_the_researchers_group(db, clinician, researcher):
+    from tests.factories import UserFactory
+
+    assert roles.has_research_access(researcher)
+    assert not roles.has_research_access(clinician)
+    assert roles.has_research_access(UserFactory(is_superuser=True))
+    assert roles.has_research_access(UserFactory(is_staff=True))
+    member = UserFactory()
+    member.groups.add(Group.objects.get_or_create(name=roles.RESEARCHERS)[0])
+    assert roles.has_research_access(member)
+
+
+def test_raters_are_recognised_through_the_registered_check(db):
+    from tests.annotation.factories import make_study
+
+    study = make_study(n_items=1, n_clinicians=1, overlap=1)
+    rater = study.memberships.get().clinician
+    assert roles.rates_in_any_study(rater)
+    assert not roles.rates_in_any_study(study.created_by)

@@ -257,3 +257,15 @@ def test_send_for_rating_takes_no_seed(db, researcher, tmp_path):
     with pytest.raises(TypeError):
         services.experiment_send_for_rating(experiment=experiment, model_key="dpo", n_scenarios=2,
                                             clinicians=[ClinicianFactory()], overlap=1, actor=researcher, seed=0)
+
+
+def test_send_for_rating_refuses_a_rater_with_researcher_access(db, researcher, tmp_path):
+    from annotation.exceptions import InvalidInput
+    from annotation.models import RatingStudy
+    from tests.factories import ClinicianFactory
+
+    experiment, _, _ = _evaluated_experiment(tmp_path)
+    staff_clinician = ClinicianFactory(is_staff=True)
+    with pytest.raises(InvalidInput, match="researcher access"):
+        _send(experiment, [ClinicianFactory(), staff_clinician], researcher, n=2)
+    assert not RatingStudy.objects.exists()
