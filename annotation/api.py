@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 from core import roles
 
 from . import selectors, services
-from .exceptions import AnnotationError, JudgeImportError
+from .exceptions import AnnotationError, JudgeImportError, StudyNotOpen
 from .models import RatingStudy
 from .selectors import AssignmentNotFound
 
@@ -127,6 +127,9 @@ class ItemApi(_AssignmentApi):
             return _not_found()
         except AnnotationError as error:
             return _error(error)
+        if not assignment.study.is_open:
+            # A draft or closed study shows nothing of its items: no post, no responses, no answers.
+            return _error(StudyNotOpen("this study is not open; its items are not shown"))
         return Response(_item_payload(selectors.rating_page(assignment=assignment)))
 
 

@@ -144,7 +144,9 @@ def clinician_queue(*, user) -> list[dict]:
 
 
 def rating_page(*, assignment: Assignment) -> dict:
-    """Everything the rating page shows, in screen terms (left = Response A)."""
+    """Everything the rating page shows, in screen terms (left = Response A).
+    Only for an open study: a draft or closed one shows none of its content."""
+    require_open(assignment.study)
     item = assignment.item
     left, right = (item.response_a, item.response_b) if assignment.left_is_a else (item.response_b, item.response_a)
     judgment = Judgment.objects.filter(assignment=assignment).prefetch_related("choices__criterion").first()

@@ -101,3 +101,27 @@ def test_researcher_api(client, study):
     assert not JudgeDecision.objects.exists()
     good = post_json(client, import_url, {"judge_name": "j", "rows": [{"item": item.token, "criterion": "overall", "choice": "tie"}]})
     assert good.status_code == 201 and good.json()["imported"] == 1
+
+
+@pytest.mark.parametrize("state", ["closed", "draft"])
+def test_a_study_that_is_not_open_shows_none_of_its_content(client, state):
+    from annotation.services import judgment_submit
+
+    study = make_study(n_items=2, n_clinicians=1, overlap=1, open_now=(state == "closed"))
+    clinician = study.memberships.get().clinician
+    assignments = list(Assignment.objects.filter(study=study).select_related("item__scenario", "item__response_a",
+                                                                            "item__response_b"))
+    if state == "closed":
+        judgment_submit(assignment=assignments[0], clinician=clinician, choices=screen_answers(study, "left"),
+                        comment="a distinctive remark 4417")
+        rating_study_close(study=study, actor=None)
+    content = [text for a in assignments for text in (a.item.scenario.text, a.item.response_a.text, a.item.response_b.text)]
+    content.append("a distinctive remark 4417")
+    client.force_login(clinician)
+    for assignment in assignments:
+        for name in ("annotation:api-item", "annotation:item"):
+            response = client.get(reverse(name, kwargs={"token": assignment.token}))
+            assert response.status_code == 409, name
+            assert_blind(response.content.decode(), content, name)
+    for url in (reverse("annotation:queue"), reverse("annotation:api-queue")):
+        assert_blind(client.get(url).content.decode(), content, url)
