@@ -6,12 +6,20 @@ from .models import Experiment
 from .plans import ConfigError, default_config, validate_config
 
 
+MAX_SCENARIOS_FOR_RATING = 10_000
+MAX_CONFIG_CHARACTERS = 200_000
+
+
+def _refuse_non_finite(constant: str):
+    raise ValueError(f"{constant} is not a number JSON allows; give a finite number")
+
+
 class StartExperimentForm(forms.Form):
     name = forms.CharField(max_length=200, help_text="A unique name, e.g. 'method-comparison-2026-12'.")
     preset = forms.ChoiceField(choices=Experiment.Preset.choices, initial=Experiment.Preset.CPU_DEMO)
     config = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 24, "cols": 90, "spellcheck": "false", "class": "vLargeTextField"}),
-        required=False,
+        required=False, max_length=MAX_CONFIG_CHARACTERS,
         help_text="JSON settings that override the preset's defaults. Leave empty to use the defaults shown.",
     )
 
@@ -28,9 +36,11 @@ class StartExperimentForm(forms.Form):
         overrides = {}
         if text:
             try:
-                overrides = json.loads(text)
+                overrides = json.loads(text, parse_constant=_refuse_non_finite)
             except json.JSONDecodeError as exc:
                 raise forms.ValidationError(f"The configuration is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}).")
+            except ValueError as exc:  # NaN/Infinity, or an integer too long to read
+                raise forms.ValidationError(f"The configuration is not valid JSON: {exc}.")
             if not isinstance(overrides, dict):
                 raise forms.ValidationError("The configuration must be a JSON object.")
         if overrides.get("preset", preset) != preset:
@@ -66,7 +76,7 @@ def survey_weight_vectors() -> dict:
 
 class SendForRatingForm(forms.Form):
     model_key = forms.ChoiceField(label="Model to compare with the base model")
-    n_scenarios = forms.IntegerField(min_value=1, initial=10, label="Test scenarios")
+    n_scenarios = forms.IntegerField(min_value=1, max_value=MAX_SCENARIOS_FOR_RATING, initial=10, label="Test scenarios")
     clinicians = forms.ModelMultipleChoiceField(queryset=None, widget=forms.CheckboxSelectMultiple)
     overlap = forms.CharField(initial="all", help_text="How many clinicians rate each item: a number, or 'all'.")
 
@@ -85,6 +95,6 @@ class SendForRatingForm(forms.Form):
         value = self.cleaned_data["overlap"].strip().lower()
         if value == "all":
             return "all"
-        if not value.isdigit() or int(value) < 1:
-            raise forms.ValidationError("Give a whole number of at least 1, or 'all'.")
+        if not value.isdecimal() or len(value) > 6 or int(value) < 1:
+            raise forms.ValidationError("Give a whole number from 1 to 999,999, or 'all'.")
         return int(value)

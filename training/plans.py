@@ -3,6 +3,7 @@ one becomes. Plain Python: the form, the admin and the tests all go through
 `validate_config` and `build_plan`."""
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 
 from training.pipeline.criteria import ALL_CRITERIA, ALL_CRITERIA_SETS
@@ -12,6 +13,34 @@ JUDGE_BACKENDS = ("rubric", "http", "local")
 MERGE_METHODS = ("cat", "svd", "paper_linear")
 # "tiny" builds a tiny random model in the experiment folder: for tests only.
 TINY = "tiny"
+
+
+# Upper bounds: far above any real run, low enough that nothing downstream (the
+# database, numpy, the trainers) overflows on a mistyped 10**30.
+WHOLE_NUMBER_SETTINGS = {
+    "personas_train": 100_000, "personas_test": 100_000, "personas_per_scenario": 100_000,
+    "train_scenarios": 1_000_000, "test_scenarios": 1_000_000, "candidates_per_scenario": 64,
+    "max_new_tokens": 32_768, "policy_max_steps": 10_000_000, "policy_batch_size": 4_096,
+    "policy_save_steps": 10_000_000, "lora_rank": 4_096, "reward_max_steps": 10_000_000,
+}
+POSITIVE_NUMBER_SETTINGS = {"beta": 100.0, "learning_rate": 1.0}
+SEED_MAX = 2**32 - 1  # numpy's seed range
+WEIGHT_MAX = 1e6
+DATABASE_ID_MAX = 2**63 - 1
+
+
+def _whole_number(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _finite_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _shown(value) -> str:
+    """A value for an error message, kept short (a pasted 10**300 stays readable)."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 class ConfigError(ValueError):
@@ -105,9 +134,9 @@ def _check_weights(name: str, weights, errors: list[str], required: tuple[str, .
             errors.append(f"{name}: unknown criterion {key!r}")
         elif ALL_CRITERIA[key].evaluation_only:
             errors.append(f"{name}: {key!r} is for evaluation only and cannot be trained on")
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-            errors.append(f"{name}: weight for {key!r} must be a number >= 0")
-    if all(isinstance(v, (int, float)) and v == 0 for v in weights.values()):
+        if not _finite_number(value) or not 0 <= value <= WEIGHT_MAX:
+            errors.append(f"{name}: weight for {key!r} must be a number from 0 to {WEIGHT_MAX:g} (got {_shown(value)})")
+    if all(_finite_number(v) and v == 0 for v in weights.values()):
         errors.append(f"{name}: at least one weight must be above 0")
     for key in required:
         if key not in weights:
@@ -130,20 +159,20 @@ def validate_config(raw: dict) -> ExperimentConfig:
     merged = {**default_config(preset), **{k: v for k, v in raw.items() if k in known}}
     config = ExperimentConfig(**merged)
 
-    for name in ("personas_train", "personas_test", "personas_per_scenario", "train_scenarios", "test_scenarios",
-                 "candidates_per_scenario", "max_new_tokens", "policy_max_steps", "policy_batch_size",
-                 "policy_save_steps", "lora_rank", "reward_max_steps"):
+    for name, maximum in WHOLE_NUMBER_SETTINGS.items():
         value = getattr(config, name)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            errors.append(f"{name} must be a whole number of at least 1 (got {value!r})")
-    if isinstance(config.candidates_per_scenario, int) and config.candidates_per_scenario < 2:
+        if not _whole_number(value) or not 1 <= value <= maximum:
+            errors.append(f"{name} must be a whole number of at least 1 and at most {maximum:,} (got {_shown(value)})")
+    if _whole_number(config.candidates_per_scenario) and config.candidates_per_scenario < 2:
         errors.append("candidates_per_scenario must be at least 2 to form a chosen/rejected pair")
-    if isinstance(config.test_scenarios, int) and config.test_scenarios < 2:
+    if _whole_number(config.test_scenarios) and config.test_scenarios < 2:
         errors.append("test_scenarios must be at least 2 so that McNemar's test has pairs")
-    for name in ("beta", "learning_rate"):
+    if not _whole_number(config.seed) or not 0 <= config.seed <= SEED_MAX:
+        errors.append(f"seed must be a whole number of at least 0 and at most {SEED_MAX:,} (got {_shown(config.seed)})")
+    for name, maximum in POSITIVE_NUMBER_SETTINGS.items():
         value = getattr(config, name)
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
-            errors.append(f"{name} must be a positive number (got {value!r})")
+        if not _finite_number(value) or not 0 < value <= maximum:
+            errors.append(f"{name} must be a positive number of at most {maximum:g} (got {_shown(value)})")
     if not isinstance(config.judge, dict) or config.judge.get("backend") not in JUDGE_BACKENDS:
         errors.append(f"judge.backend must be one of: {', '.join(JUDGE_BACKENDS)}")
     elif config.judge["backend"] == "http" and not (config.judge.get("base_url") and config.judge.get("model")):
@@ -161,8 +190,8 @@ def validate_config(raw: dict) -> ExperimentConfig:
     if config.survey_study is not None and (not isinstance(config.survey_study, str) or not config.survey_study.strip()):
         errors.append("survey_study must be a survey study's slug, or null")
     if not isinstance(config.clinician_studies, list) or not all(
-            isinstance(v, int) and not isinstance(v, bool) for v in config.clinician_studies):
-        errors.append("clinician_studies must be a list of rating study ids")
+            _whole_number(v) and 1 <= v <= DATABASE_ID_MAX for v in config.clinician_studies):
+        errors.append("clinician_studies must be a list of rating study ids (whole numbers of at least 1)")
     for key in config.evaluation_criteria if isinstance(config.evaluation_criteria, list) else [None]:
         if key not in ALL_CRITERIA:
             errors.append(f"evaluation_criteria: unknown criterion {key!r}")
@@ -171,8 +200,8 @@ def validate_config(raw: dict) -> ExperimentConfig:
         errors.append("modpo_weights needs the primary criterion and at least one other (the margin objective)")
     _check_weights("joint_weights", config.joint_weights, errors)
     _check_weights("merge_weights", config.merge_weights, errors)
-    if config.safety_floor is not None and not isinstance(config.safety_floor, (int, float)):
-        errors.append("safety_floor must be a number or null")
+    if config.safety_floor is not None and (not _finite_number(config.safety_floor) or abs(config.safety_floor) > WEIGHT_MAX):
+        errors.append(f"safety_floor must be a number from {-WEIGHT_MAX:g} to {WEIGHT_MAX:g}, or null")
     if preset == "criteria_comparison":
         if not isinstance(config.criteria_sets, list) or not config.criteria_sets:
             errors.append("criteria_sets must list at least one criteria set")
