@@ -12,6 +12,7 @@ from django.utils.html import format_html
 from django.utils.text import slugify
 
 from core import roles
+from core.input import accepts_repeated
 
 from . import selectors, services
 from .exceptions import AnnotationError
@@ -122,6 +123,7 @@ class RatingStudyAdmin(HideRatedStudiesMixin, admin.ModelAdmin):
 
     # --- creation through the service ---
 
+    @accepts_repeated("scenarios", "clinicians")
     def add_view(self, request, form_url="", extra_context=None):
         self._require_researcher(request)
         if not self.has_add_permission(request):
@@ -234,6 +236,7 @@ class RatingStudyAdmin(HideRatedStudiesMixin, admin.ModelAdmin):
         response["Content-Disposition"] = f'attachment; filename="{slugify(study.name) or "study"}-pairs.jsonl"'
         return response
 
+    @accepts_repeated()
     def judge_import_view(self, request, pk):
         study = self._study(request, pk, change=True)
         form = JudgeImportForm(request.POST or None, request.FILES or None)
@@ -268,6 +271,7 @@ class RatingStudyAdmin(HideRatedStudiesMixin, admin.ModelAdmin):
         }
         return TemplateResponse(request, "admin/annotation/ratingstudy/judge_import.html", context, status=status)
 
+    @accepts_repeated()
     def state_view(self, request, pk, to):
         study = self._study(request, pk, change=True)
         if request.method != "POST":

@@ -14,7 +14,8 @@ class RatingStudyCreateForm(forms.Form):
     description = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
     source_a = forms.ModelChoiceField(queryset=ModelVersion.objects.order_by("name"))
     source_b = forms.ModelChoiceField(queryset=ModelVersion.objects.order_by("name"))
-    sample_index = forms.IntegerField(min_value=0, initial=0, help_text="Which sample of each source's responses to show.")
+    sample_index = forms.IntegerField(min_value=0, max_value=10_000, initial=0,
+                                      help_text="Which sample of each source's responses to show.")
     criteria_set = forms.ModelChoiceField(queryset=CriteriaSet.objects.order_by("name"))
     include_overall = forms.BooleanField(required=False, initial=True, label="Add the 'overall' dimension")
     scenarios = forms.ModelMultipleChoiceField(

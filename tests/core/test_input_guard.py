@@ -265,3 +265,19 @@ def test_json_with_a_repeated_key_is_refused(client):
     response = client.post(f"/rate/api/items/{assignment.token}/draft/", body, content_type="application/json")
     assert_refused(response, json_body=True)
     assert "comment" in response.json()["detail"]
+
+
+def test_admin_pages_that_declare_their_fields_are_checked(client, researcher):
+    """The rating-study creation page takes several clinicians and scenarios, but one name."""
+    client.force_login(researcher)
+    from annotation.models import RatingStudy
+    from tests.factories import ClinicianFactory
+
+    clinicians = [ClinicianFactory(), ClinicianFactory()]
+    url = "/admin/annotation/ratingstudy/add/"
+    response = client.post(url, {"name": ["one", "two"], "clinicians": [str(c.pk) for c in clinicians], "overlap": "all"})
+    assert_refused(response)
+    # Several clinicians are fine: the form answers (here with its own errors), the guard does not.
+    response = client.post(url, {"name": "one", "clinicians": [str(c.pk) for c in clinicians], "overlap": "all"})
+    assert response.status_code in (200, 400) and b"takes one value" not in response.content
+    assert not RatingStudy.objects.exists()
