@@ -166,7 +166,12 @@ def bad_input_response(request, error: BadInput) -> HttpResponse:
     if wants_json(request):
         return JsonResponse({"detail": error.message, "errors": [error.message]}, status=error.status_code)
     # No request context: context processors must not see (or query with) the refused input.
-    html = render_to_string("core/bad_request.html", {"message": error.message, "study_name": settings.ATTUNE_STUDY_NAME})
+    participant_page = request.path.startswith("/study/") and not request.path.startswith("/study/manage/")
+    html = render_to_string("core/bad_request.html", {
+        "message": error.message, "study_name": settings.ATTUNE_STUDY_NAME,
+        # Participant pages keep their "Need support now?" link, error pages included.
+        "base_template": "participant_base.html" if participant_page else "base.html",
+    })
     return HttpResponse(html, status=error.status_code)
 
 

@@ -281,3 +281,11 @@ def test_admin_pages_that_declare_their_fields_are_checked(client, researcher):
     response = client.post(url, {"name": "one", "clinicians": [str(c.pk) for c in clinicians], "overlap": "all"})
     assert response.status_code in (200, 400) and b"takes one value" not in response.content
     assert not RatingStudy.objects.exists()
+
+
+def test_participant_error_pages_keep_the_support_link(client, survey_study):
+    participant = survey_services.participant_start(study=survey_study)
+    response = client.post(f"/study/r/{participant.token}/closing/", {"participant": participant.token, "feedback": "a\x00"})
+    assert_refused(response)
+    assert b"Need support now?" in response.content
+    assert b"Need support now?" not in client.get("/admin/?q=%00").content
