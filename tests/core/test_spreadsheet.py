@@ -95,3 +95,21 @@ def test_judgments_export_neutralises_clinician_comments(db):
     # The preference-pairs JSONL keeps the raw response texts.
     for line in services.preference_pairs_export(study=study, actor=ResearcherFactory()).splitlines():
         json.loads(line)
+
+
+def test_no_csv_is_written_past_the_safe_writer():
+    """Every CSV goes through core.spreadsheet: no other module builds a csv writer."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    offenders = []
+    sources = [path for package in ("core", "survey", "annotation", "training", "config") for path in (root / package).rglob("*.py")]
+    assert len(sources) > 20
+    for path in sources:
+        relative = path.relative_to(root).as_posix()
+        if relative == "core/spreadsheet.py":
+            continue
+        if re.search(r"csv\.(writer|DictWriter)\(", path.read_text(encoding="utf-8", errors="replace")):
+            offenders.append(relative)
+    assert offenders == []
