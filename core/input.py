@@ -8,7 +8,8 @@ before any view, form or query sees:
   (name or value), a header, a cookie, a form field (name or value), an
   uploaded file's name, or any string (key or value, at any depth) of a JSON
   body. "Control character" means Unicode category Cc except tab, newline and
-  carriage return: C0 (U+0000–U+001F), DEL (U+007F) and C1 (U+0080–U+009F).
+  carriage return: C0 (U+0000–U+001F), DEL (U+007F) and C1 (U+0080–U+009F)
+  (in raw headers, which arrive Latin-1-decoded, C0 and DEL only).
   None of them belongs in anything a person types, PostgreSQL refuses NUL in
   text, and C1/DEL are invisible in most fonts;
 - a field that takes one value but arrives several times (``a=1&a=2``): a
@@ -29,8 +30,9 @@ from django.http import HttpResponse, JsonResponse
 from django.template.loader import render_to_string
 
 CONTROL_CHARACTERS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-# Headers may carry a tab, never a newline.
-HEADER_CONTROL_CHARACTERS = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+# Raw header values reach Django decoded as Latin-1, so UTF-8 text in a header
+# shows up as U+0080–U+00BF: only C0 (tab allowed) and DEL are refused there.
+HEADER_CONTROL_CHARACTERS = re.compile("[\x00-\x08\x0a-\x1f\x7f]")
 REPEATABLE_ATTRIBUTE = "repeatable_fields"
 # Views that need no declaration: Django's own sign-in forms are checked too.
 ADMIN_CHECKED_URL_NAMES = {"login", "logout", "password_change"}

@@ -289,3 +289,10 @@ def test_participant_error_pages_keep_the_support_link(client, survey_study):
     assert_refused(response)
     assert b"Need support now?" in response.content
     assert b"Need support now?" not in client.get("/admin/?q=%00").content
+
+
+def test_utf8_text_in_a_header_is_not_mistaken_for_a_control_character(client):
+    # "café…" as UTF-8 bytes, decoded Latin-1 the way WSGI hands headers to Django: contains U+0080.
+    header = "café…".encode().decode("latin-1")
+    assert "\x80" in header
+    assert client.get("/", HTTP_USER_AGENT=header).status_code == 200
