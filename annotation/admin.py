@@ -17,7 +17,7 @@ from core.input import accepts_repeated
 from . import selectors, services
 from .exceptions import AnnotationError
 from .forms import JudgeImportForm, RatingStudyCreateForm
-from .models import Assignment, JudgeDecision, Judgment, JudgmentRevision, RatingStudy
+from .models import Assignment, JudgeDecision, Judgment, JudgmentRevision, RatingItem, RatingStudy
 
 
 class HideRatedStudiesMixin:
@@ -68,7 +68,7 @@ class RatingStudyAdmin(HideRatedStudiesMixin, admin.ModelAdmin):
     search_fields = ["name"]
     readonly_fields = [
         "name", "public_title", "description", "state", "source_a", "source_b", "criteria_set", "overlap", "overlap_all",
-        "sample_index", "seed_status", "token", "created_by", "created_at", "opened_at", "closed_at", "dimension_list", "clinician_progress",
+        "sample_index", "seed_status", "normalisation", "screened_at", "token", "created_by", "created_at", "opened_at", "closed_at", "dimension_list", "clinician_progress",
     ]
     exclude = ["seed"]  # never rendered, not even as a form input: it decides every position
     actions = ["open_studies", "close_studies"]
@@ -189,6 +189,8 @@ class RatingStudyAdmin(HideRatedStudiesMixin, admin.ModelAdmin):
             path("<int:pk>/export/pairs.jsonl", wrap(self.export_pairs_view), name="annotation_ratingstudy_export_pairs"),
             path("<int:pk>/judge-import/", wrap(self.judge_import_view), name="annotation_ratingstudy_judge_import"),
             path("<int:pk>/state/<str:to>/", wrap(self.state_view), name="annotation_ratingstudy_state"),
+            path("<int:pk>/screen/<int:item_pk>/<str:decision>/", wrap(self.screen_review_view),
+                 name="annotation_ratingstudy_screen_review"),
         ] + super().get_urls()
 
     def _require_researcher(self, request):
@@ -270,6 +272,26 @@ class RatingStudyAdmin(HideRatedStudiesMixin, admin.ModelAdmin):
             "original": study,
         }
         return TemplateResponse(request, "admin/annotation/ratingstudy/judge_import.html", context, status=status)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        self._refuse_rated(request, object_id)
+        study = RatingStudy.objects.select_related("source_a", "source_b").filter(pk=object_id).first()
+        if study is not None and roles.is_researcher(request.user):
+            extra_context = {**(extra_context or {}), "screen": selectors.study_screen_review(study)}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def screen_review_view(self, request, pk, item_pk, decision):
+        study = self._study(request, pk, change=True)
+        if request.method != "POST":
+            return HttpResponse("Use POST.", status=405)
+        item = get_object_or_404(RatingItem, pk=item_pk, study=study)
+        try:
+            services.rating_item_screen_review(item=item, decision=decision, actor=request.user)
+            verb = "kept as is" if decision == "keep" else "excluded from the study"
+            self.message_user(request, f"Item {item.order + 1} ({item.scenario_ref}) {verb}.", messages.SUCCESS)
+        except AnnotationError as error:
+            self.message_user(request, error.message, messages.ERROR)
+        return redirect(reverse("admin:annotation_ratingstudy_change", args=[study.pk]) + "#self-identification-screen")
 
     @accepts_repeated()
     def state_view(self, request, pk, to):

@@ -54,7 +54,13 @@ class RatingStudy(models.Model):
     overlap = models.PositiveSmallIntegerField(help_text="How many clinicians rate each item.")
     overlap_all = models.BooleanField(default=False, help_text="Every clinician rates every item.")
     sample_index = models.PositiveSmallIntegerField(default=0, help_text="Which sample of each source's responses is shown.")
-    seed = models.BigIntegerField(default=new_seed, help_text="Seeds the assignment and the per-item left/right order.")
+    seed = models.BigIntegerField(
+        default=new_seed, help_text="Secret until the study closes: seeds the sample, the labels, the assignment and every left/right order."
+    )
+    normalisation = models.CharField(
+        max_length=40, default="display-v1", help_text="How both sources' texts are normalised for display (annotation.screening)."
+    )
+    screened_at = models.DateTimeField(null=True, blank=True, help_text="When the self-identification screen ran.")
     state = models.CharField(max_length=16, choices=State.choices, default=State.DRAFT)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -117,8 +123,18 @@ class RatingItem(models.Model):
     scenario = models.ForeignKey("core.Scenario", on_delete=models.PROTECT, related_name="+")
     response_a = models.ForeignKey("core.Response", on_delete=models.PROTECT, related_name="+")
     response_b = models.ForeignKey("core.Response", on_delete=models.PROTECT, related_name="+")
+    class Screen(models.TextChoices):
+        CLEAR = "clear", "No self-identification hit"
+        PENDING = "pending", "Hits not yet reviewed"
+        KEEP = "keep", "Reviewed: kept as is"
+        EXCLUDE = "exclude", "Reviewed: excluded from the study"
+
     token = models.CharField(max_length=40, unique=True, default=new_token, editable=False)
     order = models.PositiveIntegerField()
+    screen = models.CharField(max_length=16, choices=Screen.choices, default=Screen.CLEAR)
+    screen_reviewed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                           related_name="+")
+    screen_reviewed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["study", "order"]
@@ -134,6 +150,38 @@ class RatingItem(models.Model):
     def scenario_ref(self) -> str:
         """How exports name the scenario, as the training pipeline does: s<pk>."""
         return f"s{self.scenario_id}"
+
+
+class ScreeningHit(models.Model):
+    """One self-identification hit in one response of a study (researchers only:
+    it names the source)."""
+
+    class Kind(models.TextChoices):
+        SOURCE_NAME = "source_name", "Name or reference of a source or its base model"
+        MODEL_FAMILY = "model_family", "Model family"
+        VENDOR = "vendor", "Model vendor"
+        SELF_DESCRIPTION = "self_description", "Self-description"
+        SPECIAL_TOKEN = "special_token", "Special token"
+        ROLE_TAG = "role_tag", "Role tag"
+
+    study = models.ForeignKey(RatingStudy, on_delete=models.CASCADE, related_name="screening_hits")
+    item = models.ForeignKey(RatingItem, on_delete=models.CASCADE, related_name="screening_hits")
+    source = models.CharField(max_length=1, choices=[("a", "Source A"), ("b", "Source B")])
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    term = models.CharField(max_length=300, help_text="The list entry or source reference that matched.")
+    matched = models.CharField(max_length=300)
+    start = models.PositiveIntegerField(help_text="Offset of the match in the raw response text.")
+    before = models.CharField(max_length=100, blank=True)
+    after = models.CharField(max_length=100, blank=True)
+
+    class Meta:
+        ordering = ["study", "item__order", "source", "start", "kind"]
+        constraints = [
+            models.UniqueConstraint(fields=["item", "source", "kind", "start", "matched"], name="screening_hit_unique"),
+        ]
+
+    def __str__(self):
+        return f"{self.get_kind_display()}: {self.matched!r}"
 
 
 class Assignment(models.Model):

@@ -18,6 +18,7 @@ from django.core.cache import cache
 from django.db.models import Count, Max, Q
 
 from . import statistics
+from .screening import normalise_for_display
 from .exceptions import NotAssigned, StudyNotOpen
 from .models import Assignment, Choice, JudgeDecision, Judgment, JudgmentChoice, JudgmentRevision, RatingItem, RatingStudy
 
@@ -177,8 +178,9 @@ def rating_page(*, assignment: Assignment) -> dict:
         "position": assignment.position,
         "progress": progress,
         "post": item.scenario.text,
-        "left_text": left.text,
-        "right_text": right.text,
+        # Both sources through the same normalisation (the study records which).
+        "left_text": normalise_for_display(left.text),
+        "right_text": normalise_for_display(right.text),
         "dimensions": dimensions,
         "unsafe_left": bool(answers.get("unsafe_left")),
         "unsafe_right": bool(answers.get("unsafe_right")),
@@ -197,6 +199,25 @@ def require_open(study: RatingStudy) -> None:
 
 
 # --- Researcher reads ------------------------------------------------------------------------
+
+
+def study_screen_review(study: RatingStudy) -> dict:
+    """The self-identification screen of a study, for researchers: every item
+    with hits, each hit by source with the matched text in context."""
+    from .models import ScreeningHit
+
+    names = {"a": study.source_a.name, "b": study.source_b.name}
+    by_item: dict = {}
+    for hit in ScreeningHit.objects.filter(study=study).select_related("item__scenario").order_by("item__order", "source", "start"):
+        entry = by_item.setdefault(hit.item_id, {"item": hit.item, "scenario_ref": hit.item.scenario_ref, "hits": []})
+        entry["hits"].append({
+            "source": f"source {hit.source.upper()}", "source_name": names[hit.source], "kind": hit.get_kind_display(),
+            "term": hit.term, "before": hit.before, "matched": hit.matched, "after": hit.after,
+        })
+    items = list(by_item.values())
+    counts = {state: sum(1 for e in items if e["item"].screen == state) for state in RatingItem.Screen.values}
+    return {"items": items, "counts": counts, "screened_at": study.screened_at, "normalisation": study.normalisation,
+            "editable": study.state == RatingStudy.State.DRAFT}
 
 
 def _current_choices(study: RatingStudy):
@@ -271,7 +292,8 @@ def _compute_results(study: RatingStudy, *, n_boot: int, pair_boot: int, seed: i
     dimensions = study_dimensions(study)
     ratings = ratings_by_dimension(study)
     judgments = Judgment.objects.filter(study=study)
-    n_items = study.items.count()
+    n_items = study.items.exclude(screen=RatingItem.Screen.EXCLUDE).count()
+    n_excluded = study.items.filter(screen=RatingItem.Screen.EXCLUDE).count()
     progress = list(
         Assignment.objects.filter(study=study)
         .values("clinician__username")
@@ -280,7 +302,8 @@ def _compute_results(study: RatingStudy, *, n_boot: int, pair_boot: int, seed: i
     )
     judge_rows = defaultdict(lambda: defaultdict(dict))
     synthetic_judges = set()
-    for judge_name, item_id, key, choice, synthetic in JudgeDecision.objects.filter(study=study).values_list(
+    decisions = JudgeDecision.objects.filter(study=study).exclude(item__screen=RatingItem.Screen.EXCLUDE)
+    for judge_name, item_id, key, choice, synthetic in decisions.values_list(
         "judge_name", "item_id", "criterion__key", "choice", "synthetic"
     ):
         judge_rows[judge_name][key][item_id] = choice
@@ -340,6 +363,8 @@ def _compute_results(study: RatingStudy, *, n_boot: int, pair_boot: int, seed: i
             "seed": study.seed if study.state == RatingStudy.State.CLOSED else None,
             "seed_note": SEED_REVEALED if study.state == RatingStudy.State.CLOSED else SEED_SECRET,
             "items": n_items,
+            "excluded_items": n_excluded,
+            "normalisation": study.normalisation,
             "clinicians": len(progress),
             "judgments": flags["n"],
             "complete_items": sum(
@@ -380,7 +405,7 @@ def _compute_results(study: RatingStudy, *, n_boot: int, pair_boot: int, seed: i
 JUDGMENT_EXPORT_FIELDS = [
     "study", "item", "scenario_id", "scenario_external_id", "clinician", "queue_position", "shown_left", "shown_right",
     "criterion", "choice_shown", "choice_source", "choice_model", "unsafe_a", "unsafe_b",
-    "comment", "time_on_task_ms", "revision", "submitted_at", "updated_at", "source_a", "source_b",
+    "comment", "time_on_task_ms", "revision", "submitted_at", "updated_at", "source_a", "source_b", "normalisation",
 ]
 
 
@@ -420,6 +445,7 @@ def judgment_export_rows(study: RatingStudy) -> list[dict]:
             "updated_at": judgment.updated_at.isoformat(),
             "source_a": study.source_a.name,
             "source_b": study.source_b.name,
+            "normalisation": study.normalisation,
         })
     return rows
 
@@ -428,10 +454,11 @@ def preference_pairs(study: RatingStudy) -> list[dict]:
     """Chosen/rejected pairs per item and dimension where more than half of the
     item's clinicians preferred one source (ties and split votes give no pair)."""
     ratings = ratings_by_dimension(study)
-    items = {i.pk: i for i in RatingItem.objects.filter(study=study).select_related("scenario", "response_a", "response_b")}
+    items = {i.pk: i for i in RatingItem.objects.filter(study=study).exclude(screen=RatingItem.Screen.EXCLUDE)
+             .select_related("scenario", "response_a", "response_b")}
     pairs = []
     for criterion in study_dimensions(study):
-        for item_id in sorted(ratings.get(criterion.key, {}), key=lambda pk: items[pk].order):
+        for item_id in sorted((pk for pk in ratings.get(criterion.key, {}) if pk in items), key=lambda pk: items[pk].order):
             top = statistics.majority(list(ratings[criterion.key][item_id].values()))
             if top not in (Choice.A, Choice.B):
                 continue
@@ -441,7 +468,9 @@ def preference_pairs(study: RatingStudy) -> list[dict]:
                 "prompt": item.scenario.text,
                 "scenario_id": item.scenario_ref,
                 "criterion": criterion.key,
-                "chosen": chosen.text,
-                "rejected": rejected.text,
+                # As the clinicians saw them.
+                "chosen": normalise_for_display(chosen.text),
+                "rejected": normalise_for_display(rejected.text),
+                "normalisation": study.normalisation,
             })
     return pairs

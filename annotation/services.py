@@ -36,7 +36,7 @@ from core.models import CriteriaSet, Criterion, ModelVersion, Response, Scenario
 from core.services import audit_record
 from core.spreadsheet import safe_dict_writer
 
-from . import selectors
+from . import screening, selectors
 from .exceptions import (
     InvalidInput,
     InvalidTransition,
@@ -54,6 +54,7 @@ from .models import (
     JudgmentRevision,
     RatingItem,
     RatingStudy,
+    ScreeningHit,
     StudyClinician,
     StudyDimension,
     new_seed,
@@ -269,6 +270,8 @@ def rating_study_create(
             f"{len(missing)} scenario(s) lack a response (sample {sample_index}) from both sources: {', '.join(missing[:10])}{more}"
         )
 
+    hits = _screen_responses(scenarios, responses, source_a, source_b)
+    opens = open_now and not hits  # replies to review first: the study stays a draft until a researcher has
     layout = study_layout(seed=seed, n_items=len(scenarios), n_clinicians=len(clinicians), overlap=k)
     now = timezone.now()
     with transaction.atomic():
@@ -283,8 +286,10 @@ def rating_study_create(
             overlap_all=overlap_all,
             sample_index=sample_index,
             seed=seed,
-            state=RatingStudy.State.OPEN if open_now else RatingStudy.State.DRAFT,
-            opened_at=now if open_now else None,
+            normalisation=screening.NORMALISATION,
+            screened_at=now,
+            state=RatingStudy.State.OPEN if opens else RatingStudy.State.DRAFT,
+            opened_at=now if opens else None,
             created_by=actor if actor is not None and actor.is_authenticated else None,
         )
         StudyDimension.objects.bulk_create(
@@ -298,8 +303,14 @@ def rating_study_create(
                 response_a=responses[(s.pk, source_a.pk)],
                 response_b=responses[(s.pk, source_b.pk)],
                 order=i,
+                screen=RatingItem.Screen.PENDING if s.pk in hits else RatingItem.Screen.CLEAR,
             )
             for i, s in enumerate(scenarios)
+        )
+        ScreeningHit.objects.bulk_create(
+            ScreeningHit(study=study, item=item, source=source, kind=hit.kind, term=hit.term[:300], matched=hit.matched[:300],
+                         start=hit.start, before=hit.before[-100:], after=hit.after[:100])
+            for item in items for source, hit in hits.get(item.scenario_id, [])
         )
         Assignment.objects.bulk_create(
             Assignment(study=study, item=items[p.item], clinician=clinicians[p.clinician], position=p.position,
@@ -323,10 +334,80 @@ def rating_study_create(
                 "seed_sha256": seed_commitment(seed),
                 "sample_size": sample_size,
                 "source_order": "as given" if keep_source_order else "coin",
+                "screen": {"list_version": screening.screen_lists()["version"], "items_with_hits": len(hits),
+                           "hits": sum(len(v) for v in hits.values())},
+                "normalisation": study.normalisation,
                 "state": study.state,
             },
         )
     return study
+
+
+def _screen_responses(scenarios, responses, source_a, source_b) -> dict[int, list]:
+    """{scenario id: [(source "a"|"b", screening.Hit)]} for every scenario with a hit."""
+    terms = screening.source_terms(source_a) + [t for t in screening.source_terms(source_b)]
+    hits = {}
+    for scenario in scenarios:
+        found = [(label, hit)
+                 for label, source in (("a", source_a), ("b", source_b))
+                 for hit in screening.screen_text(responses[(scenario.pk, source.pk)].text, terms=terms)]
+        if found:
+            hits[scenario.pk] = found
+    return hits
+
+
+def _replan_assignments(study: RatingStudy) -> int:
+    """Rebuild a draft study's assignments over its items that are not excluded,
+    from its seed: every remaining item still gets exactly ``overlap``
+    clinicians and loads still differ by at most one. Returns how many."""
+    items = list(study.items.exclude(screen=RatingItem.Screen.EXCLUDE).order_by("order"))
+    clinicians = sorted((m.clinician for m in study.memberships.select_related("clinician")), key=lambda u: u.pk)
+    Assignment.objects.filter(study=study).delete()
+    if not items:
+        return 0
+    layout = study_layout(seed=study.seed, n_items=len(items), n_clinicians=len(clinicians), overlap=study.overlap)
+    Assignment.objects.bulk_create(
+        Assignment(study=study, item=items[p.item], clinician=clinicians[p.clinician], position=p.position,
+                   position_seed=p.position_seed, left_is_a=p.left_is_a)
+        for p in layout
+    )
+    return len(layout)
+
+
+SCREEN_DECISIONS = {"keep": RatingItem.Screen.KEEP, "exclude": RatingItem.Screen.EXCLUDE}
+
+
+def rating_item_screen_review(*, item: RatingItem, decision: str, actor) -> RatingItem:
+    """A researcher's decision on an item whose responses the self-identification
+    screen flagged: ``"keep"`` (show it as is) or ``"exclude"`` (drop it from
+    the study: out of every clinician's queue and out of the results). Only
+    while the study is a draft; a decision can be changed until it opens.
+    Excluding or restoring an item rebuilds the assignments from the seed.
+    Audited (``annotation.item.screen_review``) in the same transaction."""
+    if decision not in SCREEN_DECISIONS:
+        raise InvalidInput("the decision must be keep or exclude")
+    with transaction.atomic():
+        study = RatingStudy.objects.select_for_update().get(pk=item.study_id)
+        item = RatingItem.objects.select_for_update().get(pk=item.pk)
+        if study.state != RatingStudy.State.DRAFT:
+            raise InvalidTransition("screen decisions are made while the study is a draft, before it opens")
+        if item.screen == RatingItem.Screen.CLEAR:
+            raise InvalidInput("this item has no self-identification hit to review")
+        previous, new = item.screen, SCREEN_DECISIONS[decision]
+        item.screen = new
+        item.screen_reviewed_by = actor if actor is not None and actor.is_authenticated else None
+        item.screen_reviewed_at = timezone.now()
+        item.save(update_fields=["screen", "screen_reviewed_by", "screen_reviewed_at"])
+        was_excluded, is_excluded = previous == RatingItem.Screen.EXCLUDE, new == RatingItem.Screen.EXCLUDE
+        assignments = _replan_assignments(study) if was_excluded != is_excluded else None
+        audit_record(
+            actor=actor,
+            action="annotation.item.screen_review",
+            target=item,
+            details={"study": study.pk, "item": item.token, "decision": decision, "previous": previous,
+                     "hits": item.screening_hits.count(), "assignments_rebuilt": assignments},
+        )
+    return item
 
 
 def _study_transition(*, study: RatingStudy, actor, to: str, allowed_from: tuple[str, ...], action: str) -> RatingStudy:
@@ -350,7 +431,17 @@ def _study_transition(*, study: RatingStudy, actor, to: str, allowed_from: tuple
 
 
 def rating_study_open(*, study: RatingStudy, actor) -> RatingStudy:
-    """Open a draft study to its clinicians, or reopen a closed one."""
+    """Open a draft study to its clinicians, or reopen a closed one. Refused
+    while any item's self-identification hits are unreviewed, or when every
+    item was excluded."""
+    pending = RatingItem.objects.filter(study=study, screen=RatingItem.Screen.PENDING).count()
+    if pending:
+        raise InvalidTransition(
+            f"{pending} item(s) have self-identification hits that nobody has reviewed yet; on the study's page, keep or "
+            f"exclude each of them before the study opens"
+        )
+    if not RatingItem.objects.filter(study=study).exclude(screen=RatingItem.Screen.EXCLUDE).exists():
+        raise InvalidTransition("every item of this study is excluded; there is nothing to rate")
     return _study_transition(
         study=study, actor=actor, to=RatingStudy.State.OPEN,
         allowed_from=(RatingStudy.State.DRAFT, RatingStudy.State.CLOSED), action="annotation.study.open",
@@ -695,6 +786,12 @@ def _same_text(x, y) -> bool:
     return " ".join(str(x).split()) == " ".join(str(y).split())
 
 
+def _same_response(shown, text) -> bool:
+    """The judge saw this response, raw or as normalised for display."""
+    return _same_text(shown, text) or _same_text(screening.normalise_for_display(str(shown)),
+                                                 screening.normalise_for_display(text))
+
+
 def judge_decisions_import(
     *,
     study: RatingStudy,
@@ -745,7 +842,8 @@ def judge_decisions_import(
             raise JudgeImportError(f"source_names: {name!r} must map to source_a or source_b, not {source!r}")
         names[str(name)] = source
     criteria = selectors.study_criteria_by_key(study)
-    items = list(study.items.select_related("scenario", "response_a", "response_b"))
+    # Items excluded by the self-identification screen are no longer part of the study.
+    items = list(study.items.exclude(screen=RatingItem.Screen.EXCLUDE).select_related("scenario", "response_a", "response_b"))
     by_token = {i.token: i for i in items}
     by_pk = {i.scenario_id: i for i in items}
     by_external: dict[str, list[RatingItem]] = {}
@@ -831,7 +929,7 @@ def judge_decisions_import(
         if shown_a is not None and shown_b is not None:
             if flip:
                 shown_a, shown_b = shown_b, shown_a
-            if not (_same_text(shown_a, item.response_a.text) and _same_text(shown_b, item.response_b.text)):
+            if not (_same_response(shown_a, item.response_a.text) and _same_response(shown_b, item.response_b.text)):
                 errors.append(f"{where}: the judge rated different responses from the ones this study shows for {ref!r}")
                 continue
         if (item.pk, key) in decided:
@@ -878,8 +976,9 @@ def judgments_export(*, study: RatingStudy, actor) -> str:
 
 def preference_pairs_export(*, study: RatingStudy, actor) -> str:
     """Per-dimension preference pairs from the clinician majority as JSONL
-    ({"prompt", "scenario_id", "criterion", "chosen", "rejected"}; researchers
-    only; audited)."""
+    ({"prompt", "scenario_id", "criterion", "chosen", "rejected",
+    "normalisation"}: the texts as the clinicians saw them; researchers only;
+    audited)."""
     pairs = selectors.preference_pairs(study)
     text = "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs)
     with transaction.atomic():

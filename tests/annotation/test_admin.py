@@ -246,3 +246,40 @@ def test_a_researcher_cannot_be_made_a_rater_over_http(client):
     response = client.post(url, data)
     assert response.status_code == 400
     assert not RatingStudy.objects.filter(name="with a researcher").exists()
+
+
+def test_the_study_page_shows_each_hit_in_context_and_takes_the_decision(client):
+    from annotation.models import RatingItem
+    from core.models import Response
+
+    researcher = ResearcherFactory()
+    a, b = FixedSourceFactory(), FixedSourceFactory()
+    scenarios = paired_scenarios(2, a, b)
+    Response.objects.filter(scenario=scenarios[0], model_version=b).update(
+        text="Thank you for telling me. As an AI language model, I cannot be sure, but it sounds hard.")
+    from annotation.services import rating_study_create
+
+    study = rating_study_create(name="screened", source_a=a, source_b=b, scenarios=scenarios, keep_source_order=True,
+                                criteria_set=small_criteria_set(), clinicians=[ClinicianFactory()], overlap=1, actor=researcher)
+    item = RatingItem.objects.get(study=study, scenario=scenarios[0])
+    client.force_login(researcher)
+    page = client.get(reverse("admin:annotation_ratingstudy_change", args=[study.pk])).content.decode()
+    assert 'id="self-identification-screen"' in page and "1 not reviewed" in page
+    assert "telling me. <mark>As an AI</mark> language model, I cannot be sure" in page
+    assert f"source B ({b.name})" in page and "display-v1" in page
+    opened = client.post(reverse("admin:annotation_ratingstudy_state", args=[study.pk, "open"]), follow=True)
+    assert "nobody has reviewed" in opened.content.decode()
+    assert RatingStudy.objects.get(pk=study.pk).state == "draft"
+    url = reverse("admin:annotation_ratingstudy_screen_review", args=[study.pk, item.pk, "exclude"])
+    assert client.get(url).status_code == 405
+    response = client.post(url)
+    assert response.status_code == 302
+    assert RatingItem.objects.get(pk=item.pk).screen == "exclude"
+    assert AuditEvent.objects.filter(action="annotation.item.screen_review", actor=researcher).count() == 1
+    bad = client.post(reverse("admin:annotation_ratingstudy_screen_review", args=[study.pk, item.pk, "shred"]), follow=True)
+    assert bad.status_code == 200 and "keep or exclude" in bad.content.decode()
+    client.post(reverse("admin:annotation_ratingstudy_state", args=[study.pk, "open"]))
+    assert RatingStudy.objects.get(pk=study.pk).state == "open"
+    page = client.get(reverse("admin:annotation_ratingstudy_change", args=[study.pk])).content.decode()
+    assert "Excluded from the study" in page or "excluded from the study" in page
+    assert reverse("admin:annotation_ratingstudy_screen_review", args=[study.pk, item.pk, "keep"]) not in page

@@ -125,3 +125,22 @@ def test_a_study_that_is_not_open_shows_none_of_its_content(client, state):
             assert_blind(response.content.decode(), content, name)
     for url in (reverse("annotation:queue"), reverse("annotation:api-queue")):
         assert_blind(client.get(url).content.decode(), content, url)
+
+
+def test_clinicians_see_both_sources_normalised_the_same_way(client):
+    from annotation.services import rating_study_open
+    from core.models import Response
+
+    study = make_study(n_items=1, n_clinicians=1, overlap=1, open_now=False)
+    item = study.items.get()
+    Response.objects.filter(pk=item.response_a_id).update(text="<|im_start|>assistant\nThat sounds hard.<|im_end|>\n\n\n\n")
+    Response.objects.filter(pk=item.response_b_id).update(text="  Try resting.\n\n\n\nThen talk to someone.</s>  ")
+    rating_study_open(study=study, actor=None)  # the edits came after the screen, which ran at creation
+    assignment = Assignment.objects.get(study=study)
+    client.force_login(assignment.clinician)
+    payload = client.get(reverse("annotation:api-item", kwargs={"token": assignment.token})).json()
+    texts = {payload["left"]["text"], payload["right"]["text"]}
+    assert texts == {"That sounds hard.", "Try resting.\n\nThen talk to someone."}
+    page = client.get(reverse("annotation:item", kwargs={"token": assignment.token})).content.decode()
+    assert "im_end" not in page and "im_start" not in page and "&lt;/s&gt;" not in page
+    assert "That sounds hard." in page
