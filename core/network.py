@@ -59,3 +59,16 @@ class LoginLockoutHandler(AxesDatabaseHandler):
             failures = attempts.aggregate(total=Sum("failures_since_start"))["total"] or 0
             counts.append(failures * username_limit // address_limit if parameter == "ip_address" else failures)
         return max(counts, default=0)
+
+    def reset_user_attempts(self, request, credentials=None) -> int:
+        """On a successful sign-in, clear only that username's failures. Axes would
+        also clear every failure from the address, so an attacker with one valid
+        account could reset the address count between rounds of spraying."""
+        from axes.helpers import get_client_username
+        from axes.models import AccessAttempt
+
+        username = get_client_username(request, credentials)
+        if not username:
+            return 0
+        count, _ = AccessAttempt.objects.filter(username=username).delete()
+        return count

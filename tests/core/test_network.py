@@ -93,3 +93,25 @@ def test_without_a_trusted_proxy_forwarded_for_cannot_dodge_the_lock(client, set
         login(client, f"nobody-{n}", REMOTE_ADDR="198.51.100.60", HTTP_X_FORWARDED_FOR=f"10.0.0.{n}")
     assert login(client, clinician.username, PASSWORD, REMOTE_ADDR="198.51.100.60",
                  HTTP_X_FORWARDED_FOR="10.0.0.200").status_code == 429
+
+
+def test_a_successful_sign_in_does_not_reset_the_address_count(client, settings):
+    """An attacker with one valid account cannot clear the address count between rounds of spraying."""
+    own = ClinicianFactory()
+    address = "198.51.100.70"
+    limit = settings.ATTUNE_LOGIN_ADDRESS_FAILURE_LIMIT
+    for n in range(limit - 1):
+        assert login(client, f"nobody-{n}", REMOTE_ADDR=address).status_code == 200
+    assert login(client, own.username, PASSWORD, REMOTE_ADDR=address).status_code == 302
+    client.logout()
+    assert login(client, "nobody-last", REMOTE_ADDR=address).status_code == 429
+
+
+def test_a_successful_sign_in_clears_the_users_own_typos(client, settings):
+    own = ClinicianFactory()
+    for _ in range(settings.AXES_FAILURE_LIMIT - 1):
+        login(client, own.username, REMOTE_ADDR="198.51.100.80")
+    assert login(client, own.username, PASSWORD, REMOTE_ADDR="198.51.100.80").status_code == 302
+    client.logout()
+    for _ in range(settings.AXES_FAILURE_LIMIT - 1):
+        assert login(client, own.username, REMOTE_ADDR="198.51.100.80").status_code == 200
