@@ -2,6 +2,7 @@
 responses; plus the append-only audit log and the participant helplines."""
 import hashlib
 import re
+import secrets
 
 from django.conf import settings
 from django.db import models
@@ -143,6 +144,23 @@ class Response(models.Model):
         return f"response {self.pk} to scenario {self.scenario_id}"
 
 
+def new_subject_key() -> str:
+    return secrets.token_hex(16)
+
+
+class AuditSubject(models.Model):
+    """A random key that audit rows about one person carry instead of any id of theirs.
+
+    The person's own row points here; deleting this row with them (on withdrawal)
+    leaves the audit rows in place, append-only, but with a key that no longer
+    leads anywhere."""
+
+    key = models.CharField(max_length=32, unique=True, default=new_subject_key, editable=False)
+
+    def __str__(self):
+        return f"audit subject {self.key[:8]}…"
+
+
 class AuditEventQuerySet(models.QuerySet):
     def update(self, **kwargs):
         raise PermissionError("the audit log is append-only")
@@ -163,6 +181,10 @@ class AuditEvent(models.Model):
     action = models.CharField(max_length=100, db_index=True)
     target_type = models.CharField(max_length=100, blank=True)
     target_id = models.CharField(max_length=100, blank=True)
+    subject_key = models.CharField(
+        max_length=32, blank=True, db_index=True,
+        help_text="The AuditSubject key of the person the action is about; once that row is deleted, it leads nowhere.",
+    )
     details = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 

@@ -12,14 +12,19 @@ from django.db import transaction
 
 from training.pipeline.criteria import ALL_CRITERIA, CRITERIA_SETS, THERAPEUTIC
 
-from .models import AuditEvent, CriteriaSet, CriteriaSetMember, Criterion, Helpline, Scenario
+from .models import AuditEvent, AuditSubject, CriteriaSet, CriteriaSetMember, Criterion, Helpline, Scenario
 
 SYSTEM_ACTOR = "system"
 
 
-def audit_record(*, actor=None, action: str, target=None, target_type: str = "", target_id: str = "", details=None, actor_label: str = ""):
+def audit_record(*, actor=None, action: str, target=None, target_type: str = "", target_id: str = "", details=None, actor_label: str = "",
+                 subject=None):
     """Append one audit row. Call it inside the transaction of the action it
-    records, so both land or neither does."""
+    records, so both land or neither does.
+
+    ``subject``: the AuditSubject of the person the action is about. Rows about
+    a person carry its random key and no id of theirs (pass ``target_type``
+    without a ``target``), so deleting the subject with the person unlinks them."""
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("audit_record must run inside the action's transaction (transaction.atomic)")
     if target is not None:
@@ -33,8 +38,19 @@ def audit_record(*, actor=None, action: str, target=None, target_type: str = "",
         action=action,
         target_type=target_type,
         target_id=str(target_id),
+        subject_key=subject.key if subject is not None else "",
         details=details or {},
     )
+
+
+def audit_subject_create() -> AuditSubject:
+    return AuditSubject.objects.create()
+
+
+def audit_subject_erase(*, subject: AuditSubject | None) -> None:
+    """Delete the subject row: its key stays in the (append-only) audit rows but leads nowhere."""
+    if subject is not None:
+        AuditSubject.objects.filter(pk=subject.pk).delete()
 
 
 @transaction.atomic

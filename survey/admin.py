@@ -122,11 +122,14 @@ class ParticipantAdmin(ReadOnlyAdmin):
     exclude = ["token", "start_nonce", "scenario_plan", "seed"]
     actions = ["withdraw"]
 
-    @admin.action(description="Withdraw (delete their answers, mark dataset versions)")
+    @admin.action(description="Withdraw (delete everything of theirs, mark dataset versions and what was built from them)")
     def withdraw(self, request, queryset):
+        # The message names no one: nothing of a withdrawn participant's may be kept, a session included.
+        people, marked = 0, set()
         for participant in queryset:
-            marked = services.participant_withdraw(participant=participant, via="admin", actor=request.user)
-            self.message_user(request, f"{participant.pseudonym} withdrawn; {len(marked)} dataset version(s) marked.")
+            marked.update(services.participant_withdraw(participant=participant, via="admin", actor=request.user))
+            people += 1
+        self.message_user(request, f"{people} participant(s) withdrawn; {len(marked)} dataset version(s) marked.")
 
 
 @admin.register(Persona)

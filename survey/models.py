@@ -61,6 +61,8 @@ class Study(models.Model):
     persona_train = models.PositiveIntegerField(default=100)
     persona_test = models.PositiveIntegerField(default=50)
     participant_counter = models.PositiveIntegerField(default=0, editable=False)
+    # Withdrawn participants' rows are deleted; the funnel counts them here.
+    withdrawn_count = models.PositiveIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -138,6 +140,9 @@ class Participant(models.Model):
         DIRECT = "direct", "Direct link"
 
     study = models.ForeignKey(Study, on_delete=models.PROTECT, related_name="participants")
+    # Audit rows about this participant carry the subject's random key, never the ids below.
+    audit_subject = models.OneToOneField("core.AuditSubject", null=True, blank=True, on_delete=models.PROTECT,
+                                         related_name="+", editable=False)
     token = models.CharField(max_length=64, unique=True, default=new_token, editable=False)
     pseudonym = models.CharField(max_length=20, unique=True, default=new_pseudonym, editable=False)
     withdrawal_code = models.CharField(max_length=16, unique=True, default=new_withdrawal_code, editable=False)
@@ -340,8 +345,10 @@ class DatasetVersion(models.Model):
 
     Every export creates one; the participants it contains are listed in
     ``DatasetVersionMember``. When one of them withdraws, the version is marked
-    ``affected_by_withdrawal_at``: it must not be downloaded or trained on
-    again (survey.selectors.dataset_version_withdrawal_problem)."""
+    ``affected_by_withdrawal_at`` (it must not be downloaded or trained on again:
+    survey.selectors.dataset_version_withdrawal_problem), its files are deleted
+    from disk (``files_deleted_at``; paths and hashes stay as the record) and the
+    withdrawn person's membership row goes with them."""
 
     class Kind(models.TextChoices):
         SURVEY_ANSWERS = "survey_answers", "Survey answers (CSV)"
@@ -360,6 +367,9 @@ class DatasetVersion(models.Model):
     participant_count = models.PositiveIntegerField(default=0)
     participants = models.ManyToManyField(Participant, through="DatasetVersionMember", related_name="dataset_versions")
     affected_by_withdrawal_at = models.DateTimeField(null=True, blank=True)
+    files_deleted_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the files were deleted from disk because a participant in them withdrew; "
+        "their paths and sha256 stay in `files` as the record.")
     note = models.TextField(blank=True)
 
     class Meta:
@@ -375,7 +385,8 @@ class DatasetVersion(models.Model):
 
 class DatasetVersionMember(models.Model):
     dataset_version = models.ForeignKey(DatasetVersion, on_delete=models.CASCADE, related_name="members")
-    # PROTECT: a withdrawn participant's row stays (emptied) precisely so this link survives.
+    # PROTECT: only withdrawal deletes a participant, and it removes these links itself
+    # after marking the versions (survey.services.participant_withdraw).
     participant = models.ForeignKey(Participant, on_delete=models.PROTECT, related_name="dataset_memberships")
 
     class Meta:

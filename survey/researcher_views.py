@@ -171,5 +171,5 @@ def personas(request, slug):
 def crisis_flag_review(request, pk):
     flag = get_object_or_404(CrisisFlag.objects.select_related("participant__study"), pk=pk)
     services.crisis_flag_review(flag=flag, actor=request.user)
-    messages.success(request, f"Marked the flag on {flag.participant.pseudonym} as reviewed.")
+    messages.success(request, f"Marked the flag on {flag.item_key} as reviewed.")
     return redirect(reverse("survey:dashboard", kwargs={"slug": flag.participant.study.slug}) + "#flags")

@@ -359,9 +359,12 @@ def study_funnel(study: Study) -> dict[str, int]:
         eligible=Count("id", filter=Q(eligible_at__isnull=False)),
         screened_out=Count("id", filter=Q(status=statuses.SCREENED_OUT)),
         completed=Count("id", filter=Q(status=statuses.COMPLETED)),
-        withdrawn=Count("id", filter=Q(status=statuses.WITHDRAWN)),
         attention_flagged=Count("id", filter=Q(attention_flagged=True)),
     )
+    # Withdrawn participants' rows are deleted; the study counts them.
+    withdrawn = Study.objects.values_list("withdrawn_count", flat=True).get(pk=study.pk)
+    counts["withdrawn"] = withdrawn
+    counts["started"] += withdrawn
     counts["crisis_flagged"] = Participant.objects.filter(study=study, crisis_flags__isnull=False).distinct().count()
     return counts
 
@@ -393,10 +396,22 @@ def cohort_matrices(participants: list[Participant], criteria: list[Criterion]):
 def _report_fingerprint(study: Study) -> str:
     stats = Participant.objects.filter(study=study).aggregate(
         completed=Count("id", filter=Q(status=Participant.Status.COMPLETED)),
-        withdrawn=Count("id", filter=Q(status=Participant.Status.WITHDRAWN)),
         last=Max("completed_at"),
     )
-    return f"{stats['completed']}-{stats['withdrawn']}-{stats['last'].timestamp() if stats['last'] else 0}"
+    withdrawn = Study.objects.values_list("withdrawn_count", flat=True).get(pk=study.pk)
+    return f"{stats['completed']}-{withdrawn}-{stats['last'].timestamp() if stats['last'] else 0}"
+
+
+def _report_cache_key(study: Study) -> str:
+    # created_at in the key: another database (a test run, a restore) can reuse the study id.
+    return f"survey:report:{study.pk}:{study.created_at.timestamp()}"
+
+
+def study_report_forget(study: Study) -> None:
+    """Drop the study's cached report (a withdrawal: no cache entry may hold their data)."""
+    from django.core.cache import cache
+
+    cache.delete(_report_cache_key(study))
 
 
 def study_report(study: Study, *, n_boot_means: int = 1000, n_boot_pl: int = 200, seed: int = 0) -> dict:
@@ -405,11 +420,12 @@ def study_report(study: Study, *, n_boot_means: int = 1000, n_boot_pl: int = 200
     normalised Plackett–Luce weights with intervals, rating/ranking agreement."""
     from django.core.cache import cache
 
-    # created_at in the key: another database (a test run, a restore) can reuse the study id.
-    key = f"survey:report:{study.pk}:{study.created_at.timestamp()}:{_report_fingerprint(study)}:{n_boot_means}:{n_boot_pl}:{seed}"
+    # One entry per study (so a withdrawal can drop it), valid while the fingerprint matches.
+    key = _report_cache_key(study)
+    fingerprint = f"{_report_fingerprint(study)}:{n_boot_means}:{n_boot_pl}:{seed}"
     cached = cache.get(key)
-    if cached is not None:
-        return cached
+    if cached is not None and cached.get("fingerprint") == fingerprint:
+        return cached["report"]
     from . import statistics
 
     criteria = study_criteria()
@@ -440,7 +456,7 @@ def study_report(study: Study, *, n_boot_means: int = 1000, n_boot_pl: int = 200
                       "median": agreement.median, "share_positive": agreement.share_positive,
                       "taus": [t for t in agreement.taus if t is not None]},
     }
-    cache.set(key, report, timeout=600)
+    cache.set(key, {"fingerprint": fingerprint, "report": report}, timeout=600)
     return report
 
 

@@ -36,7 +36,7 @@ from django.db.models import F, Max
 from django.utils import timezone
 
 from core.models import Criterion, Response
-from core.services import audit_record
+from core.services import audit_record, audit_subject_create, audit_subject_erase
 from core.spreadsheet import safe_csv_writer
 
 from . import questions, selectors
@@ -62,6 +62,7 @@ from .models import (
 )
 from .personas import persona_scores, persona_text, persona_weights, select_diverse, split_balanced
 from .prolific import prolific_id_hash, prolific_session_hash
+from .signals import dataset_versions_withdrawn
 from .statistics import importance_weights, plackett_luce_weights, rating_ranking_agreement
 
 PARTICIPANT_ACTOR = "participant"
@@ -133,7 +134,7 @@ def participant_start(*, study: Study, nonce: str = "", prolific: dict | None = 
             Study.objects.filter(pk=study.pk).update(participant_counter=F("participant_counter") + 1)
             sequence = Study.objects.values_list("participant_counter", flat=True).get(pk=study.pk)
             return Participant.objects.create(
-                study=study, sequence=sequence, source=source, start_nonce=nonce[:64],
+                study=study, sequence=sequence, source=source, start_nonce=nonce[:64], audit_subject=audit_subject_create(),
                 prolific_pid_hash=pid, prolific_study_id=_clean_prolific(prolific.get("STUDY_ID")), prolific_session_hash=session_id,
             )
     except IntegrityError:
@@ -161,9 +162,16 @@ def _participant_existing(study, nonce, pid_hash, session_hash=""):
     return None
 
 
+def _lock_row(participant: Participant) -> Participant:
+    locked = Participant.objects.select_for_update().select_related("study").filter(pk=participant.pk).first()
+    if locked is None:
+        raise StepNotAvailable("this participant has withdrawn")  # their row is gone
+    return locked
+
+
 def _lock(participant: Participant, step: str | None = None) -> Participant:
     """Lock the participant's row for this transaction and check they may answer ``step``."""
-    locked = Participant.objects.select_for_update().select_related("study").get(pk=participant.pk)
+    locked = _lock_row(participant)
     if locked.status != Participant.Status.IN_PROGRESS:
         raise StepNotAvailable(f"this participant is {locked.get_status_display().lower()}")
     if step is not None and not selectors.participant_progress(locked).reachable(step):
@@ -289,10 +297,18 @@ def _crisis_check(participant: Participant, item_key: str, text: str) -> bool:
     flag, created = CrisisFlag.objects.get_or_create(participant=participant, item_key=item_key)
     if created:
         audit_record(
-            action="survey.crisis_flag", actor_label=PARTICIPANT_ACTOR, target=flag,
-            details={"study": participant.study.slug, "participant": participant.pseudonym, "item": item_key},
+            action="survey.crisis_flag", actor_label=PARTICIPANT_ACTOR, target_type="survey.crisisflag",
+            subject=_audit_subject(participant), details={"study": participant.study.slug, "item": item_key},
         )
     return True
+
+
+def _audit_subject(participant: Participant):
+    """The participant's audit subject (made on first use for rows from before subjects existed)."""
+    if participant.audit_subject_id is None:
+        participant.audit_subject = audit_subject_create()
+        Participant.objects.filter(pk=participant.pk).update(audit_subject=participant.audit_subject)
+    return participant.audit_subject
 
 
 def _save_choice_items(participant: Participant, items, data: dict, step: str) -> bool:
@@ -440,7 +456,7 @@ def scenario_plan_fix(participant: Participant) -> Participant:
     if participant.scenario_plan is not None:
         return participant
     with transaction.atomic():
-        locked = Participant.objects.select_for_update().select_related("study").get(pk=participant.pk)
+        locked = _lock_row(participant)
         if locked.scenario_plan is None and locked.is_active:
             locked.scenario_plan = selectors.scenario_plan_compute(locked)
             locked.save(update_fields=["scenario_plan", "updated_at"])
@@ -477,7 +493,7 @@ def participant_complete(*, participant: Participant, feedback: str = "") -> boo
     if len(feedback) > MAX_TEXT:
         raise InvalidAnswer({"feedback": f"Please keep this under {MAX_TEXT} characters."})
     with transaction.atomic():
-        locked = Participant.objects.select_for_update().select_related("study").get(pk=participant.pk)
+        locked = _lock_row(participant)
         if locked.status == Participant.Status.COMPLETED:
             return False
         locked = _lock(participant, "closing")
@@ -494,47 +510,94 @@ def participant_complete(*, participant: Participant, feedback: str = "") -> boo
 
 
 def participant_withdraw(*, participant: Participant, via: str, actor=None) -> list[int]:
-    """Withdraw a participant at any stage: delete their answers, consent,
-    flags and persona, mark every dataset version that contained them, and
-    record it in the audit log (without their data). Returns the ids of the
-    dataset versions marked. Idempotent."""
+    """Withdraw a participant at any stage, leaving nothing that links back to them.
+
+    In one transaction: mark every dataset version that contained them
+    (``affected_by_withdrawal_at``), delete those versions' files from disk
+    (``files_deleted_at``; the rows keep the paths and hashes), turn a Prolific
+    id into an exclusion hash, delete the participant's row with everything
+    that hangs off it (answers, consent, flags, persona, dataset memberships,
+    admin history) and their audit subject, and write the audit row under that
+    subject's key, which then leads nowhere. Receivers of
+    ``survey.signals.dataset_versions_withdrawn`` (training) mark what was built
+    from the versions. After commit the study's cached report is dropped.
+    Returns the ids of the versions newly marked. Idempotent: a participant
+    already gone returns []."""
     with transaction.atomic():
-        locked = Participant.objects.select_for_update().select_related("study").get(pk=participant.pk)
-        if locked.status == Participant.Status.WITHDRAWN:
+        locked = Participant.objects.select_for_update().select_related("study", "audit_subject").filter(pk=participant.pk).first()
+        if locked is None or locked.status == Participant.Status.WITHDRAWN:
             return []
         now = timezone.now()
-        affected = list(
-            DatasetVersion.objects.filter(members__participant=locked, affected_by_withdrawal_at__isnull=True)
-            .values_list("pk", flat=True).distinct()
-        )
+        study = locked.study
+        containing = list(DatasetVersion.objects.filter(pk__in=DatasetVersionMember.objects.filter(participant=locked)
+                                                        .values("dataset_version_id")).order_by("pk"))
+        affected = [v.pk for v in containing if v.affected_by_withdrawal_at is None]
         DatasetVersion.objects.filter(pk__in=affected).update(affected_by_withdrawal_at=now)
+        files_deleted = _dataset_files_delete([v for v in containing if v.files_deleted_at is None], now)
+        dataset_versions_withdrawn.send(sender=Participant, version_ids=[v.pk for v in containing], at=now,
+                                        texts=_participant_identifiers(locked))
         previous_status = locked.status
-        _delete_answers(locked)
-        locked.status = Participant.Status.WITHDRAWN
-        locked.withdrawn_at = now
-        locked.source = ""
+        subject = _audit_subject(locked)
         _prolific_exclude(locked)
-        locked.eligible_at = locked.scenarios_intro_at = locked.completed_at = None
-        locked.scenario_plan = None
-        locked.attention_failures = 0
-        locked.attention_flagged = False
-        locked.save()
+        _admin_history_delete(locked)
+        DatasetVersionMember.objects.filter(participant=locked).delete()
+        _delete_answers(locked)
+        Participant.objects.filter(pk=locked.pk).delete()
+        audit_subject_erase(subject=subject)
+        Study.objects.filter(pk=study.pk).update(withdrawn_count=F("withdrawn_count") + 1)
         audit_record(
             actor=actor, actor_label="" if actor is not None else PARTICIPANT_ACTOR,
-            action="survey.participant_withdraw", target=locked,
-            details={"study": locked.study.slug, "via": via, "previous_status": previous_status, "dataset_versions_marked": affected},
+            action="survey.participant_withdraw", target_type="survey.participant", subject=subject,
+            details={"study": study.slug, "via": via, "previous_status": previous_status,
+                     "dataset_versions_marked": affected, "files_deleted": files_deleted},
         )
+        selectors.study_report_forget(study)
+        transaction.on_commit(lambda: selectors.study_report_forget(study))
         return affected
+
+
+def _participant_identifiers(participant: Participant) -> list[str]:
+    """What would link a file back to this participant: for receivers that scrub derived files."""
+    return [participant.pseudonym, f"survey-{participant.pseudonym}", participant.token, participant.withdrawal_code]
+
+
+def _dataset_files_delete(versions: list[DatasetVersion], now) -> int:
+    """Delete the versions' files from disk (the rows keep paths and hashes as the record)."""
+    deleted = 0
+    for version in versions:
+        for entry in version.files:
+            path = Path(entry["path"])
+            if path.is_file():
+                path.unlink(missing_ok=True)
+                deleted += 1
+        DatasetVersion.objects.filter(pk=version.pk).update(files_deleted_at=now)
+    return deleted
+
+
+def _admin_history_delete(participant: Participant):
+    """Django admin's change history names objects (a persona's name carries the pseudonym);
+    the entries about this participant's rows go with them."""
+    from django.contrib.admin.models import LogEntry
+    from django.contrib.contenttypes.models import ContentType
+
+    objects = {Participant: [participant.pk],
+               Persona: list(Persona.objects.filter(participant=participant).values_list("pk", flat=True)),
+               CrisisFlag: list(CrisisFlag.objects.filter(participant=participant).values_list("pk", flat=True))}
+    for model, pks in objects.items():
+        if pks:
+            LogEntry.objects.filter(content_type=ContentType.objects.get_for_model(model),
+                                    object_id__in=[str(pk) for pk in pks]).delete()
 
 
 @transaction.atomic
 def crisis_flag_review(*, flag: CrisisFlag, actor) -> CrisisFlag:
-    flag = CrisisFlag.objects.select_for_update().get(pk=flag.pk)
+    flag = CrisisFlag.objects.select_for_update().select_related("participant").get(pk=flag.pk)
     if flag.reviewed_at is None:
         flag.reviewed_at = timezone.now()
         flag.reviewed_by = actor
         flag.save(update_fields=["reviewed_at", "reviewed_by"])
-        audit_record(actor=actor, action="survey.crisis_flag_review", target=flag, details={"item": flag.item_key})
+        audit_record(actor=actor, action="survey.crisis_flag_review", target_type="survey.crisisflag",
+                     subject=_audit_subject(flag.participant), details={"item": flag.item_key})
     return flag
 
 
@@ -564,7 +627,8 @@ def _participant_ids(participants) -> list[int]:
         found = dict(Participant.objects.filter(pseudonym__in=pseudonyms).values_list("pseudonym", "pk"))
         unknown = pseudonyms - set(found)
         if unknown:
-            raise SurveyError(f"unknown participant pseudonyms: {', '.join(sorted(unknown)[:5])}")
+            raise SurveyError(f"unknown participant pseudonyms: {', '.join(sorted(unknown)[:5])} "
+                              "(a participant who has withdrawn is gone; build the dataset without them)")
         ids |= set(found.values())
     return sorted(ids)
 
@@ -592,7 +656,8 @@ def dataset_version_create(*, kind: str, participants, files, actor=None, study:
         rows = list(Participant.objects.select_for_update().filter(pk__in=ids).order_by("pk").values_list("pk", "status"))
         unknown = set(ids) - {pk for pk, _ in rows}
         if unknown:
-            raise SurveyError(f"unknown participant ids: {', '.join(map(str, sorted(unknown)[:5]))}")
+            raise SurveyError(f"unknown participant ids: {', '.join(map(str, sorted(unknown)[:5]))} "
+                              "(a participant who has withdrawn is gone; build the dataset without them)")
         withdrawn = [pk for pk, status in rows if status == Participant.Status.WITHDRAWN]
         if withdrawn:
             raise SurveyError(f"{len(withdrawn)} of these participants have withdrawn; build the dataset without them")
@@ -798,7 +863,8 @@ def persona_update(*, persona: Persona, text: str, split: str | None = None, act
         changed.append("split")
     if changed:
         persona.save()
-        audit_record(actor=actor, action="survey.persona_edit", target=persona, details={"changed": changed})
+        audit_record(actor=actor, action="survey.persona_edit", target_type="survey.persona",
+                     subject=_audit_subject(persona.participant), details={"changed": changed})
     return persona
 
 

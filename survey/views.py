@@ -70,7 +70,14 @@ def _page(request, template, participant, progress, step, context=None, status=2
     return render(request, template, base, status=status)
 
 
+def link_gone(request):
+    """An unknown participant link, or one whose participant withdrew (their row is gone): a kind 404."""
+    return render(request, "survey/link_gone.html", {}, status=404)
+
+
 def _next(participant: Participant, crisis: bool = False) -> SeeOther:
+    if not Participant.objects.filter(pk=participant.pk).exists():
+        return SeeOther(reverse("survey:withdrawn"))  # withdrew (in another tab) while this page was open
     participant.refresh_from_db()
     url = status_url(participant) or step_url(participant, selectors.participant_progress(participant).next_step)
     return SeeOther(url + ("?support=1" if crisis else ""))
@@ -85,7 +92,7 @@ def participant_step(step: str | None):
         def wrapper(request, token, *args, **kwargs):
             participant = selectors.participant_by_token(token)
             if participant is None:
-                raise Http404("No such participant link.")
+                return link_gone(request)
             if request.method == "POST" and request.POST.get("participant") != participant.token:
                 return render(request, "survey/error.html", {
                     "message": "This form belongs to a different participant link, so nothing was saved. "
@@ -151,7 +158,7 @@ def entry(request, slug):
 def resume(request, token):
     participant = selectors.participant_by_token(token)
     if participant is None:
-        raise Http404("No such participant link.")
+        return link_gone(request)
     return SeeOther(status_url(participant) or step_url(participant, selectors.participant_progress(participant).next_step))
 
 
@@ -196,7 +203,7 @@ def consent_copy(request, token):
     """The participant's own copy of what they agreed to: printable, or as a text file."""
     participant = selectors.participant_by_token(token)
     if participant is None:
-        raise Http404("No such participant link.")
+        return link_gone(request)
     record = selectors.participant_consent(participant)
     if record is None:
         raise Http404("No consent has been recorded on this link.")
@@ -356,7 +363,7 @@ def closing(request, participant, progress):
 def done(request, token):
     participant = selectors.participant_by_token(token)
     if participant is None:
-        raise Http404("No such participant link.")
+        return link_gone(request)
     if participant.status != Participant.Status.COMPLETED:
         return SeeOther(status_url(participant) or reverse("survey:resume", args=[token]))
     study = participant.study
@@ -374,7 +381,7 @@ def done(request, token):
 def ended(request, token):
     participant = selectors.participant_by_token(token)
     if participant is None:
-        raise Http404("No such participant link.")
+        return link_gone(request)
     if participant.status not in (Participant.Status.SCREENED_OUT, Participant.Status.WITHDRAWN):
         return SeeOther(reverse("survey:resume", args=[token]))
     study = participant.study
@@ -391,7 +398,7 @@ def ended(request, token):
 def withdraw(request, token):
     participant = selectors.participant_by_token(token)
     if participant is None:
-        raise Http404("No such participant link.")
+        return link_gone(request)
     if request.method == "POST":
         if request.POST.get("participant") != participant.token:
             return render(request, "survey/error.html", {"message": "This form belongs to a different participant link; nothing was changed."}, status=400)
@@ -399,10 +406,15 @@ def withdraw(request, token):
             return render(request, "survey/withdraw.html", {"participant": participant, "token": token,
                                                             "error": "Please tick the box to confirm."}, status=400)
         services.participant_withdraw(participant=participant, via="resume_link")
-        return SeeOther(reverse("survey:ended", args=[token]))
+        return SeeOther(reverse("survey:withdrawn"))
     if participant.status == Participant.Status.WITHDRAWN:
         return SeeOther(reverse("survey:ended", args=[token]))
     return render(request, "survey/withdraw.html", {"participant": participant, "token": token})
+
+
+def withdrawn(request):
+    """Where a withdrawal ends: addressed by nothing of the person's, since nothing of theirs is left."""
+    return render(request, "survey/withdrawn.html", {})
 
 
 # Withdrawal by code: failed attempts are limited per code and, with a higher
@@ -436,7 +448,8 @@ def withdraw_by_code(request):
         if participant is None:
             WITHDRAWAL_FAILURES_PER_ADDRESS.record_failure(address)
             WITHDRAWAL_FAILURES_PER_CODE.record_failure(code_key)
-            context["error"] = "We could not find that code. Please check it (it looks like ABCDE-23456) and try again."
+            context["error"] = ("We could not find that code. Please check it (it looks like ABCDE-23456) and try again. "
+                                "If you have already withdrawn, your answers are deleted and there is nothing more to do.")
             return render(request, "survey/withdraw_code.html", context, status=400)
         if request.POST.get("confirm") != "yes":
             WITHDRAWAL_FAILURES_PER_CODE.record_failure(code_key)

@@ -156,12 +156,37 @@ class ArtifactInline(admin.TabularInline):
         return False
 
 
+def _withdrawal_cell(job: Job) -> str:
+    if job.affected_by_withdrawal_at is None:
+        return "—"
+    return format_html('<strong class="errornote" title="{}">Withdrawn data: {}</strong>', job.withdrawal_note,
+                       ", ".join(f"#{pk}" for pk in job.withdrawn_dataset_versions))
+
+
+class WithdrawnFilter(admin.SimpleListFilter):
+    title = "built from withdrawn data"
+    parameter_name = "withdrawn"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Yes"), ("no", "No")]
+
+    def queryset(self, request, queryset):
+        field = "affected_by_withdrawal_at__isnull" if queryset.model is Job else "job__affected_by_withdrawal_at__isnull"
+        if self.value() in ("yes", "no"):
+            return queryset.filter(**{field: self.value() == "no"})
+        return queryset
+
+
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "kind", "queue", "state", "attempts", "progress_step", "progress_total", "heartbeat_at"]
-    list_filter = ["state", "kind", "queue"]
-    readonly_fields = [f.name for f in Job._meta.fields] + ["depends_on"]
+    list_display = ["__str__", "kind", "queue", "state", "attempts", "progress_step", "progress_total", "heartbeat_at", "withdrawal"]
+    list_filter = ["state", "kind", "queue", WithdrawnFilter]
+    readonly_fields = ["withdrawal_note"] + [f.name for f in Job._meta.fields] + ["depends_on"]
     inlines = [ArtifactInline]
+
+    @admin.display(description="withdrawal")
+    def withdrawal(self, obj):
+        return _withdrawal_cell(obj)
 
     def has_add_permission(self, request):
         return False
@@ -172,9 +197,13 @@ class JobAdmin(admin.ModelAdmin):
 
 @admin.register(Artifact)
 class ArtifactAdmin(admin.ModelAdmin):
-    list_display = ["name", "kind", "job", "sha256", "model_version", "created_at"]
-    list_filter = ["kind"]
-    readonly_fields = [f.name for f in Artifact._meta.fields]
+    list_display = ["name", "kind", "job", "sha256", "model_version", "created_at", "withdrawal"]
+    list_filter = ["kind", WithdrawnFilter]
+    readonly_fields = [f.name for f in Artifact._meta.fields] + ["withdrawal"]
+
+    @admin.display(description="withdrawal")
+    def withdrawal(self, obj):
+        return _withdrawal_cell(obj.job)
 
     def has_add_permission(self, request):
         return False

@@ -70,6 +70,11 @@ class Job(models.Model):
     error = models.TextField(blank=True)
     result = models.JSONField(default=dict, blank=True)
     lineage = models.JSONField(default=dict, blank=True, help_text="Dataset version, reward models and parent checkpoint used.")
+    # Set when a participant in a survey dataset version this job (or one upstream of it) read withdrew
+    # (training.withdrawal); kept apart from ``lineage``, which the stage writes when it finishes.
+    affected_by_withdrawal_at = models.DateTimeField(null=True, blank=True, editable=False)
+    withdrawn_dataset_versions = models.JSONField(default=list, blank=True, editable=False,
+                                                  help_text="Survey dataset versions behind this job that a withdrawal affected.")
 
     class Meta:
         ordering = ["experiment_id", "position"]
@@ -81,6 +86,14 @@ class Job(models.Model):
     @property
     def is_finished(self):
         return self.state in self.FINISHED
+
+    @property
+    def withdrawal_note(self) -> str:
+        if self.affected_by_withdrawal_at is None:
+            return ""
+        versions = ", ".join(f"#{pk}" for pk in self.withdrawn_dataset_versions)
+        return (f"Built from data of a participant who withdrew (survey dataset version {versions}, "
+                f"{self.affected_by_withdrawal_at:%Y-%m-%d %H:%M} UTC): do not use or publish.")
 
     def work_dir(self):
         from pathlib import Path

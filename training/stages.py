@@ -536,6 +536,12 @@ def _register_model_version(job: Job, *, kind: str, path: Path, model_ref: str, 
                   "sha256": sha256_file(weights) if weights else "",
                   "provenance": {"experiment": job.experiment.pk, "job": job.pk, **provenance}},
     )
+    from training.withdrawal import withdrawal_mark_for
+
+    mark = withdrawal_mark_for(job)  # a withdrawal that came while this job ran
+    if mark:
+        version.provenance = {**version.provenance, "affected_by_withdrawal": mark}
+        version.save(update_fields=["provenance"])
     return version
 
 

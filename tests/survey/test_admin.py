@@ -38,13 +38,15 @@ def test_admin_withdraw_action_and_exports(client, researcher, study):
     client.force_login(researcher)
     client.post("/admin/survey/study/", {"action": "export_answers", "_selected_action": [study.pk]})
     assert DatasetVersion.objects.filter(kind="survey_answers").count() == 1
-    client.post("/admin/survey/participant/", {"action": "withdraw", "_selected_action": [participant.pk]})
-    participant.refresh_from_db()
-    assert participant.status == Participant.Status.WITHDRAWN
+    other = complete_participant(study)
+    page = client.get(f"/admin/survey/participant/{other.pk}/change/").content.decode()
+    assert other.pseudonym in page and other.token not in page
+    response = client.post("/admin/survey/participant/", {"action": "withdraw", "_selected_action": [participant.pk]}, follow=True)
+    assert "1 participant(s) withdrawn" in response.content.decode()
+    assert participant.pseudonym not in response.content.decode()
+    assert not Participant.objects.filter(pk=participant.pk).exists()
     assert DatasetVersion.objects.get().affected_by_withdrawal_at is not None
     assert AuditEvent.objects.get(action="survey.participant_withdraw").actor == researcher
-    page = client.get(f"/admin/survey/participant/{participant.pk}/change/").content.decode()
-    assert participant.token not in page
     for name in ("study", "participant", "persona", "datasetversion", "weightvector", "crisisflag", "personaselection", "consentversion"):
         assert client.get(f"/admin/survey/{name}/").status_code == 200, name
 

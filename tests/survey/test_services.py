@@ -3,12 +3,13 @@ rotation, personas and weight vectors end to end."""
 import csv
 import json
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
 from django.db import connection
 
-from core.models import AuditEvent
+from core.models import AuditEvent, AuditSubject
 from survey import selectors, services
 from survey.exceptions import InvalidAnswer, StepNotAvailable, SurveyError
 from survey.models import (
@@ -47,10 +48,17 @@ def test_withdrawal_deletes_answers_marks_versions_and_later_exports_exclude(stu
     marked = services.participant_withdraw(participant=leaves, via="resume_link")
 
     assert sorted(marked) == sorted([answers.pk, personas.pk, vector.dataset_version_id])
-    leaves.refresh_from_db()
-    assert leaves.status == Participant.Status.WITHDRAWN and leaves.prolific_pid_hash == ""
+    # Nothing of theirs is left: not even the emptied participant row.
+    assert not Participant.objects.filter(pk=leaves.pk).exists()
     for model in (Answer, ImportanceRating, CriteriaRanking, ResponseRanking, ConsentRecord, Persona):
-        assert not model.objects.filter(participant=leaves).exists(), model
+        assert not model.objects.filter(participant_id=leaves.pk).exists(), model
+    assert selectors.study_funnel(study)["withdrawn"] == 1 and selectors.study_funnel(study)["started"] == 2
+    # The versions that held them stay, marked, with their hashes; their files are gone from disk.
+    for version in (answers, personas, vector.dataset_version):
+        version.refresh_from_db()
+        assert version.files_deleted_at is not None and version.sha256 and version.participant_count == 2
+        assert not any(Path(f["path"]).exists() for f in version.files)
+        assert list(version.participants.all()) == [stays]
     for version in (answers, personas):
         problem = selectors.dataset_version_withdrawal_problem(version)
         assert f"dataset version #{version.pk}" in problem and "withdrew" in problem
@@ -62,10 +70,13 @@ def test_withdrawal_deletes_answers_marks_versions_and_later_exports_exclude(stu
     rows = list(csv.DictReader(open(later.files[0]["path"])))
     assert [r["participant"] for r in rows] == [stays.pseudonym]
     assert list(later.participants.all()) == [stays]
-    # The audit row says who withdrew (pseudonymous id) and what was marked, and nothing they answered.
+    # The audit row records the withdrawal and what was marked under a subject key that now leads nowhere,
+    # with no id of theirs and nothing they answered.
     event = AuditEvent.objects.get(action="survey.participant_withdraw")
-    assert event.target_id == str(leaves.pk) and event.actor_label == "participant"
-    assert set(event.details) == {"study", "via", "previous_status", "dataset_versions_marked"}
+    assert event.target_type == "survey.participant" and event.target_id == "" and event.actor_label == "participant"
+    assert event.subject_key and not AuditSubject.objects.filter(key=event.subject_key).exists()
+    assert set(event.details) == {"study", "via", "previous_status", "dataset_versions_marked", "files_deleted"}
+    assert event.details["files_deleted"] == 3
     # Idempotent.
     assert services.participant_withdraw(participant=leaves, via="code") == []
 
@@ -74,9 +85,11 @@ def test_withdrawal_by_code_page(client, study):
     participant = complete_participant(study)
     response = client.post("/study/withdraw/", {"code": participant.withdrawal_code.lower().replace("-", " "), "confirm": "yes"})
     assert response.status_code == 200 and "You have withdrawn" in response.content.decode()
-    participant.refresh_from_db()
-    assert participant.status == Participant.Status.WITHDRAWN
+    assert not Participant.objects.filter(pk=participant.pk).exists()
     assert client.post("/study/withdraw/", {"code": "AAAAA-BBBBB", "confirm": "yes"}).status_code == 400
+    # The same code again: not found, and told kindly that there is nothing more to do.
+    again = client.post("/study/withdraw/", {"code": participant.withdrawal_code, "confirm": "yes"})
+    assert again.status_code == 400 and "If you have already withdrawn" in again.content.decode()
 
 
 def test_withdrawal_from_the_resume_link_mid_survey(client, study):
@@ -85,9 +98,13 @@ def test_withdrawal_from_the_resume_link_mid_survey(client, study):
     services.consent_give(participant=participant, consent_version_id=version.pk, agreed=[0, 1, 2])
     assert client.post(f"/study/r/{participant.token}/withdraw/", {"participant": participant.token}).status_code == 400
     response = client.post(f"/study/r/{participant.token}/withdraw/", {"participant": participant.token, "confirm": "yes"})
-    assert response["Location"] == f"/study/r/{participant.token}/ended/"
+    # The end page is addressed by nothing of theirs; their own link now leads to a kind 404.
+    assert response["Location"] == "/study/withdraw/done/"
     assert "You have withdrawn" in client.get(response["Location"]).content.decode()
-    assert not ConsentRecord.objects.filter(participant=participant).exists()
+    assert not ConsentRecord.objects.filter(participant_id=participant.pk).exists()
+    gone = client.get(f"/study/r/{participant.token}/background/")
+    assert gone.status_code == 404 and "If you withdrew from the study" in gone.content.decode()
+    # A page still open in another tab: nothing is saved, and the person is sent to the end page.
     with pytest.raises(StepNotAvailable):
         services.background_save(participant=participant, data=background_data())
 
@@ -111,8 +128,12 @@ def test_dataset_version_create_api(study, tmp_path):
     with pytest.raises(SurveyError, match="not found"):
         services.dataset_version_create(kind="training", participants=[a], files=[tmp_path / "missing"])
     services.participant_withdraw(participant=b, via="admin")
+    assert not first.exists() and not second.exists()  # the files that held b are deleted
+    first.write_text("one\n")
     with pytest.raises(SurveyError, match="withdrawn"):
         services.dataset_version_create(kind="training", participants=[a, b], files=[first])
+    with pytest.raises(SurveyError, match="withdrawn"):
+        services.dataset_version_create(kind="training", participants=[b.pseudonym], files=[first])
     assert selectors.dataset_version_withdrawal_problem(None) is not None
 
 

@@ -419,8 +419,11 @@ def test_crisis_text_shows_helplines_and_flags(client, study, researcher):
     # Not blocked: the answer is saved and the next page is the next step.
     assert Answer.objects.get(participant=participant, item_key="background.gender").text.startswith("honestly")
     assert CrisisFlag.objects.filter(participant=participant, item_key="background.gender").exists()
+    # The audit row carries the participant's subject key, no id of theirs, and not what they wrote.
     event = AuditEvent.objects.get(action="survey.crisis_flag")
-    assert event.details["participant"] == participant.pseudonym and "kill" not in str(event.details)
+    participant.refresh_from_db()
+    assert event.subject_key == participant.audit_subject.key and event.target_id == ""
+    assert participant.pseudonym not in str(event.details) and "kill" not in str(event.details)
     client.force_login(researcher)
     dashboard = client.get(f"/study/manage/{study.slug}/").content.decode()
     assert participant.pseudonym in dashboard and "background.gender" in dashboard
