@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.utils.html import format_html
 
 from . import roles
 from .models import AuditEvent, CriteriaSet, CriteriaSetMember, Criterion, Helpline, ModelVersion, Response, Scenario
@@ -56,9 +57,20 @@ class HiddenFromRatersMixin:
 
 @admin.register(ModelVersion)
 class ModelVersionAdmin(HiddenFromRatersMixin, admin.ModelAdmin):
-    list_display = ["name", "kind", "model_ref", "parent", "created_at"]
+    list_display = ["name", "kind", "model_ref", "parent", "created_at", "withdrawal"]
     list_filter = ["kind"]
     search_fields = ["name", "model_ref"]
+    readonly_fields = ["withdrawal"]
+
+    @admin.display(description="withdrawal")
+    def withdrawal(self, obj):
+        """Set by training when a participant in a survey dataset version behind this model withdrew."""
+        mark = (obj.provenance or {}).get("affected_by_withdrawal")
+        if not mark:
+            return "—"
+        versions = ", ".join(f"#{pk}" for pk in mark.get("dataset_versions", []))
+        return format_html('<strong class="errornote">Trained on withdrawn data (survey dataset version {}, {}): '
+                           "do not use or publish.</strong>", versions, mark.get("at", ""))
 
 
 @admin.register(Response)

@@ -524,7 +524,7 @@ def participant_withdraw(*, participant: Participant, via: str, actor=None) -> l
     Returns the ids of the versions newly marked. Idempotent: a participant
     already gone returns []."""
     with transaction.atomic():
-        locked = Participant.objects.select_for_update().select_related("study", "audit_subject").filter(pk=participant.pk).first()
+        locked = Participant.objects.select_for_update().select_related("study").filter(pk=participant.pk).first()
         if locked is None or locked.status == Participant.Status.WITHDRAWN:
             return []
         now = timezone.now()
