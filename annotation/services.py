@@ -356,6 +356,40 @@ def _screen_responses(scenarios, responses, source_a, source_b) -> dict[int, lis
     return hits
 
 
+def rating_study_screen(*, study: RatingStudy, actor=None) -> int:
+    """Run the self-identification screen again over a study's items that are
+    not excluded (``rating_study_open`` does, so texts edited after creation
+    are screened too). New hits are stored and their items go back to
+    "not reviewed"; hits already known keep their decision. Returns how many
+    new hits were found (audited when there are any)."""
+    with transaction.atomic():
+        study = RatingStudy.objects.select_for_update().select_related("source_a", "source_b").get(pk=study.pk)
+        terms = screening.source_terms(study.source_a) + screening.source_terms(study.source_b)
+        known = set(ScreeningHit.objects.filter(study=study).values_list("item_id", "source", "kind", "start", "matched"))
+        new_hits, flagged = [], set()
+        items = study.items.exclude(screen=RatingItem.Screen.EXCLUDE).select_related("response_a", "response_b")
+        for item in items:
+            for label, response in (("a", item.response_a), ("b", item.response_b)):
+                for hit in screening.screen_text(response.text, terms=terms):
+                    if (item.pk, label, hit.kind, hit.start, hit.matched[:300]) in known:
+                        continue
+                    new_hits.append(ScreeningHit(
+                        study=study, item=item, source=label, kind=hit.kind, term=hit.term[:300], matched=hit.matched[:300],
+                        start=hit.start, before=hit.before[-100:], after=hit.after[:100],
+                    ))
+                    flagged.add(item.pk)
+        ScreeningHit.objects.bulk_create(new_hits)
+        RatingItem.objects.filter(pk__in=flagged).update(screen=RatingItem.Screen.PENDING, screen_reviewed_by=None,
+                                                         screen_reviewed_at=None)
+        study.screened_at = timezone.now()
+        study.save(update_fields=["screened_at"])
+        if new_hits:
+            audit_record(actor=actor, action="annotation.study.screen", target=study,
+                         details={"new_hits": len(new_hits), "items": len(flagged),
+                                  "list_version": screening.screen_lists()["version"]})
+    return len(new_hits)
+
+
 def _replan_assignments(study: RatingStudy) -> int:
     """Rebuild a draft study's assignments over its items that are not excluded,
     from its seed: every remaining item still gets exactly ``overlap``
@@ -433,7 +467,9 @@ def _study_transition(*, study: RatingStudy, actor, to: str, allowed_from: tuple
 def rating_study_open(*, study: RatingStudy, actor) -> RatingStudy:
     """Open a draft study to its clinicians, or reopen a closed one. Refused
     while any item's self-identification hits are unreviewed, or when every
-    item was excluded."""
+    item was excluded. A draft is screened again first."""
+    if RatingStudy.objects.filter(pk=study.pk, state=RatingStudy.State.DRAFT).exists():
+        rating_study_screen(study=study, actor=actor)
     pending = RatingItem.objects.filter(study=study, screen=RatingItem.Screen.PENDING).count()
     if pending:
         raise InvalidTransition(

@@ -120,8 +120,13 @@ class ExperimentAdmin(admin.ModelAdmin):
                 except AnnotationError as exc:
                     form.add_error(None, str(exc))
                 else:
-                    messages.success(request, f"Rating study {study.name!r} is open for the chosen clinicians.")
-                    return redirect("admin:training_experiment_report", experiment.pk)
+                    if study.is_open:
+                        messages.success(request, f"Rating study {study.name!r} is open for the chosen clinicians.")
+                        return redirect("admin:training_experiment_report", experiment.pk)
+                    # Replies that may name their model: a researcher keeps or excludes each before it opens.
+                    messages.warning(request, f"Rating study {study.name!r} was created as a draft: the self-identification "
+                                              "screen flagged replies to review (keep or exclude each) before it can open.")
+                    return redirect("admin:annotation_ratingstudy_change", study.pk)
         context = {**self.admin_site.each_context(request), "opts": self.model._meta, "form": form, "experiment": experiment,
                    "title": f"Send {experiment.name} for clinician rating"}
         return render(request, "admin/training/experiment/send_for_rating.html", context, status=status)

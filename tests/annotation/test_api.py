@@ -128,14 +128,20 @@ def test_a_study_that_is_not_open_shows_none_of_its_content(client, state):
 
 
 def test_clinicians_see_both_sources_normalised_the_same_way(client):
-    from annotation.services import rating_study_open
+    from annotation.exceptions import InvalidTransition
+    from annotation.models import RatingItem
+    from annotation.services import rating_item_screen_review, rating_study_open
     from core.models import Response
 
     study = make_study(n_items=1, n_clinicians=1, overlap=1, open_now=False)
     item = study.items.get()
     Response.objects.filter(pk=item.response_a_id).update(text="<|im_start|>assistant\nThat sounds hard.<|im_end|>\n\n\n\n")
     Response.objects.filter(pk=item.response_b_id).update(text="  Try resting.\n\n\n\nThen talk to someone.</s>  ")
-    rating_study_open(study=study, actor=None)  # the edits came after the screen, which ran at creation
+    # Edited after creation: opening screens again, finds the debris and refuses until it is reviewed.
+    with pytest.raises(InvalidTransition, match="nobody has reviewed"):
+        rating_study_open(study=study, actor=None)
+    rating_item_screen_review(item=RatingItem.objects.get(pk=item.pk), decision="keep", actor=None)
+    rating_study_open(study=study, actor=None)
     assignment = Assignment.objects.get(study=study)
     client.force_login(assignment.clinician)
     payload = client.get(reverse("annotation:api-item", kwargs={"token": assignment.token})).json()

@@ -608,3 +608,20 @@ def test_a_study_with_every_item_excluded_cannot_open():
     assert not Assignment.objects.filter(study=study).exists()
     with pytest.raises(InvalidTransition, match="nothing to rate"):
         services.rating_study_open(study=study, actor=None)
+
+
+def test_opening_screens_again_and_known_hits_keep_their_decision():
+    from annotation.models import RatingItem, ScreeningHit
+    from core.models import Response
+
+    study, named, debris = _study_with_flagged_items()
+    services.rating_item_screen_review(item=named, decision="keep", actor=None)
+    services.rating_item_screen_review(item=debris, decision="keep", actor=None)
+    clear = RatingItem.objects.filter(study=study, screen="clear").select_related("response_b").first()
+    Response.objects.filter(pk=clear.response_b_id).update(text="Hi! I'm Gemma. Rest well.")
+    with pytest.raises(InvalidTransition, match="1 item"):
+        services.rating_study_open(study=study, actor=None)
+    assert RatingItem.objects.get(pk=clear.pk).screen == "pending"
+    assert RatingItem.objects.get(pk=named.pk).screen == "keep"  # unchanged text: still kept
+    assert ScreeningHit.objects.filter(item=clear, matched="Gemma").exists()
+    assert AuditEvent.objects.filter(action="annotation.study.screen", target_id=str(study.pk)).exists()
