@@ -24,14 +24,25 @@
      wins among the decided scenarios (p = 1 when there are none);
    - optional reward-model scores (mean standardised reward per model and
      criterion) via ``rewards.RewardScorer``.
-4. Plots: ``pareto.{png,svg}`` (headline win rate on two criteria, the
-   non-dominated models joined) and ``win_rates.{png,svg}`` (the table).
+   - uncertainty (``evaluation_statistics``, from the stored per-persona votes
+     alone, so ``recompute_statistics(output_dir)`` redoes it from the run
+     directory): a 95 % two-level bootstrap interval (scenarios, and personas
+     within scenarios; ``stats``) for every average pairwise win rate and
+     pairwise rate, tie rates and the number of decisive (non-tie)
+     comparisons, Holm-adjusted McNemar p-values over every pairing and
+     criterion of the run, mean answer length per model, a length-controlled
+     win rate with its interval, and the study's shape checks
+     (``shape_checks``).
+4. Plots: ``pareto.{png,svg}`` (headline win rate on two criteria with the
+   bootstrap intervals as error bars, the non-dominated models joined) and
+   ``win_rates.{png,svg}`` (the table).
 
 Everything a synthetic judge produced says so (``synthetic`` in the report,
 in each decision, and in plot titles).
 """
 from __future__ import annotations
 
+import math
 import random
 import re
 import time
@@ -57,6 +68,8 @@ from .io import (
     repair_jsonl_tail,
 )
 from .judges import Judge, JudgeRequest, build_judge
+from .shape_checks import SHAPE_RULES, ShapeRoles, run_shape_checks
+from .stats import bootstrap_evaluation, holm_adjust, mcnemar_exact_p, percentile_interval, word_count
 
 __all__ = [
     "EvalModel",
@@ -66,6 +79,9 @@ __all__ = [
     "run_evaluation",
     "answers_file_name",
     "summarise_decisions",
+    "evaluation_statistics",
+    "recompute_statistics",
+    "answer_lengths",
     "mcnemar_p_value",
     "plot_pareto",
     "plot_win_rate_table",
@@ -82,6 +98,14 @@ RULES = {
     "win_rate_ties_half": "(wins + ties/2) / decisions, for reference",
     "mcnemar": "exact McNemar on [[0, wins_a], [wins_b, ties]]: two-sided binomial test of wins_a among wins_a + wins_b; "
     "p = 1 when no scenario was decided either way",
+    "holm": "mcnemar_p_holm: Holm's step-down correction over every pairing and criterion of this evaluation (one family)",
+    "interval": "95% percentile interval of a two-level bootstrap: resample the test scenarios, and within each drawn "
+    "scenario its personas, with replacement; the majority of the drawn personas' valid votes decides each scenario; "
+    "seeded (bootstrap.seed), so a rerun gives the same interval",
+    "tie_rate": "ties / decisions; decisive = wins + losses (decisions that were not ties)",
+    "length_controlled_win_rate": "per criterion, logit P(A preferred) = alpha_pair + gamma * tanh(word difference / sd) "
+    "fitted on every decided scenario (ties as half, small ridge penalty); the rate is sigmoid(alpha_pair), the preference "
+    "at equal length, averaged over opponents like the headline (compare with win_rate_ties_half)",
 }
 
 
@@ -133,6 +157,7 @@ class EvaluationConfig:
     pareto: list[str] = field(default_factory=lambda: ["empathy", "safety"])
     chunk_size: int = 16  # (scenario, pair) units per judge batch
     progress_bar: bool = True
+    bootstrap_samples: int = 1000  # replicates behind every interval (0: no intervals)
 
     def __post_init__(self):
         names = [m.name for m in self.models]
@@ -161,11 +186,8 @@ class EvaluationResult:
 
 
 def mcnemar_p_value(wins_a: int, wins_b: int, ties: int) -> float:
-    if wins_a + wins_b == 0:
-        return 1.0
-    from statsmodels.stats.contingency_tables import mcnemar
-
-    return float(mcnemar([[0, wins_a], [wins_b, ties]], exact=True).pvalue)
+    """Exact McNemar on [[0, wins_a], [wins_b, ties]]: ties are concordant and do not enter the test."""
+    return mcnemar_exact_p(wins_a, wins_b)
 
 
 def summarise_decisions(decisions: Sequence[dict], models: Sequence[str], criteria: Sequence[str]) -> dict:
@@ -218,6 +240,97 @@ def summarise_decisions(decisions: Sequence[dict], models: Sequence[str], criter
     return {"table": table, "pairings": pairings}
 
 
+def answer_lengths(decisions: Sequence[dict], models: Sequence[str]) -> dict:
+    """Mean answer length per model (words and characters), over the distinct scenarios it answered."""
+    texts: dict[str, dict[str, str]] = {m: {} for m in models}
+    for d in decisions:
+        for side in ("a", "b"):
+            model, text = d.get(f"model_{side}"), d.get(f"response_{side}")
+            if model in texts and isinstance(text, str):
+                texts[model][d["scenario_id"]] = text
+    out = {}
+    for m in models:
+        answers = list(texts[m].values())
+        out[m] = {"answers": len(answers),
+                  "mean_words": sum(word_count(t) for t in answers) / len(answers) if answers else None,
+                  "mean_characters": sum(len(t) for t in answers) / len(answers) if answers else None}
+    return out
+
+
+def _finite(value) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def evaluation_statistics(decisions: Sequence[dict], models: Sequence[str], criteria: Sequence[str], *,
+                          samples: int = 1000, seed: int = 0, roles: ShapeRoles | None = None) -> dict:
+    """Counts, rates, intervals, Holm-adjusted McNemar, lengths and shape checks from the decision lines.
+
+    The rules are in ``RULES`` (and ``SHAPE_RULES``); every number comes from the stored votes, so the same
+    decisions, samples and seed give the same result."""
+    models, criteria = list(models), list(criteria)
+    latest: dict[tuple, dict] = {}
+    for d in decisions:  # a pair redone after an interruption: its latest line counts, once
+        latest[(d["scenario_id"], d["model_a"], d["model_b"], d["criterion"])] = d
+    decisions = list(latest.values())
+    summary = summarise_decisions(decisions, models, criteria)
+    boot = bootstrap_evaluation(decisions, models, criteria, samples=samples, seed=seed)
+    for m in models:
+        for c in criteria:
+            row = summary["table"][m][c]
+            mi, ci = boot.model_index(m), boot.criterion_index(c)
+            row["interval"] = percentile_interval(boot.replicates["apwr"][:, mi, ci]) if samples else None
+            row["tie_rate"] = row["ties"] / row["decisions"] if row["decisions"] else None
+            row["decisive"] = row["wins"] + row["losses"]
+            if "lc" in boot.observed:
+                row["length_controlled_win_rate"] = _finite(boot.observed["lc"][mi, ci])
+                row["length_controlled_interval"] = percentile_interval(boot.replicates["lc"][:, mi, ci]) if samples else None
+    pair_index = {pair: i for i, pair in enumerate(boot.table.pairs)}
+    adjusted = holm_adjust([p["mcnemar_p"] for p in summary["pairings"]])
+    for pairing, p_holm in zip(summary["pairings"], adjusted):
+        pi, ci = pair_index[(pairing["model_a"], pairing["model_b"])], boot.criterion_index(pairing["criterion"])
+        pairing["mcnemar_p_holm"] = p_holm
+        pairing["tie_rate"] = pairing["ties"] / pairing["decisions"] if pairing["decisions"] else None
+        pairing["decisive"] = pairing["wins_a"] + pairing["wins_b"]
+        pairing["win_rate_a_interval"] = percentile_interval(boot.replicates["pair_rate_a"][:, pi, ci]) if samples else None
+        if "pair_lc_a" in boot.observed:
+            pairing["length_controlled_win_rate_a"] = _finite(boot.observed["pair_lc_a"][pi, ci])
+    return {
+        "table": summary["table"],
+        "pairings": summary["pairings"],
+        "lengths": answer_lengths(decisions, models),
+        "bootstrap": {"samples": samples, "seed": seed, "level": 0.95, "method": "two-level percentile bootstrap",
+                      "scenarios": len(boot.table.scenarios)},
+        "multiple_comparisons": {"method": "holm", "family_size": len(summary["pairings"]),
+                                 "family": "every pairing and criterion of this evaluation"},
+        "shape_checks": run_shape_checks(boot, roles) if samples else [],
+        "shape_rules": SHAPE_RULES,
+    }
+
+
+def recompute_statistics(output_dir: str | Path, *, samples: int | None = None, seed: int | None = None) -> dict:
+    """Redo every number of ``evaluation.json`` from ``judge_decisions.jsonl`` in the same folder (rewrites the
+    report and the plots). The latest line for a (scenario, pair, criterion) counts, as in a resumed run."""
+    out_dir = Path(output_dir)
+    from .io import read_json
+
+    report = read_json(out_dir / "evaluation.json")
+    previous = report.get("bootstrap", {})
+    samples = previous.get("samples", 1000) if samples is None else samples
+    seed = previous.get("seed", 0) if seed is None else seed
+    names = [m["name"] for m in report["models"]]
+    numbers = evaluation_statistics(read_jsonl(out_dir / "judge_decisions.jsonl"), names, report["criteria"], samples=samples, seed=seed)
+    report.update(numbers)
+    report["rules"] = RULES
+    pareto = report.get("pareto") or [c for c in ("empathy", "safety") if c in report["criteria"]] or report["criteria"][:2]
+    if len(pareto) == 2:
+        plots = plot_pareto(report["table"], pareto[0], pareto[1], out_dir / "pareto", synthetic=report.get("synthetic", False))
+        plots += plot_win_rate_table(report["table"], report["criteria"], out_dir / "win_rates", synthetic=report.get("synthetic", False))
+        report["plots"] = [p.name for p in plots]
+    atomic_write_json(out_dir / "evaluation.json", report)
+    return report
+
+
 # ---------------------------------------------------------------------------
 # Plots
 
@@ -240,6 +353,13 @@ def plot_pareto(table: dict, x: str, y: str, out_stem: Path, *, synthetic: bool)
     frontier.sort(key=lambda p: p[1])
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
     ax.scatter([p[1] for p in valid], [p[2] for p in valid], color="#4c72b0", zorder=3)
+    # The 95% bootstrap intervals (when the table has them) as error bars on both axes.
+    for m, px, py in valid:
+        xi, yi = table[m][x].get("interval"), table[m][y].get("interval")
+        if xi or yi:
+            xerr = [[px - 100 * xi[0]], [100 * xi[1] - px]] if xi else None
+            yerr = [[py - 100 * yi[0]], [100 * yi[1] - py]] if yi else None
+            ax.errorbar([px], [py], xerr=xerr, yerr=yerr, fmt="none", ecolor="#4c72b0", alpha=0.5, capsize=2, zorder=2)
     for m, px, py in valid:
         ax.annotate(m, (px, py), textcoords="offset points", xytext=(4, 4), fontsize=8)
     if len(frontier) > 1:
@@ -250,7 +370,9 @@ def plot_pareto(table: dict, x: str, y: str, out_stem: Path, *, synthetic: bool)
     ax.set_xlim(-5, 105)
     ax.set_ylim(-5, 105)
     ax.grid(alpha=0.3)
-    ax.set_title("Average pairwise win rate" + (" - SYNTHETIC judge" if synthetic else ""), fontsize=10)
+    has_intervals = any(table[m][c].get("interval") for m in models for c in (x, y) if c in table[m])
+    ax.set_title("Average pairwise win rate" + (" (95% bootstrap intervals)" if has_intervals else "")
+                 + (" - SYNTHETIC judge" if synthetic else ""), fontsize=10)
     fig.tight_layout()
     paths = []
     for suffix in (".png", ".svg"):
@@ -501,7 +623,8 @@ def run_evaluation(
     # 3. Numbers, plots, report
     decisions = [d for d in read_jsonl(decisions_path)
                  if current.get((d["scenario_id"], d["model_a"], d["model_b"])) == (d.get("response_a"), d.get("response_b"))]
-    summary = summarise_decisions(decisions, names, keys)
+    summary = evaluation_statistics(decisions, names, keys, samples=config.bootstrap_samples,
+                                    seed=derive_seed("eval-bootstrap", config.seed))
     reward_scores = _reward_scores(config, scenarios, answers) if config.reward_models else {}
     plots = plot_pareto(summary["table"], config.pareto[0], config.pareto[1], out_dir / "pareto", synthetic=synthetic)
     plots += plot_win_rate_table(summary["table"], keys, out_dir / "win_rates", synthetic=synthetic)
@@ -515,8 +638,14 @@ def run_evaluation(
         "personas": {"split": config.persona_split, "count": len(personas), "per_scenario": config.personas_per_scenario},
         "generation": vars(config.generation),
         "rules": RULES,
+        "pareto": list(config.pareto),
         "table": summary["table"],
         "pairings": summary["pairings"],
+        "lengths": summary["lengths"],
+        "bootstrap": summary["bootstrap"],
+        "multiple_comparisons": summary["multiple_comparisons"],
+        "shape_checks": summary["shape_checks"],
+        "shape_rules": summary["shape_rules"],
         "reward_scores": reward_scores,
         "plots": [p.name for p in plots],
     }
