@@ -9,6 +9,7 @@ from training.pipeline.evaluation import (
     EvalModel,
     EvaluationConfig,
     mcnemar_p_value,
+    recompute_statistics,
     run_evaluation,
     summarise_decisions,
 )
@@ -185,3 +186,47 @@ def test_adapter_and_policy_models_answer(tiny_lm_dir, setup, tmp_path):
     assert answers["base_lora"][0]["model"] == f"{tiny_lm_dir}+{adapter_dir}"
     assert [r["responses"] for r in answers["base_lora"]] == [r["responses"] for r in answers["policy"]]
     assert result.table["policy"]["empathy"]["opponents"] == 2
+
+
+def test_report_carries_intervals_ties_lengths_and_shape_checks(setup, tmp_path):
+    paths, models = setup
+    config = EvaluationConfig(models=models, output_dir=str(tmp_path / "eval"), judge={"backend": "rubric"},
+                              criteria=["empathy", "safety"], progress_bar=False, bootstrap_samples=200, **paths)
+    result = run_evaluation(config)
+    report = read_json(result.report_path)
+    warm = report["table"]["warm"]["empathy"]
+    # Unanimous wins over both opponents in every scenario: every replicate says 100%.
+    assert warm["interval"] == [1.0, 1.0] and warm["tie_rate"] == 0.0 and warm["decisive"] == 6
+    assert report["table"]["cold"]["empathy"]["interval"] == [0.0, 0.0]
+    assert 0.0 <= warm["length_controlled_win_rate"] <= 1.0 and warm["length_controlled_interval"]
+    for pairing in report["pairings"]:
+        assert pairing["mcnemar_p_holm"] >= pairing["mcnemar_p"] and pairing["win_rate_a_interval"]
+    assert report["multiple_comparisons"] == {"method": "holm", "family_size": 6,
+                                              "family": "every pairing and criterion of this evaluation"}
+    assert report["lengths"]["warm"]["mean_words"] == len(WARM.split()) and report["lengths"]["cold"]["answers"] == 3
+    assert report["bootstrap"]["samples"] == 200 and report["bootstrap"]["scenarios"] == 3
+    # These models play none of the study's parts: every check is not applicable, none passes.
+    assert len(report["shape_checks"]) == 5 and {c["status"] for c in report["shape_checks"]} == {"NOT_APPLICABLE"}
+    # Everything can be recomputed from the run directory, and comes out the same.
+    again = recompute_statistics(tmp_path / "eval")
+    assert again["table"] == report["table"] and again["pairings"] == report["pairings"]
+    assert read_json(result.report_path)["table"] == report["table"]
+
+
+def test_pareto_plot_draws_the_intervals(tmp_path):
+    from training.pipeline.evaluation import plot_pareto
+
+    def row(rate, interval):
+        return {"average_pairwise_win_rate": rate, "interval": interval}
+
+    table = {"a": {"empathy": row(0.7, [0.55, 0.85]), "safety": row(0.4, [0.3, 0.5])},
+             "b": {"empathy": row(0.3, [0.15, 0.45]), "safety": row(0.6, [0.5, 0.7])}}
+    with_bars = plot_pareto(table, "empathy", "safety", tmp_path / "with", synthetic=False)
+    for r in table.values():
+        for c in r.values():
+            c["interval"] = None
+    without = plot_pareto(table, "empathy", "safety", tmp_path / "without", synthetic=False)
+    svg_with, svg_without = (next(p for p in paths if p.suffix == ".svg").read_text() for paths in (with_bars, without))
+    assert "95% bootstrap intervals" in svg_with and "95% bootstrap intervals" not in svg_without
+    # Each error bar is drawn as line segments: the plot with bars holds more paths.
+    assert svg_with.count("<path") > svg_without.count("<path")
