@@ -17,6 +17,12 @@ training, every training response (chosen and rejected) is scored and the
 mean/std are stored in ``reward_scale.json`` next to the model;
 ``RewardScorer.score(standardised=True)`` returns ``(raw - mean) / std``.
 
+Accuracy with its uncertainty. The held-out pairwise accuracy is reported with
+the number of pairs behind it and a 95 % Wilson interval
+(``validation_accuracy_interval``), plus ``validation_warning`` when there are
+fewer than ``stats.TOO_FEW_PAIRS`` held-out pairs: 2 of 2 correct is not an
+accuracy of 1.000, it is an interval of [0.34, 1.00].
+
 Margins. ``compute_margins`` precomputes, once per dataset, for the primary
 criterion's pairs ``margin = sum_{j != k} w_j * (r_j(x, y_w) - r_j(x, y_l))`` with
 standardised scores, plus each criterion's own standardised difference
@@ -38,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from .models import resolve_model
+from .stats import accuracy_with_interval
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +119,9 @@ class RewardModelResult:
     scale_mean: float
     scale_std: float
     metrics: dict[str, Any]
+    validation_correct: int = 0
+    validation_accuracy_interval: list[float] | None = None  # 95% Wilson interval
+    validation_warning: str | None = None  # set when there are too few held-out pairs to say anything
 
 
 # ---------------------------------------------------------------------------
@@ -242,12 +252,15 @@ def train_reward_model(config: RewardModelConfig) -> RewardModelResult:
     train_accuracy = _pairwise_accuracy(train_chosen, train_rejected)
 
     val_accuracy = None
+    val_correct = 0
     if val_pairs is not None:
         val_chosen = scorer.score(val_pairs["prompt"], val_pairs["chosen"], standardised=False,
                                   batch_size=config.scoring_batch_size)
         val_rejected = scorer.score(val_pairs["prompt"], val_pairs["rejected"], standardised=False,
                                     batch_size=config.scoring_batch_size)
         val_accuracy = _pairwise_accuracy(val_chosen, val_rejected)
+        val_correct = sum(1 for c, r in zip(val_chosen, val_rejected) if c > r)
+    held_out = accuracy_with_interval(val_correct, len(val_pairs) if val_pairs is not None else 0)
 
     scale = {"mean": mean, "std": std, "n_scores": len(all_scores), "degenerate": degenerate_scale,
              "computed_on": "training pairs (chosen and rejected responses)"}
@@ -256,6 +269,9 @@ def train_reward_model(config: RewardModelConfig) -> RewardModelResult:
         "train_pairs": len(train_pairs),
         "validation_pairs": len(val_pairs) if val_pairs is not None else 0,
         "validation_accuracy": val_accuracy,
+        "validation_correct": val_correct,
+        "validation_accuracy_interval": held_out["interval"],
+        "validation_warning": held_out["warning"],
         "train_accuracy": train_accuracy,
         "truncated_pairs": truncated,
         "max_length": config.max_length,
@@ -291,6 +307,9 @@ def train_reward_model(config: RewardModelConfig) -> RewardModelResult:
         scale_mean=mean,
         scale_std=std,
         metrics=metrics,
+        validation_correct=val_correct,
+        validation_accuracy_interval=held_out["interval"],
+        validation_warning=held_out["warning"],
     )
 
 

@@ -40,6 +40,11 @@ def test_reward_model_trains_and_stores_its_scale(trained_rm):
     assert scale["std"] > 0 and scale["n_scores"] == 2 * trained_rm.train_pairs
     assert trained_rm.train_pairs == 4 and trained_rm.validation_pairs == 2  # whole scenarios held out
     assert metrics["validation_accuracy"] is not None and 0.0 <= metrics["validation_accuracy"] <= 1.0
+    # Two held-out pairs: the accuracy comes with its count, a wide Wilson interval and a warning.
+    assert metrics["validation_correct"] == round(2 * metrics["validation_accuracy"])
+    low, high = metrics["validation_accuracy_interval"]
+    assert low <= metrics["validation_accuracy"] <= high and high - low > 0.5
+    assert "too few" in metrics["validation_warning"] and trained_rm.validation_warning == metrics["validation_warning"]
     assert metrics["truncated_pairs"] > 0  # counted, and the pairs still trained (train_pairs above)
     assert metrics["steps"] == 6
     assert not (out / "checkpoints").exists()
