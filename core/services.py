@@ -12,6 +12,7 @@ from django.db import transaction
 
 from training.pipeline.criteria import ALL_CRITERIA, CRITERIA_SETS, THERAPEUTIC
 
+from .input import has_control_character
 from .models import AuditEvent, AuditSubject, CriteriaSet, CriteriaSetMember, Criterion, Helpline, Scenario
 
 SYSTEM_ACTOR = "system"
@@ -238,6 +239,9 @@ def scenarios_import(*, path: Path, source: str, actor=None, test_fraction: floa
     kept = []
     for row in rows:
         text = row.text.strip()
+        if has_control_character(text) or has_control_character(row.external_id or ""):
+            report.drop("contains a control character")
+            continue
         if len(text) < MIN_CHARS:
             report.drop(f"shorter than {MIN_CHARS} characters")
             continue

@@ -107,3 +107,12 @@ def test_scenario_bank_meets_the_brief(db):
     splits = Counter(s.split for s in scenarios)
     assert 0.15 <= splits["test"] / len(scenarios) <= 0.25
     assert scenario_bank_load().imported == 0
+
+
+def test_rows_with_control_characters_are_dropped_not_a_database_error(db, tmp_path):
+    rows = [{"text": GOOD}, {"text": "My partner left and I can't\u0000 stop crying at night."},
+            {"text": "Work has been overwhelming and I feel numb most days.", "external_id": "x\u0001"}]
+    path = write(tmp_path, "nul.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    report = scenarios_import(path=path, source="nul-test")
+    assert report.imported == 1 and report.dropped == {"contains a control character": 2}
+    assert not Scenario.objects.filter(text__contains="crying").exists()
