@@ -6,7 +6,10 @@ The services other parts of the platform call:
 - ``rating_study_create`` — set up a blinded A/B study (items, balanced
   assignments, per-clinician left/right order); researchers use it through the
   admin, the training pipeline's orchestration calls it directly.
-- ``rating_study_open`` / ``rating_study_close``.
+- ``rating_study_open`` / ``rating_study_close``; opening is refused while
+  the self-identification screen has unreviewed hits
+  (``rating_item_screen_review`` keeps or excludes a flagged item,
+  ``rating_study_screen`` runs the screen again).
 - ``judge_decisions_import`` — an automatic judge's decisions on the study's
   items, from the pipeline's ``judge_decisions.jsonl`` or a CSV.
 - ``judgments_export`` / ``preference_pairs_export`` — audited researcher exports.
@@ -209,7 +212,11 @@ def rating_study_create(
       (all of them when omitted).
     - ``keep_source_order``: keep ``source_a`` as source A. By default a coin
       decides which of the two is labelled A.
-    - ``open_now``: open the study at once instead of leaving it a draft.
+    - ``open_now``: open the study at once instead of leaving it a draft,
+      unless the self-identification screen flagged replies (``screening``):
+      then it stays a draft until a researcher has reviewed each flagged item.
+    - ``clinicians`` with researcher access (staff, superuser, the
+      Researchers group) are refused: they could see the sources.
 
     All of the study's randomness (the scenario sample, which source is A, the
     assignment plan, each clinician's order, every left/right position) comes

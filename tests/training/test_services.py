@@ -269,3 +269,20 @@ def test_send_for_rating_refuses_a_rater_with_researcher_access(db, researcher, 
     with pytest.raises(InvalidInput, match="researcher access"):
         _send(experiment, [ClinicianFactory(), staff_clinician], researcher, n=2)
     assert not RatingStudy.objects.exists()
+
+
+def test_the_experiment_report_leaves_out_rating_results_for_the_study_s_raters(db, researcher, tmp_path):
+    from types import SimpleNamespace
+
+    from core import roles
+    from tests.factories import ClinicianFactory
+    from training.reports import experiment_report_context
+
+    experiment, _, _ = _evaluated_experiment(tmp_path)
+    rater = ClinicianFactory()
+    _send(experiment, [rater], researcher, n=2)
+    rater.is_staff = True
+    rater.save()
+    rater.groups.add(roles.ensure_groups())
+    assert len(experiment_report_context(experiment=experiment, request=SimpleNamespace(user=researcher))["rating"]) == 1
+    assert experiment_report_context(experiment=experiment, request=SimpleNamespace(user=rater))["rating"] == []
