@@ -32,6 +32,10 @@ class HideRatedStudiesMixin:
         return queryset.exclude(**{f"{self.study_lookup}__in": rated}) if rated else queryset
 
     def _refuse_rated(self, request, object_id):
+        try:
+            object_id = int(object_id)
+        except (TypeError, ValueError):
+            return  # not an id: the admin answers as for any unknown object
         rated = selectors.rated_study_ids(request.user)
         if rated and self.model._default_manager.filter(pk=object_id, **{f"{self.study_lookup}__in": rated}).exists():
             raise PermissionDenied("You rate in this study, so its researcher pages are closed to you.")
@@ -275,7 +279,7 @@ class RatingStudyAdmin(HideRatedStudiesMixin, admin.ModelAdmin):
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         self._refuse_rated(request, object_id)
-        study = RatingStudy.objects.select_related("source_a", "source_b").filter(pk=object_id).first()
+        study = self.get_object(request, object_id)  # None for an unknown or malformed id
         if study is not None and roles.is_researcher(request.user):
             extra_context = {**(extra_context or {}), "screen": selectors.study_screen_review(study)}
         return super().change_view(request, object_id, form_url, extra_context)

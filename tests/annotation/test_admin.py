@@ -283,3 +283,12 @@ def test_the_study_page_shows_each_hit_in_context_and_takes_the_decision(client)
     page = client.get(reverse("admin:annotation_ratingstudy_change", args=[study.pk])).content.decode()
     assert "Excluded from the study" in page or "excluded from the study" in page
     assert reverse("admin:annotation_ratingstudy_screen_review", args=[study.pk, item.pk, "keep"]) not in page
+
+
+def test_malformed_study_ids_in_admin_urls_never_give_a_500(client):
+    rater = _promote_to_researcher(make_study(n_items=1, n_clinicians=1, overlap=1).memberships.get().clinician)
+    for user in (ResearcherFactory(), rater):
+        client.force_login(user)
+        for url in ("/admin/annotation/ratingstudy/abc/change/", "/admin/annotation/ratingstudy/99999999/change/",
+                    "/admin/annotation/judgment/x/change/", "/admin/annotation/ratingstudy/abc/history/"):
+            assert client.get(url).status_code in (302, 404), (user, url)

@@ -445,7 +445,7 @@ def test_exports_are_audited_and_carry_the_order_shown():
                                      choices={"empathy": assignment.side_of("a"), "overall": assignment.side_of("b")})
     csv_text = services.judgments_export(study=study, actor=researcher)
     header, *rows = csv_text.strip().splitlines()
-    assert "shown_left" in header and "choice_shown" in header and "choice_source" in header
+    assert "shown_left" in header and "choice_shown" in header and "choice_source" in header and "normalisation" in header
     assert len(rows) == 3 * 3 * 2
     import csv as csv_module
     import io
