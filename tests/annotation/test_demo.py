@@ -29,3 +29,16 @@ def test_demo_is_robust_and_idempotent():
     assert Assignment.objects.filter(study=study).count() == 2 * len(demo.RESPONSES)
     demo.load(out)
     assert RatingStudy.objects.count() == 1 and Response.objects.count() == responses
+
+
+def test_the_demo_study_draws_a_fresh_seed_each_time_it_is_created():
+    scenario_bank_load()
+    for username in demo.CLINICIANS:
+        ClinicianFactory(username=username)
+    seeds = set()
+    for _ in range(3):
+        demo.load(io.StringIO())
+        study = RatingStudy.objects.get(name=demo.STUDY_NAME)
+        seeds.add(study.seed)
+        study.delete()
+    assert len(seeds) == 3

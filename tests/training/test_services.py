@@ -286,3 +286,17 @@ def test_the_experiment_report_leaves_out_rating_results_for_the_study_s_raters(
     rater.groups.add(roles.ensure_groups())
     assert len(experiment_report_context(experiment=experiment, request=SimpleNamespace(user=researcher))["rating"]) == 1
     assert experiment_report_context(experiment=experiment, request=SimpleNamespace(user=rater))["rating"] == []
+
+
+def test_send_for_rating_over_http_names_the_researcher_it_refuses(db, client, researcher, tmp_path):
+    from annotation.models import RatingStudy
+    from tests.factories import ClinicianFactory
+
+    experiment, _, _ = _evaluated_experiment(tmp_path)
+    staff_clinician = ClinicianFactory(is_staff=True)
+    client.force_login(researcher)
+    response = client.post(f"/admin/training/experiment/{experiment.pk}/send-for-rating/", {
+        "model_key": "dpo", "n_scenarios": 2, "clinicians": [ClinicianFactory().pk, staff_clinician.pk], "overlap": "1"})
+    assert response.status_code == 400
+    assert "researcher access" in response.content.decode() and staff_clinician.username in response.content.decode()
+    assert not RatingStudy.objects.exists()
