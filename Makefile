@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: demo test test-fast test-slow validate install lock bench clean-var
+.PHONY: demo test test-fast test-slow validate validate-criteria install lock bench clean-var
 
 install: $(STAMP)
 
@@ -30,11 +30,21 @@ test-slow: install
 demo: install
 	@$(PY) scripts/demo.py
 
-# The validation run: the CPU-demo method comparison on the real packaged models
-# with the rubric judge, every job in one process (not part of `make test`).
+# The validation run (the `validation` preset): the method comparison on the real
+# packaged models with the rubric judge, 120 training / 40 stratified test
+# scenarios, every job in one process (not part of `make test`). Its report and
+# evaluation.json carry bootstrap intervals, tie rates, length control and the
+# study's shape checks. `make validate-criteria` is phase 2 (criteria sets) at
+# the same scale (training.plans.VALIDATION_SCALE as overrides).
+
 validate: install
 	$(PY) manage.py migrate --noinput -v 0
-	$(PY) manage.py run_experiment "validation-$$(date +%Y%m%d-%H%M%S)" --preset cpu_demo
+	$(PY) manage.py run_experiment "validation-$$(date +%Y%m%d-%H%M%S)" --preset validation
+
+validate-criteria: install
+	$(PY) manage.py migrate --noinput -v 0
+	$(PY) manage.py run_experiment "validation-criteria-$$(date +%Y%m%d-%H%M%S)" --preset criteria_comparison \
+	  --config "$$($(PY) -c 'import json; from training.plans import VALIDATION_SCALE; print(json.dumps(VALIDATION_SCALE))')"
 
 bench: install
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

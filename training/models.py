@@ -13,6 +13,7 @@ class Experiment(models.Model):
         CRITERIA_COMPARISON = "criteria_comparison", "Criteria comparison (phase 2)"
         PERSONALISED = "personalised", "Personalised merged adapters"
         CPU_DEMO = "cpu_demo", "CPU demo (packaged models, rubric judge)"
+        VALIDATION = "validation", "Validation run (packaged models, rubric judge, sized with intervals)"
 
     name = models.CharField(max_length=200, unique=True)
     preset = models.CharField(max_length=32, choices=Preset.choices)

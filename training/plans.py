@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 from training.pipeline.criteria import ALL_CRITERIA, ALL_CRITERIA_SETS
 
-PRESETS = ("method_comparison", "criteria_comparison", "personalised", "cpu_demo")
+PRESETS = ("method_comparison", "criteria_comparison", "personalised", "cpu_demo", "validation")
 JUDGE_BACKENDS = ("rubric", "http", "local")
 MERGE_METHODS = ("cat", "svd", "paper_linear")
 # "tiny" builds a tiny random model in the experiment folder: for tests only.
@@ -74,6 +74,9 @@ class ExperimentConfig:
     survey_study: str | None = None
     # Clinician rating studies (ids) whose clinician-majority pairs join the preference data.
     clinician_studies: list = field(default_factory=list)
+    # "bank": the scenarios' own train/test split (by length quartile); "stratified": the whole bank re-split with
+    # the test set stratified by risk level and topic (training.pipeline.splits).
+    test_split: str = "bank"
     personas_train: int = 6
     personas_test: int = 6
     personas_per_scenario: int = 6
@@ -100,6 +103,19 @@ class ExperimentConfig:
         return asdict(self)
 
 
+# The validation run (issue 12): the packaged models with the rubric judge, sized to the issue's minimums:
+# 120 training and 40 test scenarios (of the bank's 172), the test set stratified by risk level and topic so
+# that about 30% of it carries risk signals. The `validation` preset is the method comparison at this scale;
+# `make validate-criteria` runs the criteria comparison with these settings as overrides.
+# FIRST CHOICE, AWAITING THE PILOT: policy_max_steps and reward_max_steps (and so the 90-minute budget on
+# 2 cores) are to be set from the pilot (win rate against steps for one policy); record its result here.
+VALIDATION_SCALE: dict = {
+    "judge": {"backend": "rubric"}, "train_scenarios": 120, "test_scenarios": 40, "test_split": "stratified",
+    "personas_train": 8, "personas_test": 8, "personas_per_scenario": 8, "candidates_per_scenario": 4,
+    "max_new_tokens": 48, "policy_max_steps": 40, "policy_batch_size": 4, "policy_save_steps": 20, "lora_rank": 8,
+    "learning_rate": 5e-4, "reward_max_steps": 60,
+}
+
 PRESET_DEFAULTS: dict[str, dict] = {
     "cpu_demo": {},
     "method_comparison": {
@@ -116,6 +132,7 @@ PRESET_DEFAULTS: dict[str, dict] = {
         "judge": {"backend": "http", "base_url": "http://127.0.0.1:8001/v1", "model": "judge"},
     },
     "personalised": {"persona_source": "survey"},
+    "validation": {**VALIDATION_SCALE, "evaluation_criteria": ["empathy", "safety", "overall"]},
 }
 
 
@@ -185,6 +202,8 @@ def validate_config(raw: dict) -> ExperimentConfig:
         errors.append(f"primary must be a trainable criterion (got {config.primary!r})")
     if config.merge_method not in MERGE_METHODS:
         errors.append(f"merge_method must be one of: {', '.join(MERGE_METHODS)}")
+    if config.test_split not in ("bank", "stratified"):
+        errors.append("test_split must be 'bank' or 'stratified'")
     if config.persona_source not in ("synthetic", "survey"):
         errors.append("persona_source must be 'synthetic' or 'survey'")
     if config.survey_study is not None and (not isinstance(config.survey_study, str) or not config.survey_study.strip()):
@@ -283,7 +302,7 @@ def build_plan(config: ExperimentConfig) -> list[JobSpec]:
         policies.append(key)
 
     jobs.append(JobSpec("sft", "sft", "gpu", {"criterion": config.primary}, depends_on=["preferences"]))
-    if config.preset in ("cpu_demo", "method_comparison"):
+    if config.preset in ("cpu_demo", "method_comparison", "validation"):
         policies.append("sft")
         merge_parts = [dpo(c) for c in config.merge_weights]
         dpo(config.primary)

@@ -111,15 +111,27 @@ def run_export_inputs(job: Job, run) -> StageOutcome:
     config = _config(job)
     work = job.work_dir()
     rng = random.Random(config.seed)
-    chosen = []
-    for split, count in (("train", config.train_scenarios), ("test", config.test_scenarios)):
-        pool = list(Scenario.objects.filter(split=split).order_by("pk"))
-        if len(pool) < count:
-            raise JobRefused(f"the experiment asks for {count} {split} scenarios but only {len(pool)} exist; import more or lower the number")
-        chosen += rng.sample(pool, count)
+    if config.test_split == "stratified":
+        # The whole bank, re-split: the test set stratified by risk level and topic (validation runs).
+        from training.pipeline.splits import stratified_split
+
+        pool = [scenario_record(s) for s in Scenario.objects.order_by("pk")]
+        try:
+            train_records, test_records = stratified_split(pool, train=config.train_scenarios, test=config.test_scenarios,
+                                                           seed=config.seed)
+        except ValueError as exc:
+            raise JobRefused(f"{exc}; import more or lower the numbers") from None
+        records = train_records + test_records
+    else:
+        records = []
+        for split, count in (("train", config.train_scenarios), ("test", config.test_scenarios)):
+            pool = list(Scenario.objects.filter(split=split).order_by("pk"))
+            if len(pool) < count:
+                raise JobRefused(f"the experiment asks for {count} {split} scenarios but only {len(pool)} exist; import more or lower the number")
+            records += [scenario_record(s) for s in rng.sample(pool, count)]
     scenarios_path = work / "scenarios.jsonl"
-    write_jsonl_atomic(scenarios_path, [scenario_record(s) for s in chosen])
-    lineage = {"scenario_ids": [s.pk for s in chosen]}
+    write_jsonl_atomic(scenarios_path, records)
+    lineage = {"scenario_ids": [int(r["scenario_id"].removeprefix("s")) for r in records]}
     personas_path = work / "personas.jsonl"
     if config.persona_source == "survey":
         personas, dataset_version = _survey_personas(job, config, personas_path)
@@ -131,7 +143,8 @@ def run_export_inputs(job: Job, run) -> StageOutcome:
     run.progress(1, 1)
     return StageOutcome(
         result={"scenarios_path": str(scenarios_path), "personas_path": str(personas_path),
-                "train_scenarios": config.train_scenarios, "test_scenarios": config.test_scenarios, "personas": len(personas)},
+                "train_scenarios": config.train_scenarios, "test_scenarios": config.test_scenarios, "personas": len(personas),
+                "test_split": config.test_split},
         lineage=lineage,
         artifacts=[
             {"kind": Artifact.Kind.SCENARIOS, "name": "scenarios", "path": scenarios_path},

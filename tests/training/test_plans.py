@@ -73,3 +73,23 @@ def test_every_problem_is_reported_at_once():
 def test_defaults_validate_for_every_preset():
     for preset in ("cpu_demo", "method_comparison", "criteria_comparison"):
         assert validate_config(default_config(preset)).preset == preset
+
+
+def test_validation_preset_is_the_method_comparison_at_the_issues_minimums():
+    config = validate_config({"preset": "validation"})
+    assert config.train_scenarios >= 120 and config.test_scenarios >= 40 and config.test_split == "stratified"
+    assert config.judge == {"backend": "rubric"} and config.base_model == "smollm2-135m-instruct"
+    assert {"empathy", "safety", "overall"} <= set(config.evaluation_criteria)
+    plan = build_plan(config)
+    assert {"sft", "dpo:empathy", "dpo:safety", "merge", "joint", "modpo:empathy"} <= set(plan[-1].params["models"])
+    with pytest.raises(ConfigError, match="test_split must be"):
+        validate_config({"preset": "validation", "test_split": "random"})
+
+
+def test_criteria_comparison_at_validation_scale():
+    from training.plans import VALIDATION_SCALE
+
+    config = validate_config({**VALIDATION_SCALE, "preset": "criteria_comparison"})
+    assert config.judge == {"backend": "rubric"} and config.test_scenarios == 40 and config.test_split == "stratified"
+    assert config.evaluation_criteria == ["overall", "safety"]  # phase 2's criteria, kept
+    assert "modpo:gricean_safety" in build_plan(config)[-1].params["models"]

@@ -10,3 +10,23 @@ def test_bad_configuration_is_refused_and_nothing_is_started(db):
     with pytest.raises(CommandError, match="cannot read the configuration"):
         call_command("run_experiment", "bad json", "--config", "{oops")
     assert not Experiment.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_summary_prints_intervals_lengths_and_shape_checks(settings, tmp_path):
+    import io
+    import json
+
+    from .test_stages import TINY_DEMO
+
+    settings.ARTIFACT_ROOT = tmp_path
+    settings.MODEL_CACHE_DIR = tmp_path / "models"
+    out = io.StringIO()
+    call_command("run_experiment", "tiny summary", "--config", json.dumps({k: v for k, v in TINY_DEMO.items() if k != "preset"}),
+                 stdout=out)
+    text = out.getvalue()
+    assert "[95% bootstrap interval]" in text and "words" in text
+    base_line = next(line for line in text.splitlines() if line.strip().startswith("base "))
+    assert base_line.count("[") == 3  # empathy, safety, overall: each with its interval
+    assert "Shape checks" in text and "DPO (empathy) beats the base model on empathy" in text
+    assert "five therapeutic criteria" in text and "NOT_APPLICABLE" in text  # no phase-2 models in this run

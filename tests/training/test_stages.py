@@ -46,3 +46,26 @@ def test_cpu_demo_plan_runs_end_to_end_in_process(published, researcher, setting
     # Evaluation answers are stored as responses for clinician rating.
     assert Response.objects.filter(model_version__name="tiny demo/modpo:empathy").count() == 3
     assert Response.objects.filter(model_version__name="tiny demo/base").count() == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_stratified_test_split_re_splits_the_bank(published, researcher, settings, tmp_path):
+    from collections import Counter
+
+    from training.pipeline.io import read_jsonl
+
+    settings.ARTIFACT_ROOT = tmp_path
+    scenario_bank_load()
+    experiment = services.experiment_start(name="stratified", config={"preset": "validation", "base_model": "tiny", "reward_backbone": "tiny"},
+                                           actor=researcher)
+    # The bank's own split has only ~34 test scenarios; the validation preset asks for 40, re-split.
+    assert experiment.config["test_scenarios"] == 40
+    job_id, _ = published.pop(0)
+    assert services.job_execute(job_id=job_id) == Job.State.SUCCEEDED
+    job = Job.objects.get(pk=job_id)
+    records = read_jsonl(job.result["scenarios_path"])
+    splits = Counter(r["split"] for r in records)
+    assert splits == {"train": 120, "test": 40} and job.result["test_split"] == "stratified"
+    risky = sum(1 for r in records if r["split"] == "test" and r["risk_level"] in ("moderate", "high"))
+    assert risky >= 12
+    assert len(job.lineage["scenario_ids"]) == 160

@@ -50,12 +50,26 @@ class Command(BaseCommand):
             services._publish = original_publish
         evaluate = experiment.jobs.get(kind="evaluate")
         report = json.loads(Path(evaluate.result["evaluation_json"]).read_text())
-        self.stdout.write("\nAverage pairwise win rate (%)" + (" — synthetic judge" if report.get("synthetic") else ""))
+        self.stdout.write("\nAverage pairwise win rate (%) [95% bootstrap interval]"
+                          + (" — synthetic judge" if report.get("synthetic") else ""))
         criteria = report["criteria"]
-        self.stdout.write(f"  {'model':<16}" + "".join(f"{c:>12}" for c in criteria))
+        self.stdout.write(f"  {'model':<16}{'words':>7}" + "".join(f"{c:>22}" for c in criteria))
         for model, row in report["table"].items():
-            cells = "".join(
-                f"{'-' if row[c]['average_pairwise_win_rate'] is None else round(100 * row[c]['average_pairwise_win_rate'], 1):>12}"
-                for c in criteria)
-            self.stdout.write(f"  {model:<16}{cells}")
-        self.stdout.write("\nPlots: " + ", ".join(evaluate.result.get("plots", [])))
+            cells = "".join(f"{_rate(row[c]):>22}" for c in criteria)
+            words = report.get("lengths", {}).get(model, {}).get("mean_words")
+            self.stdout.write(f"  {model:<16}{'-' if words is None else round(words, 1):>7}{cells}")
+        if report.get("shape_checks"):
+            self.stdout.write("\nShape checks (difference of average pairwise win rates, 95% interval, points)")
+            for check in report["shape_checks"]:
+                interval = check.get("interval")
+                detail = (f"[{100 * interval[0]:.1f}, {100 * interval[1]:.1f}]" if interval else check.get("reason") or "")
+                self.stdout.write(f"  {check['status']:<15} {check['title']}  {detail}")
+        self.stdout.write(f"\nFull report: {evaluate.result['evaluation_json']}")
+        self.stdout.write("Plots: " + ", ".join(evaluate.result.get("plots", [])))
+
+
+def _rate(entry: dict) -> str:
+    rate, interval = entry.get("average_pairwise_win_rate"), entry.get("interval")
+    if rate is None:
+        return "-"
+    return f"{100 * rate:.1f}" + (f" [{100 * interval[0]:.1f}, {100 * interval[1]:.1f}]" if interval else "")
