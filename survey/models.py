@@ -61,8 +61,9 @@ class Study(models.Model):
     persona_train = models.PositiveIntegerField(default=100)
     persona_test = models.PositiveIntegerField(default=50)
     participant_counter = models.PositiveIntegerField(default=0, editable=False)
-    # Withdrawn participants' rows are deleted; the funnel counts them here.
+    # Withdrawn and screened-out participants' rows are deleted; the funnel counts them here.
     withdrawn_count = models.PositiveIntegerField(default=0, editable=False)
+    screened_out_count = models.PositiveIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

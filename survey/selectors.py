@@ -357,14 +357,15 @@ def study_funnel(study: Study) -> dict[str, int]:
         started=Count("id"),
         consented=Count("id", filter=Q(consent__isnull=False) | Q(status=statuses.COMPLETED)),
         eligible=Count("id", filter=Q(eligible_at__isnull=False)),
-        screened_out=Count("id", filter=Q(status=statuses.SCREENED_OUT)),
+        screened_out=Count("id", filter=Q(status=statuses.SCREENED_OUT)),  # rows from before they were deleted
         completed=Count("id", filter=Q(status=statuses.COMPLETED)),
         attention_flagged=Count("id", filter=Q(attention_flagged=True)),
     )
-    # Withdrawn participants' rows are deleted; the study counts them.
-    withdrawn = Study.objects.values_list("withdrawn_count", flat=True).get(pk=study.pk)
+    # Withdrawn and screened-out participants' rows are deleted; the study counts them.
+    withdrawn, screened_out = Study.objects.values_list("withdrawn_count", "screened_out_count").get(pk=study.pk)
     counts["withdrawn"] = withdrawn
-    counts["started"] += withdrawn
+    counts["screened_out"] += screened_out
+    counts["started"] += withdrawn + screened_out
     counts["crisis_flagged"] = Participant.objects.filter(study=study, crisis_flags__isnull=False).distinct().count()
     return counts
 

@@ -210,8 +210,9 @@ def consent_give(*, participant: Participant, consent_version_id, agreed: Iterab
 
 
 def eligibility_submit(*, participant: Participant, answers: dict) -> bool:
-    """True if eligible. Otherwise the person is screened out: everything they
-    answered is deleted and only the screen-out record remains."""
+    """True if eligible. Otherwise the person is screened out: their row and
+    everything they answered are deleted; the study counts them, and a Prolific
+    id is kept only as its exclusion hash (so it cannot start again)."""
     study_questions = list(EligibilityQuestion.objects.filter(study_id=participant.study_id))
     errors = {}
     for question in study_questions:
@@ -236,13 +237,20 @@ def eligibility_submit(*, participant: Participant, answers: dict) -> bool:
             locked.scenario_plan = selectors.scenario_plan_compute(locked)
             locked.save(update_fields=["eligible_at", "scenario_plan", "updated_at"])
             return True
-        _delete_answers(locked)
-        locked.status = Participant.Status.SCREENED_OUT
-        locked.screened_out_at = timezone.now()
-        # The source stays (a category, not an identifier): it decides whether the end page shows the screen-out code.
         _prolific_exclude(locked)
-        locked.save()
+        _participant_delete(locked)
+        Study.objects.filter(pk=locked.study_id).update(screened_out_count=F("screened_out_count") + 1)
         return False
+
+
+def _participant_delete(participant: Participant):
+    """Delete the participant's row and everything that hangs off it, and their audit subject."""
+    subject = participant.audit_subject if participant.audit_subject_id else None
+    _admin_history_delete(participant)
+    DatasetVersionMember.objects.filter(participant=participant).delete()
+    _delete_answers(participant)
+    Participant.objects.filter(pk=participant.pk).delete()
+    audit_subject_erase(subject=subject)
 
 
 def _prolific_exclude(participant: Participant):
@@ -539,11 +547,7 @@ def participant_withdraw(*, participant: Participant, via: str, actor=None) -> l
         previous_status = locked.status
         subject = _audit_subject(locked)
         _prolific_exclude(locked)
-        _admin_history_delete(locked)
-        DatasetVersionMember.objects.filter(participant=locked).delete()
-        _delete_answers(locked)
-        Participant.objects.filter(pk=locked.pk).delete()
-        audit_subject_erase(subject=subject)
+        _participant_delete(locked)
         Study.objects.filter(pk=study.pk).update(withdrawn_count=F("withdrawn_count") + 1)
         audit_record(
             actor=actor, actor_label="" if actor is not None else PARTICIPANT_ACTOR,

@@ -16,6 +16,7 @@ urlpatterns = [
     # Participants: everything after the entry page is addressed by the participant's token.
     path("withdraw/", views.withdraw_by_code, name="withdraw-code"),
     path("withdraw/done/", views.withdrawn, name="withdrawn"),
+    path("ended/<str:note>/", views.screened_out, name="screened-out"),
     path("r/<str:token>/", views.resume, name="resume"),
     path("r/<str:token>/progress.json", views.progress_api, name="progress-api"),
     path("r/<str:token>/consent/", views.consent, name="consent"),

@@ -20,9 +20,10 @@ from core.selectors import helplines_by_region
 from . import forms, questions, selectors, services
 from .crisis import contains_crisis_language
 from .exceptions import AlreadyStarted, InvalidAnswer, ProlificExcluded, StepNotAvailable, SurveyError
-from .models import Participant
+from .models import Participant, Study
 
 NONCE_SALT = "survey.start"
+SCREENED_OUT_SALT = "survey.screened-out"
 NONCE_MAX_AGE = 60 * 60 * 24
 PROLIFIC_PARAMS = ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID")
 # Checkbox groups: the only participant fields that may carry several values.
@@ -232,7 +233,12 @@ def eligibility(request, participant, progress):
         except InvalidAnswer as exc:
             context.update(errors=exc.errors, values=answers)
             return _page(request, "survey/eligibility.html", participant, progress, "eligibility", context, status=400)
-        return _next(participant) if eligible else SeeOther(reverse("survey:ended", args=[participant.token]))
+        if eligible:
+            return _next(participant)
+        # Nothing of theirs is kept, so the end page is addressed by a signed note of the study and
+        # whether they came from Prolific (for the screen-out code), not by their link.
+        note = signing.dumps({"study": participant.study_id, "prolific": participant.arrived_from_prolific}, salt=SCREENED_OUT_SALT)
+        return SeeOther(reverse("survey:screened-out", args=[note]))
     return _page(request, "survey/eligibility.html", participant, progress, "eligibility", context)
 
 
@@ -410,6 +416,19 @@ def withdraw(request, token):
     if participant.status == Participant.Status.WITHDRAWN:
         return SeeOther(reverse("survey:ended", args=[token]))
     return render(request, "survey/withdraw.html", {"participant": participant, "token": token})
+
+
+def screened_out(request, note):
+    try:
+        values = signing.loads(note, salt=SCREENED_OUT_SALT)
+        study = Study.objects.get(pk=int(values["study"]))
+    except (signing.BadSignature, KeyError, TypeError, ValueError, Study.DoesNotExist):
+        return link_gone(request)
+    prolific_code = study.screenout_code if values.get("prolific") is True else ""
+    return render(request, "survey/ended.html", {
+        "study": study, "screened_out": True, "prolific_code": prolific_code,
+        "prolific_url": PROLIFIC_COMPLETE_URL.format(code=prolific_code) if prolific_code else "",
+    })
 
 
 def withdrawn(request):

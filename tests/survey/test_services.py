@@ -82,13 +82,18 @@ def test_withdrawal_deletes_answers_marks_versions_and_later_exports_exclude(stu
 
 
 def test_withdrawal_by_code_page(client, study):
-    participant = complete_participant(study)
-    response = client.post("/study/withdraw/", {"code": participant.withdrawal_code.lower().replace("-", " "), "confirm": "yes"})
+    from tests.core.test_ratelimit import fresh_address
+
+    participant, address = complete_participant(study), fresh_address()  # failures are counted per address too
+    response = client.post("/study/withdraw/", REMOTE_ADDR=address, data={"code": participant.withdrawal_code.lower().replace("-", " "), "confirm": "yes"})
     assert response.status_code == 200 and "You have withdrawn" in response.content.decode()
     assert not Participant.objects.filter(pk=participant.pk).exists()
-    assert client.post("/study/withdraw/", {"code": "AAAAA-BBBBB", "confirm": "yes"}).status_code == 400
+    from survey.models import new_withdrawal_code
+
+    # A fresh unknown code each run: failures are counted per code in the (shared) cache.
+    assert client.post("/study/withdraw/", REMOTE_ADDR=address, data={"code": new_withdrawal_code(), "confirm": "yes"}).status_code == 400
     # The same code again: not found, and told kindly that there is nothing more to do.
-    again = client.post("/study/withdraw/", {"code": participant.withdrawal_code, "confirm": "yes"})
+    again = client.post("/study/withdraw/", REMOTE_ADDR=address, data={"code": participant.withdrawal_code, "confirm": "yes"})
     assert again.status_code == 400 and "If you have already withdrawn" in again.content.decode()
 
 
@@ -370,12 +375,18 @@ def test_screen_out_keeps_only_the_record(study):
     participant = services.participant_start(study=study, prolific={"PROLIFIC_PID": "pp", "SESSION_ID": "s1"})
     version = selectors.consent_version_current(study)
     services.consent_give(participant=participant, consent_version_id=version.pk, agreed=[0, 1, 2])
+    subject = participant.audit_subject
     assert services.eligibility_submit(participant=participant, answers={"adult": "no", "lived": "yes"}) is False
-    participant.refresh_from_db()
-    assert participant.status == Participant.Status.SCREENED_OUT
-    assert not ConsentRecord.objects.filter(participant=participant).exists()
+    assert not Participant.objects.filter(pk=participant.pk).exists()
+    assert not ConsentRecord.objects.filter(participant_id=participant.pk).exists()
+    assert not AuditSubject.objects.filter(pk=subject.pk).exists()
+    from survey.models import ProlificExclusion
+
+    assert list(ProlificExclusion.objects.values_list("study_id", flat=True)) == [study.pk]  # the whole record
     with pytest.raises(InvalidAnswer):
         services.eligibility_submit(participant=participant, answers={"adult": "maybe", "lived": "yes"})
+    with pytest.raises(StepNotAvailable):
+        services.eligibility_submit(participant=participant, answers={"adult": "yes", "lived": "yes"})
     from survey.exceptions import ProlificExcluded
 
     for session in ("s1", "s2"):

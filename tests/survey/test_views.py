@@ -386,25 +386,33 @@ def test_completion_code_only_for_participants_who_arrived_with_a_prolific_id(cl
 def test_screenout_code_only_for_participants_who_arrived_with_a_prolific_id(client, study):
     direct, _ = start(client, study, "?source=prolific")
     post(client, direct, "consent", consent_post(direct))
-    post(client, direct, "eligibility", {"eligibility-adult": "no", "eligibility-lived": "yes"})
+    ended = post(client, direct, "eligibility", {"eligibility-adult": "no", "eligibility-lived": "yes"})["Location"]
     for query in ("", "?PROLIFIC_PID=pp9&STUDY_ID=st&SESSION_ID=se9"):
-        page = client.get(url(direct, "ended") + query).content.decode()
+        page = client.get(ended + query).content.decode()
         assert "SCREEN456" not in page and "prolific.com" not in page
         assert "Thank you for your interest" in page
+    # The end page's note is signed: claiming to have come from Prolific does not work.
+    from django.core import signing
+
+    forged = signing.dumps({"study": study.pk, "prolific": True}, salt="another salt")
+    assert client.get(f"/study/ended/{forged}/").status_code == 404
 
 
 def test_ineligible_person_is_screened_out_and_only_the_record_is_kept(client, study):
     participant, _ = start(client, study, "?PROLIFIC_PID=pp1&STUDY_ID=s&SESSION_ID=x")
     post(client, participant, "consent", consent_post(participant))
     response = post(client, participant, "eligibility", {"eligibility-adult": "yes", "eligibility-lived": "no"})
-    assert response["Location"] == url(participant, "ended")
-    page = client.get(url(participant, "ended")).content.decode()
+    assert response["Location"].startswith("/study/ended/") and participant.token not in response["Location"]
+    page = client.get(response["Location"]).content.decode()
+    assert "Thank you for your interest" in page
     assert "SCREEN456" in page and "app.prolific.com/submissions/complete?cc=SCREEN456" in page
-    participant.refresh_from_db()
-    assert participant.status == Participant.Status.SCREENED_OUT
+    # Nothing of theirs is kept: not their row, not their answers; the study counts them.
+    assert not Participant.objects.filter(pk=participant.pk).exists()
     assert answer_count(participant) == (0, 0, 0, 0, 0)
-    # Every later page leads back to the end page.
-    assert client.get(url(participant, "background"))["Location"] == url(participant, "ended")
+    assert selectors.study_funnel(study)["screened_out"] == 1 and selectors.study_funnel(study)["started"] == 1
+    # Their old link leads to a kind page.
+    gone = client.get(url(participant, "background"))
+    assert gone.status_code == 404 and "the right fit for you" in gone.content.decode()
 
 
 def test_crisis_text_shows_helplines_and_flags(client, study, researcher):
