@@ -15,10 +15,11 @@ before any view, form or query sees:
 - a field that takes one value but arrives several times (``a=1&a=2``): a
   view names the fields that may repeat (checkbox groups, multi-selects) with
   `@accepts_repeated(...)`; every other field must come once. A JSON object
-  with a repeated key is refused the same way. Django's own admin model pages
-  (add, change, list, delete) are left to Django: their forms mix many
-  multi-select widgets; every other admin page, the sign-in included, is
-  checked.
+  with a repeated key is refused the same way. On Django's admin add and
+  change pages the guard reads the page's form and inline formsets: fields
+  with a multi-value widget may repeat, no other. The admin's list, delete and
+  history pages are left to Django (action checkboxes, list filters); every
+  other admin page, the sign-in included, is checked.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ import json
 import re
 
 from django.conf import settings
+from django.forms import MultipleHiddenInput
 from django.http import HttpResponse, JsonResponse
 from django.template.loader import render_to_string
 
@@ -137,22 +139,51 @@ def check_request(request):
             _check_json(data)
 
 
+def _takes_several_values(field) -> bool:
+    return bool(getattr(field.widget, "allow_multiple_selected", False)) or isinstance(field.widget, MultipleHiddenInput)
+
+
+def admin_form_repeatable(request, model_admin) -> tuple[frozenset, list] | None:
+    """The fields of an admin add/change page that may repeat: those whose widget
+    takes several values, in the page's form and in its inline formsets (as
+    ``<prefix>-<n>-<name>``). None when the forms cannot be built for this request
+    (the admin itself then answers, e.g. with its sign-in page)."""
+    try:
+        names = {name for name, field in model_admin.get_form(request).base_fields.items() if _takes_several_values(field)}
+        patterns = []
+        for inline in model_admin.get_inline_instances(request):
+            formset = inline.get_formset(request)
+            inline_names = [name for name, field in formset.form.base_fields.items() if _takes_several_values(field)]
+            if inline_names:
+                prefix = re.escape(formset.get_default_prefix())
+                patterns.append(re.compile(rf"{prefix}-\d+-({'|'.join(map(re.escape, inline_names))})"))
+    except Exception:  # noqa: BLE001 - permissions or a missing object: the view itself decides
+        return None
+    return frozenset(names), patterns
+
+
 def check_repeated_fields(request, view_func):
     """Raise BadInput if a field the view takes once arrives several times."""
     match = request.resolver_match
     allowed = getattr(view_func, REPEATABLE_ATTRIBUTE, None)
     if allowed is None:
         allowed = getattr(getattr(view_func, "cls", None), REPEATABLE_ATTRIBUTE, None)
-    if allowed is None:
-        if match is not None and match.namespace == "admin" and match.url_name not in ADMIN_CHECKED_URL_NAMES:
+    patterns = []
+    if allowed is None and match is not None and match.namespace == "admin" and match.url_name not in ADMIN_CHECKED_URL_NAMES:
+        model_admin = getattr(view_func, "model_admin", None)
+        if model_admin is None or not match.url_name.endswith(("_add", "_change")):
+            return  # Django's list, delete and history pages (action checkboxes, list filters)
+        declared = admin_form_repeatable(request, model_admin)
+        if declared is None:
             return
-        allowed = frozenset()
+        allowed, patterns = declared
+    allowed = allowed or frozenset()
     sources = [("query parameter", request.GET)]
     if request.method == "POST" and _is_form(request):
         sources.append(("form field", request.POST))
     for kind, data in sources:
         for name, values in data.lists():
-            if len(values) > 1 and name not in allowed:
+            if len(values) > 1 and name not in allowed and not any(p.fullmatch(name) for p in patterns):
                 raise BadInput(
                     f"The {kind} {name!r} was sent {len(values)} times but takes one value. "
                     "Please submit the form once, as shown; nothing was saved.",

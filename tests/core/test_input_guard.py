@@ -296,3 +296,30 @@ def test_utf8_text_in_a_header_is_not_mistaken_for_a_control_character(client):
     header = "café…".encode().decode("latin-1")
     assert "\x80" in header
     assert client.get("/", HTTP_USER_AGENT=header).status_code == 200
+
+
+def test_admin_add_and_change_pages_refuse_repeated_single_fields(client, researcher):
+    from core.models import CriteriaSet, Criterion, Helpline
+
+    client.force_login(researcher)
+    helpline = {"region": "Testland", "name": "Listening line", "phone": "123", "text_contact": "", "url": "", "hours": "",
+                "description": "", "order": "0", "active": "on"}
+    response = client.post("/admin/core/helpline/add/", {**helpline, "name": ["Listening line", "Other line"]})
+    assert_refused(response)
+    assert not Helpline.objects.filter(region="Testland").exists()
+    assert client.post("/admin/core/helpline/add/", helpline).status_code == 302
+    line = Helpline.objects.get(region="Testland")
+    assert_refused(client.post(f"/admin/core/helpline/{line.pk}/change/", {**helpline, "phone": ["1", "2"]}))
+    line.refresh_from_db()
+    assert line.phone == "123"
+    # An inline formset's fields are single-valued too.
+    criterion = Criterion.objects.first()
+    criteria_set = {"key": "guard-set", "name": "Guard set", "description": "", "members-TOTAL_FORMS": "1",
+                    "members-INITIAL_FORMS": "0", "members-MIN_NUM_FORMS": "0", "members-MAX_NUM_FORMS": "1000",
+                    "members-0-criterion": [str(criterion.pk), str(criterion.pk)]}
+    assert_refused(client.post("/admin/core/criteriaset/add/", criteria_set))
+    assert not CriteriaSet.objects.filter(key="guard-set").exists()
+    # The list page's action checkboxes still take several values.
+    other = Helpline.objects.create(region="Testland", name="Second line")
+    response = client.post("/admin/core/helpline/", {"action": "delete_selected", "_selected_action": [line.pk, other.pk]})
+    assert response.status_code == 200 and b"Are you sure" in response.content
