@@ -29,6 +29,7 @@ def experiment_status(*, experiment: Experiment) -> dict:
             "depends_on": sorted(d.key for d in job.depends_on.all()),
             "artifacts": [{"kind": a.kind, "name": a.name, "path": a.path, "sha256": a.sha256} for a in job.artifacts.all()],
             "lineage": job.lineage,
+            "withdrawal": job.withdrawal_note,
         })
     states = [j["state"] for j in jobs]
     if states and all(s == Job.State.SUCCEEDED for s in states):
@@ -41,7 +42,9 @@ def experiment_status(*, experiment: Experiment) -> dict:
         overall = "cancelled"
     else:
         overall = "waiting"
-    return {"experiment": experiment.pk, "name": experiment.name, "state": overall, "jobs": jobs}
+    withdrawn = sorted({pk for j in experiment.jobs.all() for pk in (j.withdrawn_dataset_versions or [])})
+    return {"experiment": experiment.pk, "name": experiment.name, "state": overall, "jobs": jobs,
+            "withdrawn_dataset_versions": withdrawn}
 
 
 def experiment_evaluation(*, experiment: Experiment) -> dict | None:

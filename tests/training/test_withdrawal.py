@@ -80,7 +80,10 @@ def test_withdrawal_marks_jobs_and_models_built_from_an_affected_version(survey_
     assert "Withdrawn data: #" in client.get("/admin/training/artifact/").content.decode()
     assert client.get("/admin/training/job/?withdrawn=yes").content.decode().count("Withdrawn data: #") == 3
     assert "do not use or publish" in client.get(f"/admin/training/job/{policy.pk}/change/").content.decode()
-    assert "withdrawn" in client.get(f"/admin/core/modelversion/{model.pk}/change/").content.decode().lower()
+    assert "Trained on withdrawn data" in client.get(f"/admin/core/modelversion/{model.pk}/change/").content.decode()
+    assert "Trained on withdrawn data" in client.get("/admin/core/modelversion/").content.decode()
+    report = client.get(f"/admin/training/experiment/{experiment.pk}/report/").content.decode()
+    assert 'id="withdrawal-note"' in report and f"#{version.pk}" in report
 
 
 def test_a_model_registered_after_the_withdrawal_carries_the_mark(survey_personas, tmp_path):
