@@ -14,8 +14,8 @@ from core.models import ModelVersion
 
 from .models import Artifact, Job
 
-# Files that can name a participant (weights and binary checkpoints cannot).
-TEXT_SUFFIXES = {".jsonl", ".json", ".csv", ".txt", ".toml", ".log", ".md", ".yaml", ".yml"}
+# Files that can name a participant (text, and dataset tables; weights and checkpoints cannot).
+TEXT_SUFFIXES = {".jsonl", ".json", ".csv", ".txt", ".toml", ".log", ".md", ".yaml", ".yml", ".arrow", ".parquet"}
 MAX_SCAN_BYTES = 256 * 1024 * 1024
 
 

@@ -71,3 +71,21 @@ def test_audit_log_is_read_only_in_admin(client, researcher):
     assert page.status_code == 200 and b'name="_save"' not in page.content
     assert client.get("/admin/core/auditevent/add/").status_code == 403
     assert client.post(f"/admin/core/auditevent/{event.pk}/delete/", {"post": "yes"}).status_code == 403
+
+
+def test_rows_about_a_person_carry_a_subject_key_that_erasing_unlinks(db):
+    from core.models import AuditSubject
+    from core.services import audit_subject_create, audit_subject_erase
+
+    with transaction.atomic():
+        subject = audit_subject_create()
+        first = audit_record(action="survey.crisis_flag", target_type="survey.crisisflag", subject=subject, details={"item": "x"})
+        audit_record(action="survey.persona_edit", target_type="survey.persona", subject=subject)
+    assert first.subject_key == subject.key and len(subject.key) == 32 and first.target_id == ""
+    assert AuditEvent.objects.filter(subject_key=subject.key).count() == 2
+    with transaction.atomic():
+        audit_subject_erase(subject=subject)
+    # The rows stay as written (append-only); their key now leads nowhere.
+    assert not AuditSubject.objects.filter(key=subject.key).exists()
+    assert AuditEvent.objects.filter(subject_key=subject.key).count() == 2
+    assert audit_subject_create().key != subject.key
