@@ -6,7 +6,8 @@ case "$1" in
   web)
     python manage.py migrate --noinput
     python manage.py collectstatic --noinput -v 0
-    exec gunicorn config.wsgi:application --bind 0.0.0.0:8000 --workers "${WEB_CONCURRENCY:-3}" --access-logfile -
+    exec gunicorn config.wsgi:application --bind 0.0.0.0:8000 --workers "${WEB_CONCURRENCY:-3}" --access-logfile - \
+        --logger-class survey.gunicorn_logging.RedactingLogger
     ;;
   worker)
     exec celery -A config worker -Q default --concurrency "${WORKER_CONCURRENCY:-2}" -n "cpu@%h" --loglevel INFO
