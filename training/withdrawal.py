@@ -2,9 +2,10 @@
 affected survey dataset version, and every job downstream of it, is marked
 (``Job.affected_by_withdrawal_at`` and ``withdrawn_dataset_versions``), and so
 is every model version those jobs registered (``provenance["affected_by_withdrawal"]``).
-Derived text files in those jobs' work directories that name the participant
-(labels keyed by persona id, for instance) are deleted; model weights stay,
-marked. Connected to ``survey.signals.dataset_versions_withdrawn``; runs in
+Derived files in those jobs' work directories that name the participant
+(labels keyed by persona id, a dataset card listing persona ids) are deleted,
+and their identifiers are taken out of the jobs' log tail, error and result;
+model weights stay, marked. Connected to ``survey.signals.dataset_versions_withdrawn``; runs in
 the withdrawal's transaction."""
 from __future__ import annotations
 
@@ -49,6 +50,19 @@ def _scrub(job: Job, texts: list[str]) -> int:
     return deleted
 
 
+def _scrubbed_fields(job: Job, texts: list[str]) -> dict:
+    """The job's log tail, error and result with the participant's identifiers taken out."""
+    import json
+
+    def clean(text: str) -> str:
+        for needle in sorted((t for t in texts if t), key=len, reverse=True):
+            text = text.replace(needle, "<withdrawn participant>")
+        return text
+
+    result = json.loads(clean(json.dumps(job.result))) if job.result else job.result
+    return {"log_tail": clean(job.log_tail or ""), "error": clean(job.error or ""), "result": result}
+
+
 def mark_withdrawn(*, version_ids, at, texts=()) -> list[int]:
     """Mark what was built from the versions; returns the ids of the jobs marked."""
     if not version_ids:
@@ -57,7 +71,8 @@ def mark_withdrawn(*, version_ids, at, texts=()) -> list[int]:
     for job in jobs:
         versions = sorted(set(job.withdrawn_dataset_versions or []) | set(version_ids))
         Job.objects.filter(pk=job.pk).update(withdrawn_dataset_versions=versions,
-                                             affected_by_withdrawal_at=job.affected_by_withdrawal_at or at)
+                                             affected_by_withdrawal_at=job.affected_by_withdrawal_at or at,
+                                             **_scrubbed_fields(job, list(texts)))
         _scrub(job, list(texts))
     model_ids = {job.result.get("model_version") for job in jobs if isinstance(job.result, dict)} - {None}
     model_ids |= set(Artifact.objects.filter(job__in=jobs, model_version__isnull=False).values_list("model_version_id", flat=True))

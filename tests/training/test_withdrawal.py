@@ -36,7 +36,8 @@ def experiment_on(version, tmp_path, people, name="from the survey"):
     model = ModelVersion.objects.create(name=f"{name}/dpo", kind=ModelVersion.Kind.ADAPTER, model_ref="tiny",
                                         provenance={"method": "dpo"})
     policy = Job.objects.create(experiment=experiment, key="dpo", kind="dpo", position=2, state=Job.State.SUCCEEDED,
-                                result={"model_version": model.pk})
+                                result={"model_version": model.pk, "note": f"persona survey-{people[0].pseudonym}"},
+                                log_tail=f"step 3: persona survey-{people[0].pseudonym} skipped\n")
     policy.depends_on.add(label)
     Artifact.objects.create(job=policy, kind=Artifact.Kind.ADAPTER, name="adapter", path=str(tmp_path / "adapter"),
                             sha256="0" * 64, model_version=model)
@@ -68,6 +69,9 @@ def test_withdrawal_marks_jobs_and_models_built_from_an_affected_version(survey_
     model.refresh_from_db()
     assert model.provenance["affected_by_withdrawal"]["dataset_versions"] == [version.pk]
     assert model.provenance["method"] == "dpo"  # the rest of the lineage stays
+    # The job's log and result no longer name them.
+    assert people[0].pseudonym not in policy.log_tail and "<withdrawn participant>" in policy.log_tail
+    assert people[0].pseudonym not in str(policy.result) and policy.result["model_version"] == model.pk
     untouched.refresh_from_db()
     assert "affected_by_withdrawal" not in untouched.provenance
     # Derived text that names them is deleted; model weights stay, marked.
