@@ -297,7 +297,7 @@ def run_reward_model(job: Job, run) -> StageOutcome:
     result = train_reward_model(RewardModelConfig(
         dataset_dir=dataset, criterion=criterion, output_dir=output, backbone=_reward_backbone(job, config),
         model_cache_dir=settings.MODEL_CACHE_DIR, max_steps=config.reward_max_steps, seed=config.seed,
-        save_steps=max(1, config.policy_save_steps),
+        save_steps=max(1, config.policy_save_steps), validation_fraction=config.reward_validation_fraction,
     ))
     run.progress(1, 1)
     version = _register_model_version(job, kind=ModelVersion.Kind.REWARD, path=output, model_ref=config.reward_backbone,

@@ -82,8 +82,12 @@ def test_validation_preset_is_the_method_comparison_at_the_issues_minimums():
     assert {"empathy", "safety", "overall"} <= set(config.evaluation_criteria)
     plan = build_plan(config)
     assert {"sft", "dpo:empathy", "dpo:safety", "merge", "joint", "modpo:empathy"} <= set(plan[-1].params["models"])
+    # Enough held-out scenarios that each reward model's accuracy rests on at least 30 pairs.
+    assert round(config.train_scenarios * config.reward_validation_fraction) >= 30
     with pytest.raises(ConfigError, match="test_split must be"):
         validate_config({"preset": "validation", "test_split": "random"})
+    with pytest.raises(ConfigError, match="reward_validation_fraction must be"):
+        validate_config({"preset": "validation", "reward_validation_fraction": 1.0})
 
 
 def test_criteria_comparison_at_validation_scale():

@@ -12,6 +12,7 @@ TINY_DEMO = {
     "preset": "cpu_demo", "base_model": "tiny", "reward_backbone": "tiny", "train_scenarios": 6, "test_scenarios": 3,
     "personas_train": 3, "personas_test": 3, "personas_per_scenario": 3, "candidates_per_scenario": 3, "max_new_tokens": 8,
     "policy_max_steps": 2, "policy_save_steps": 1, "reward_max_steps": 2, "lora_rank": 4, "criteria_set": "therapeutic_four_safety",
+    "reward_validation_fraction": 0.34,
 }
 
 
@@ -39,6 +40,8 @@ def test_cpu_demo_plan_runs_end_to_end_in_process(published, researcher, setting
     report = json.loads(open(evaluate.result["evaluation_json"]).read())
     assert set(report["table"]) == {"base", "sft", "dpo:empathy", "dpo:safety", "merge", "joint", "modpo:empathy"}
     assert report["synthetic"] is True
+    # The reward models hold out the configured share of training scenarios (0.34 of 6: 2 pairs).
+    assert experiment.jobs.get(key="reward:empathy").result["validation_pairs"] == 2
     # Artifacts registered with digests; trained models registered as model versions with lineage.
     modpo = experiment.jobs.get(key="modpo:empathy")
     assert modpo.artifacts.get().sha256 and modpo.lineage["reward_models"]
