@@ -160,7 +160,8 @@ class PersonaSelectionAdmin(ReadOnlyAdmin):
 
 @admin.register(DatasetVersion)
 class DatasetVersionAdmin(ReadOnlyAdmin):
-    list_display = ["id", "kind", "study", "created_at", "created_by", "participant_count", "affected_by_withdrawal_at", "note"]
+    list_display = ["id", "kind", "study", "created_at", "created_by", "participant_count", "affected_by_withdrawal_at",
+                    "files_deleted_at", "note"]
     list_filter = ["kind", "study", ("affected_by_withdrawal_at", admin.EmptyFieldListFilter)]
     exclude = ["participants"]
 

@@ -160,3 +160,6 @@ def test_after_withdrawal_nothing_anywhere_links_back(client, researcher, caplog
     assert set(Participant.objects.filter(study=study)) == set(stays)
     assert selectors.study_funnel(study)["withdrawn"] == 1
     assert not re.search(r"survey-" + re.escape(leaves.pseudonym), dump)
+    client.force_login(researcher)
+    dashboard = client.get(f"/study/manage/{study.slug}/").content.decode()
+    assert dashboard.count("files deleted") == 5 and leaves.pseudonym not in dashboard
