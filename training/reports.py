@@ -77,7 +77,8 @@ def _win_rate_rows(evaluation: dict) -> list[dict]:
             })
         length = lengths.get(model, {})
         rows.append({"model": model, "values": [cell["rate"] for cell in cells], "cells": cells,
-                     "mean_words": length.get("mean_words"), "mean_characters": length.get("mean_characters")})
+                     "mean_words": length.get("mean_words"), "mean_characters": length.get("mean_characters"),
+                     "unfinished": _percent(length.get("unfinished_share"))})
     return rows
 
 

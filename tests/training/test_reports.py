@@ -80,7 +80,8 @@ def test_report_shows_checks_intervals_lengths_and_corrected_tests(client, resea
     low, high = (100 * v for v in base["interval"])
     assert f"[{_one(low)}, {_one(high)}]" in table and f"{base['decisive']} of {base['decisions']} decisive" in table
     assert "Mean length (words)" in table and _one(report["lengths"]["base"]["mean_words"]) in table
-    assert "length-controlled" in _section(page, "length-control-table")
+    length_table = _section(page, "length-control-table")
+    assert "length-controlled" in length_table and "Ends mid-sentence (%)" in length_table
 
     pairings = _section(page, "pairings-table")
     assert "p (Holm)" in pairings and "Holm" in page and "20 tests" in page  # 10 pairings x 2 criteria

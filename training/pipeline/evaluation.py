@@ -253,8 +253,14 @@ def answer_lengths(decisions: Sequence[dict], models: Sequence[str]) -> dict:
         answers = list(texts[m].values())
         out[m] = {"answers": len(answers),
                   "mean_words": sum(word_count(t) for t in answers) / len(answers) if answers else None,
-                  "mean_characters": sum(len(t) for t in answers) / len(answers) if answers else None}
+                  "mean_characters": sum(len(t) for t in answers) / len(answers) if answers else None,
+                  # Answers that stop mid-sentence (cut by max_new_tokens, or a policy that learned to stop early).
+                  "unfinished_share": sum(1 for t in answers if not _ends_a_sentence(t)) / len(answers) if answers else None}
     return out
+
+
+def _ends_a_sentence(text: str) -> bool:
+    return text.rstrip().rstrip("\"'”’)*_").endswith((".", "!", "?", "…"))
 
 
 def _finite(value) -> float | None:

@@ -204,6 +204,7 @@ def test_report_carries_intervals_ties_lengths_and_shape_checks(setup, tmp_path)
     assert report["multiple_comparisons"] == {"method": "holm", "family_size": 6,
                                               "family": "every pairing and criterion of this evaluation"}
     assert report["lengths"]["warm"]["mean_words"] == len(WARM.split()) and report["lengths"]["cold"]["answers"] == 3
+    assert report["lengths"]["warm"]["unfinished_share"] == 0.0  # WARM ends with "?"
     assert report["bootstrap"]["samples"] == 200 and report["bootstrap"]["scenarios"] == 3
     # These models play none of the study's parts: every check is not applicable, none passes.
     assert len(report["shape_checks"]) == 5 and {c["status"] for c in report["shape_checks"]} == {"NOT_APPLICABLE"}
@@ -211,6 +212,18 @@ def test_report_carries_intervals_ties_lengths_and_shape_checks(setup, tmp_path)
     again = recompute_statistics(tmp_path / "eval")
     assert again["table"] == report["table"] and again["pairings"] == report["pairings"]
     assert read_json(result.report_path)["table"] == report["table"]
+
+
+def test_answer_lengths_count_answers_cut_mid_sentence():
+    from training.pipeline.evaluation import answer_lengths
+
+    decisions = [{"scenario_id": "s1", "model_a": "x", "model_b": "y", "response_a": "I hear you. That is hard.",
+                  "response_b": "You might consider talking to a"},
+                 {"scenario_id": "s2", "model_a": "x", "model_b": "y", "response_a": 'She said "stop."',
+                  "response_b": "Take care!"}]
+    lengths = answer_lengths(decisions, ["x", "y"])
+    assert lengths["x"] == {"answers": 2, "mean_words": 4.5, "mean_characters": 20.5, "unfinished_share": 0.0}
+    assert lengths["y"]["unfinished_share"] == 0.5 and lengths["y"]["mean_words"] == 4.0
 
 
 def test_pareto_plot_draws_the_intervals(tmp_path):
