@@ -160,6 +160,30 @@ def test_pairs_dropped_by_trl_are_counted(tiny_lm_dir, preference_dataset_dir, t
     assert result.metrics["pairs_used"] + result.metrics["pairs_dropped_prompt_too_long"] == 6
 
 
+def test_sft_counts_completions_lost_to_max_length(tiny_lm_dir, preference_dataset_dir, tmp_path):
+    from datasets import load_from_disk
+
+    from training.pipeline.models import load_tokenizer
+    from training.pipeline.policies.common import prompt_messages
+
+    tokenizer = load_tokenizer(tiny_lm_dir)
+    prompts = load_from_disk(str(preference_dataset_dir))["empathy"]["prompt"]
+    lengths = sorted(
+        len(tokenizer(tokenizer.apply_chat_template(prompt_messages(p), tokenize=False, add_generation_prompt=True),
+                      add_special_tokens=False).input_ids)
+        for p in prompts
+    )
+    max_length = lengths[len(lengths) // 2]  # half the prompts fill max_length by themselves
+    result = train_sft(config_for(tiny_lm_dir, tmp_path / "short", max_length=max_length, max_steps=1),
+                       preference_dataset_dir, "empathy")
+    dropped = sum(1 for n in lengths if n >= max_length)
+    assert result.metrics["completions_dropped"] == dropped and 0 < dropped < 6
+    assert dropped <= result.metrics["completions_truncated"] <= 6
+    roomy = train_sft(config_for(tiny_lm_dir, tmp_path / "roomy", max_length=4096, max_steps=1),
+                      preference_dataset_dir, "empathy")
+    assert roomy.metrics["completions_truncated"] == 0 and roomy.metrics["completions_dropped"] == 0
+
+
 @pytest.mark.slow
 def test_dpo_step_on_the_default_policy_model(preference_dataset_dir, tmp_path):
     config = PolicyConfig(output_dir=tmp_path / "dpo", base_model="smollm2-135m-instruct", lora_rank=4, lora_alpha=8,
