@@ -31,9 +31,9 @@ def stored_run(tmp_path):
               "models": [{"name": m} for m in MODELS], "rules": {}, **numbers}
     (run_dir / "evaluation.json").write_text(json.dumps(report))
     scenarios = tmp_path / "scenarios.jsonl"
-    scenarios.write_text("".join(json.dumps({"scenario_id": f"s{i}", "prompt": "p", "split": "test" if i < 20 else "train",
-                                             "risk_level": "high" if i < 5 else "none", "topics": ["grief" if i % 2 else "sleep"]})
-                                 + "\n" for i in range(60)))
+    records = [{"scenario_id": f"s{i}", "prompt": "p", "split": "test" if i < 20 else "train",
+                "risk_level": "high" if i < 5 else "none", "topics": ["grief" if i % 2 else "sleep"]} for i in range(60)]
+    scenarios.write_text("".join(json.dumps(r) + "\n" for r in records))
     experiment = ExperimentFactory(output_dir=str(tmp_path))
     JobFactory(experiment=experiment, key="scenarios", kind="export_inputs", state=Job.State.SUCCEEDED, position=0,
                result={"scenarios_path": str(scenarios), "test_split": "stratified"})

@@ -59,8 +59,8 @@ def test_stratified_test_split_re_splits_the_bank(published, researcher, setting
 
     settings.ARTIFACT_ROOT = tmp_path
     scenario_bank_load()
-    experiment = services.experiment_start(name="stratified", config={"preset": "validation", "base_model": "tiny", "reward_backbone": "tiny"},
-                                           actor=researcher)
+    config = {"preset": "validation", "base_model": "tiny", "reward_backbone": "tiny"}
+    experiment = services.experiment_start(name="stratified", config=config, actor=researcher)
     # The bank's own split has only ~34 test scenarios; the validation preset asks for 40, re-split.
     assert experiment.config["test_scenarios"] == 40
     job_id, _ = published.pop(0)

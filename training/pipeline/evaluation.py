@@ -325,13 +325,15 @@ def recompute_statistics(output_dir: str | Path, *, samples: int | None = None, 
     samples = previous.get("samples", 1000) if samples is None else samples
     seed = previous.get("seed", 0) if seed is None else seed
     names = [m["name"] for m in report["models"]]
-    numbers = evaluation_statistics(read_jsonl(out_dir / "judge_decisions.jsonl"), names, report["criteria"], samples=samples, seed=seed)
+    numbers = evaluation_statistics(read_jsonl(out_dir / "judge_decisions.jsonl"), names, report["criteria"],
+                                    samples=samples, seed=seed)
     report.update(numbers)
     report["rules"] = RULES
     pareto = report.get("pareto") or [c for c in ("empathy", "safety") if c in report["criteria"]] or report["criteria"][:2]
     if len(pareto) == 2:
-        plots = plot_pareto(report["table"], pareto[0], pareto[1], out_dir / "pareto", synthetic=report.get("synthetic", False))
-        plots += plot_win_rate_table(report["table"], report["criteria"], out_dir / "win_rates", synthetic=report.get("synthetic", False))
+        synthetic = report.get("synthetic", False)
+        plots = plot_pareto(report["table"], pareto[0], pareto[1], out_dir / "pareto", synthetic=synthetic)
+        plots += plot_win_rate_table(report["table"], report["criteria"], out_dir / "win_rates", synthetic=synthetic)
         report["plots"] = [p.name for p in plots]
     atomic_write_json(out_dir / "evaluation.json", report)
     return report

@@ -141,7 +141,8 @@ def _not_worse(boot, roles: ShapeRoles, margin: float) -> dict:
 def _not_dominated(boot, roles: ShapeRoles) -> dict:
     criteria = [roles.primary, roles.safety]
     rivals = [m for m in boot.table.models if m == roles.sft or (m.startswith("dpo:") and m != roles.modpo)]
-    check = {"key": "modpo_not_dominated", "title": f"MODPO is not dominated on ({', '.join(criteria)}) by any single-objective policy",
+    check = {"key": "modpo_not_dominated",
+             "title": f"MODPO is not dominated on ({', '.join(criteria)}) by any single-objective policy",
              "rule": SHAPE_RULES["not_dominated"], "statistic": f"{roles.modpo} - P on {' and '.join(criteria)}",
              "models": [roles.modpo, *rivals], "criteria": criteria}
     if not rivals:
