@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 from core import roles
 
 from . import selectors, services
-from .exceptions import AnnotationError, JudgeImportError, StudyNotOpen
+from .exceptions import AnnotationError, InvalidInput, JudgeImportError, StudyNotOpen
 from .models import RatingStudy
 from .selectors import AssignmentNotFound
 
@@ -63,7 +63,7 @@ class AnswersSerializer(serializers.Serializer):
 def _answers(request):
     serializer = AnswersSerializer(data=request.data)
     if not serializer.is_valid():
-        raise services.InvalidInput(
+        raise InvalidInput(
             "the answers are malformed",
             errors=[f"{field}: {' '.join(map(str, msgs))}" for field, msgs in serializer.errors.items()],
         )

@@ -577,7 +577,7 @@ def test_a_screen_decision_and_its_audit_row_share_one_transaction(monkeypatch):
     def failing_audit(**kwargs):
         raise RuntimeError("audit log unavailable")
 
-    monkeypatch.setattr(services, "audit_record", failing_audit)
+    monkeypatch.setattr(services.screen_review, "audit_record", failing_audit)
     with pytest.raises(RuntimeError):
         services.rating_item_screen_review(item=named, decision="exclude", actor=None)
     assert RatingItem.objects.get(pk=named.pk).screen == "pending"
