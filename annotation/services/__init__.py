@@ -21,7 +21,8 @@ services.judgment_submit(...)``.
 """
 from ..layout import assignment_plan, seed_commitment, study_layout, study_rng
 from .exports import judgments_export, preference_pairs_export
-from .judge_import import JudgeImportReport, judge_decisions_import, parse_judge_file, parse_judge_text
+from ..judge_rows import JudgeImportReport, parse_judge_file, parse_judge_text
+from .judge_import import judge_decisions_import
 from .judgments import SCREEN_CHOICES, assignment_draft_save, assignment_mark_shown, judgment_submit, judgment_undo
 from .screen_review import rating_item_screen_review, rating_study_screen
 from .studies import rating_study_close, rating_study_create, rating_study_open
