@@ -10,8 +10,7 @@ from pathlib import Path
 
 from django.db import transaction
 
-from training.pipeline.criteria import ALL_CRITERIA, CRITERIA_SETS, THERAPEUTIC
-
+from .criteria import ALL_CRITERIA, CRITERIA_SETS, THERAPEUTIC
 from .input import has_control_character
 from .models import AuditEvent, AuditSubject, CriteriaSet, CriteriaSetMember, Criterion, Helpline, Scenario
 
