@@ -39,11 +39,11 @@ demo: install
 
 validate: install
 	$(PY) manage.py migrate --noinput -v 0
-	$(PY) manage.py run_experiment "validation-$$(date +%Y%m%d-%H%M%S)" --preset validation
+	ATTUNE_JOB_QUEUE=inline $(PY) manage.py run_experiment "validation-$$(date +%Y%m%d-%H%M%S)" --preset validation
 
 validate-criteria: install
 	$(PY) manage.py migrate --noinput -v 0
-	$(PY) manage.py run_experiment "validation-criteria-$$(date +%Y%m%d-%H%M%S)" --preset criteria_comparison \
+	ATTUNE_JOB_QUEUE=inline $(PY) manage.py run_experiment "validation-criteria-$$(date +%Y%m%d-%H%M%S)" --preset criteria_comparison \
 	  --config "$$($(PY) -c 'import json; from training.plans import VALIDATION_SCALE; print(json.dumps(VALIDATION_SCALE))')"
 
 bench: install

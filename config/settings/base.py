@@ -229,6 +229,9 @@ ATTUNE_JOB_LEASE_SECONDS = env.int("ATTUNE_JOB_LEASE_SECONDS", default=120)
 ATTUNE_JOB_HEARTBEAT_SECONDS = env.float("ATTUNE_JOB_HEARTBEAT_SECONDS", default=10.0)
 # A queued job whose message never reached a worker is republished after this long.
 ATTUNE_JOB_REPUBLISH_SECONDS = env.int("ATTUNE_JOB_REPUBLISH_SECONDS", default=600)
+# How a queued job reaches a worker (training.jobs.queue): "celery" sends it to its
+# Celery queue; "inline" runs it in this process after commit (manage.py run_experiment).
+ATTUNE_JOB_QUEUE = env("ATTUNE_JOB_QUEUE", default="celery")
 CELERY_BEAT_SCHEDULE = {
     "reap-stalled-jobs": {"task": "training.tasks.reap_jobs", "schedule": env.float("ATTUNE_REAPER_INTERVAL", default=60.0)},
 }

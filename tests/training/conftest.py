@@ -1,11 +1,12 @@
 import pytest
 
-from training import services
+from training.jobs.queue import inline_queue
 
 
 @pytest.fixture
-def published(monkeypatch):
-    """Job wake-ups captured instead of sent to the broker: (job id, queue) pairs."""
-    sent = []
-    monkeypatch.setattr(services, "_publish", lambda job_id, queue: sent.append((job_id, queue)))
-    return sent
+def published(settings):
+    """Jobs published through the inline job queue, held there instead of run:
+    a list of (job id, queue) pairs, drained by the test."""
+    settings.ATTUNE_JOB_QUEUE = "inline"
+    with inline_queue.held() as pending:
+        yield pending

@@ -22,3 +22,12 @@ class JobFactory(factory.django.DjangoModelFactory):
     key = factory.Sequence(lambda n: f"stage-{n}")
     kind = "fake"
     state = Job.State.QUEUED
+
+
+# A CPU-demo experiment on tiny models, small enough to run every stage in seconds.
+TINY_DEMO = {
+    "preset": "cpu_demo", "base_model": "tiny", "reward_backbone": "tiny", "train_scenarios": 6, "test_scenarios": 3,
+    "personas_train": 3, "personas_test": 3, "personas_per_scenario": 3, "candidates_per_scenario": 3, "max_new_tokens": 8,
+    "policy_max_steps": 2, "policy_save_steps": 1, "reward_max_steps": 2, "lora_rank": 4, "criteria_set": "therapeutic_four_safety",
+    "reward_validation_fraction": 0.34,
+}

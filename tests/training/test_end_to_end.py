@@ -14,7 +14,7 @@ from tests.conftest import WorkerProcess
 from tests.factories import ClinicianFactory
 from training.models import Experiment, Job
 
-from .test_stages import TINY_DEMO
+from .factories import TINY_DEMO
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 

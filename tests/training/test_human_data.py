@@ -8,9 +8,10 @@ from survey import services as survey_services
 from survey.models import DatasetVersion
 from tests.survey.factories import StudyFactory, complete_participant
 from training import services
+from training.jobs import runtime
 from training.models import Job
 
-from .test_stages import TINY_DEMO
+from .factories import TINY_DEMO
 
 
 def test_withdrawal_stops_training_on_the_affected_dataset(db, researcher, published, settings, tmp_path):
@@ -23,7 +24,7 @@ def test_withdrawal_stops_training_on_the_affected_dataset(db, researcher, publi
 
     experiment = services.experiment_start(name="survey cohort", config={**TINY_DEMO, "persona_source": "survey", "survey_study": study.slug}, actor=researcher)
     inputs = experiment.jobs.get(key="scenarios")
-    assert services.job_execute(job_id=inputs.pk) == Job.State.SUCCEEDED
+    assert runtime.job_execute(job_id=inputs.pk) == Job.State.SUCCEEDED
     inputs.refresh_from_db()
     version = DatasetVersion.objects.get(pk=inputs.lineage["dataset_versions"][0])
     assert version.participants.count() == 4
@@ -31,19 +32,19 @@ def test_withdrawal_stops_training_on_the_affected_dataset(db, researcher, publi
     survey_services.participant_withdraw(participant=participants[0], via="resume_link")
     generate = experiment.jobs.get(key="generate")
     assert generate.state == Job.State.QUEUED
-    assert services.job_execute(job_id=generate.pk) == Job.State.FAILED
+    assert runtime.job_execute(job_id=generate.pk) == Job.State.FAILED
     generate.refresh_from_db()
     assert version.label in generate.error and "withdrew" in generate.error
     assert not (generate.work_dir() / "candidates.jsonl").exists()
 
     # The job stays refused on a retry: the data it was built on is gone for good.
     assert services.job_retry(job=generate, actor=researcher) == "queued"
-    assert services.job_execute(job_id=generate.pk) == Job.State.FAILED
+    assert runtime.job_execute(job_id=generate.pk) == Job.State.FAILED
 
     # A new experiment exports a new version without the withdrawn participant.
     again = services.experiment_start(name="survey cohort 2", config={**TINY_DEMO, "persona_source": "survey", "survey_study": study.slug}, actor=researcher)
     inputs = again.jobs.get(key="scenarios")
-    assert services.job_execute(job_id=inputs.pk) == Job.State.SUCCEEDED
+    assert runtime.job_execute(job_id=inputs.pk) == Job.State.SUCCEEDED
     inputs.refresh_from_db()
     fresh = DatasetVersion.objects.get(pk=inputs.lineage["dataset_versions"][0])
     assert fresh.pk != version.pk and fresh.affected_by_withdrawal_at is None
@@ -70,7 +71,7 @@ def test_survey_rankings_join_the_preference_data(researcher, published, setting
     experiment = services.experiment_start(name="with human rankings", config=config, actor=researcher)
     for key in ("scenarios", "generate", "label", "preferences"):
         job = experiment.jobs.get(key=key)
-        assert services.job_execute(job_id=job.pk) == Job.State.SUCCEEDED, job.key
+        assert runtime.job_execute(job_id=job.pk) == Job.State.SUCCEEDED, job.key
     preferences = experiment.jobs.get(key="preferences")
     card = json.loads((Path(preferences.result["dataset_dir"]) / "card.json").read_text())
     sources = json.dumps(card)
@@ -101,7 +102,7 @@ def test_clinician_majority_pairs_join_the_preference_data(researcher, settings,
                                            actor=researcher)
     for key in ("scenarios", "generate", "label", "preferences"):
         job = experiment.jobs.get(key=key)
-        assert services.job_execute(job_id=job.pk) == Job.State.SUCCEEDED, job.error
+        assert runtime.job_execute(job_id=job.pk) == Job.State.SUCCEEDED, job.error
     preferences = experiment.jobs.get(key="preferences")
     counts = preferences.result["counts"]
     # make_study's criteria are empathy and safety: two items' majority pairs for each.

@@ -58,7 +58,7 @@ def test_a_policy_stage_runs_through_accelerate_launch(tmp_path, settings):
     from datasets import Dataset, DatasetDict
 
     from training.pipeline.models import build_tiny_causal_lm
-    from training.stages import _train_policy
+    from training.stages.policies import _train_policy
 
     settings.ATTUNE_ACCELERATE_NUM_PROCESSES = 1
     base = build_tiny_causal_lm(tmp_path / "base", seed=0)

@@ -4,7 +4,15 @@ from django.core.management import CommandError, call_command
 from training.models import Experiment
 
 
-def test_bad_configuration_is_refused_and_nothing_is_started(db):
+def test_it_needs_the_inline_job_queue(db, settings):
+    settings.ATTUNE_JOB_QUEUE = "celery"
+    with pytest.raises(CommandError, match="set ATTUNE_JOB_QUEUE=inline"):
+        call_command("run_experiment", "on celery", "--config", "{}")
+    assert not Experiment.objects.exists()
+
+
+def test_bad_configuration_is_refused_and_nothing_is_started(db, settings):
+    settings.ATTUNE_JOB_QUEUE = "inline"
     with pytest.raises(CommandError, match="policy_max_steps must be a whole number"):
         call_command("run_experiment", "bad run", "--config", '{"policy_max_steps": 0}')
     with pytest.raises(CommandError, match="cannot read the configuration"):
@@ -17,8 +25,9 @@ def test_the_summary_prints_intervals_lengths_and_shape_checks(settings, tmp_pat
     import io
     import json
 
-    from .test_stages import TINY_DEMO
+    from .factories import TINY_DEMO
 
+    settings.ATTUNE_JOB_QUEUE = "inline"
     settings.ARTIFACT_ROOT = tmp_path
     settings.MODEL_CACHE_DIR = tmp_path / "models"
     out = io.StringIO()

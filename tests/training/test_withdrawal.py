@@ -91,13 +91,13 @@ def test_withdrawal_marks_jobs_and_models_built_from_an_affected_version(survey_
 
 
 def test_a_model_registered_after_the_withdrawal_carries_the_mark(survey_personas, tmp_path):
-    from training.stages import _register_model_version
+    from training.stages.common import model_version_register
 
     study, people = survey_personas
     version = survey_services.personas_export_dataset(path=tmp_path / "exp" / "personas.jsonl", study=study)
     experiment, inputs, label, policy, *_ = experiment_on(version, tmp_path, people, name="running")
     survey_services.participant_withdraw(participant=people[1], via="resume_link")
     policy.refresh_from_db()
-    registered = _register_model_version(policy, kind=ModelVersion.Kind.ADAPTER, path=policy.work_dir(), model_ref="tiny",
-                                         provenance={"method": "dpo"})
+    registered = model_version_register(policy, kind=ModelVersion.Kind.ADAPTER, path=policy.work_dir(), model_ref="tiny",
+                                        provenance={"method": "dpo"})
     assert registered.provenance["affected_by_withdrawal"]["dataset_versions"] == [version.pk]

@@ -9,9 +9,10 @@ import pytest
 from core.services import scenario_bank_load
 from tests.conftest import WorkerProcess
 from training import services
+from training.jobs.queue import JOB_QUEUES
 from training.models import Job
 
-from .test_stages import TINY_DEMO
+from .factories import TINY_DEMO
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -40,8 +41,8 @@ def test_duplicate_delivery_runs_the_job_once(researcher, artifact_root):
     experiment = services.experiment_start(name="dup delivery", config=TINY_DEMO, actor=researcher)
     job = experiment.jobs.get(key="scenarios")
     # The same wake-up delivered three times (e.g. a Redis visibility-timeout redelivery).
-    services._publish(job.pk, job.queue)
-    services._publish(job.pk, job.queue)
+    JOB_QUEUES["celery"].publish(job_id=job.pk, queue=job.queue)
+    JOB_QUEUES["celery"].publish(job_id=job.pk, queue=job.queue)
     worker = WorkerProcess(queues="default", extra_env=artifact_root, name="dup").start()
     try:
         wait_for(lambda: Job.objects.get(pk=job.pk).state == Job.State.SUCCEEDED, 60, worker, "the job to succeed")

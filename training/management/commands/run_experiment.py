@@ -1,13 +1,16 @@
 """Start an experiment and run every job in this process, without a worker:
-the validation run (`make validate`) and small runs on a laptop."""
+the validation run (`make validate`) and small runs on a laptop. Jobs reach
+this process through the inline job queue (ATTUNE_JOB_QUEUE=inline)."""
 import json
 from pathlib import Path
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from core.services import scenario_bank_load
 from training import services
+from training.jobs.queue import inline_queue
 from training.models import Job
 from training.plans import ConfigError
 
@@ -27,27 +30,26 @@ class Command(BaseCommand):
             overrides.update(json.loads(config))
         except (OSError, json.JSONDecodeError) as exc:
             raise CommandError(f"cannot read the configuration: {exc}") from None
+        if settings.ATTUNE_JOB_QUEUE != "inline":
+            raise CommandError("run_experiment runs every job in this process: set ATTUNE_JOB_QUEUE=inline "
+                               "(make validate does)")
         scenario_bank_load()
-        queue: list[int] = []
-        # Jobs are published after commit; here they are run in this process instead.
-        original_publish = services._publish
-        services._publish = lambda job_id, _queue: queue.append(job_id)
-        try:
+
+        def print_job(job_id, state):
+            job = Job.objects.get(pk=job_id)
+            self.stdout.write(f"  {job.key:<28} {state}")
+            if state != Job.State.SUCCEEDED and state != "skipped":
+                raise CommandError(f"job {job.key} {state}: {job.error.splitlines()[0] if job.error else ''}")
+
+        # Held, so that the jobs run here one by one and the first failure stops the run.
+        with inline_queue.held():
             try:
                 with transaction.atomic():
                     experiment = services.experiment_start(name=name, config={**overrides, "preset": preset}, actor=None)
             except ConfigError as exc:
                 raise CommandError("the experiment was not started:\n  " + "\n  ".join(exc.messages)) from None
             self.stdout.write(f"Experiment {experiment.name!r}: {experiment.jobs.count()} jobs, output in {experiment.output_dir}")
-            while queue:
-                job_id = queue.pop(0)
-                state = services.job_execute(job_id=job_id)
-                job = Job.objects.get(pk=job_id)
-                self.stdout.write(f"  {job.key:<28} {state}")
-                if state != Job.State.SUCCEEDED and state != "skipped":
-                    raise CommandError(f"job {job.key} {state}: {job.error.splitlines()[0] if job.error else ''}")
-        finally:
-            services._publish = original_publish
+            inline_queue.run_pending(report=print_job)
         evaluate = experiment.jobs.get(kind="evaluate")
         report = json.loads(Path(evaluate.result["evaluation_json"]).read_text())
         self.stdout.write("\nAverage pairwise win rate (%) [95% bootstrap interval]"

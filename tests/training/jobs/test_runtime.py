@@ -1,0 +1,139 @@
+"""The job runtime: claim, lease, heartbeat, run, duplicate deliveries, cancel, reaper."""
+import subprocess
+import sys
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from core.models import AuditEvent
+from training import services
+from training.jobs import runtime
+from training.models import Job
+from training.stages import StageOutcome
+
+from ..factories import JobFactory
+
+
+def test_run_records_progress_artifacts_and_queues_dependents(db, fake_stage, published, django_capture_on_commit_callbacks):
+    first = JobFactory()
+    second = JobFactory(experiment=first.experiment, state=Job.State.WAITING, queue="gpu")
+    second.depends_on.add(first)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert runtime.job_execute(job_id=first.pk) == Job.State.SUCCEEDED
+    first.refresh_from_db()
+    assert first.state == Job.State.SUCCEEDED and first.attempts == 1
+    assert (first.progress_step, first.progress_total) == (3, 3)
+    assert first.current_loss == pytest.approx(1 / 3)
+    assert first.lineage == {"from": "test"}
+    artifact = first.artifacts.get()
+    assert len(artifact.sha256) == 64
+    second.refresh_from_db()
+    assert second.state == Job.State.QUEUED
+    assert published == [(second.pk, "gpu")]
+
+
+def test_duplicate_delivery_does_no_duplicate_work(db, fake_stage):
+    job = JobFactory()
+    assert runtime.job_execute(job_id=job.pk) == Job.State.SUCCEEDED
+    assert runtime.job_execute(job_id=job.pk) == "skipped"
+    assert fake_stage == [job.pk]
+    job.refresh_from_db()
+    assert job.attempts == 1
+
+
+def test_a_live_lease_cannot_be_taken(db):
+    job = JobFactory()
+    assert runtime.job_claim(job_id=job.pk, owner="elsewhere:1") is not None
+    assert runtime.job_claim(job_id=job.pk, owner="elsewhere:2") is None
+    Job.objects.filter(pk=job.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    claimed = runtime.job_claim(job_id=job.pk, owner="elsewhere:2")
+    assert claimed.lease_owner == "elsewhere:2" and claimed.attempts == 2
+
+
+def test_a_dead_local_holder_is_taken_over_at_once(db):
+    import socket
+
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_owner = f"{socket.gethostname()}:{finished.stdout.strip()}"
+    job = JobFactory(state=Job.State.RUNNING, lease_owner=dead_owner, attempts=1,
+                     lease_expires_at=timezone.now() + timedelta(minutes=5))
+    claimed = runtime.job_claim(job_id=job.pk, owner=runtime.worker_identity())
+    assert claimed is not None and claimed.attempts == 2
+    # A holder that is alive (this process) keeps its lease.
+    assert runtime.job_claim(job_id=job.pk, owner="someone:else") is None
+
+
+def test_repeated_crashes_are_capped(db):
+    job = JobFactory(attempts=3, max_attempts=3)
+    assert runtime.job_claim(job_id=job.pk, owner="w:1") is None
+    job.refresh_from_db()
+    assert job.state == Job.State.FAILED and "gave up after 3 attempts" in job.error
+
+
+def test_stage_error_fails_the_job_with_its_message(db, register_fake_stage):
+    def broken(job, run):
+        raise ValueError("the dataset has no pairs for 'empathy'")
+
+    register_fake_stage(broken)
+    job = JobFactory()
+    assert runtime.job_execute(job_id=job.pk) == Job.State.FAILED
+    job.refresh_from_db()
+    assert job.error.startswith("the dataset has no pairs for 'empathy'")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_cancel_stops_a_running_job_at_its_next_step(register_fake_stage, settings, researcher):
+    settings.ATTUNE_JOB_HEARTBEAT_SECONDS = 0.05
+    started = threading.Event()
+    steps = []
+
+    def slow(job, run):
+        started.set()
+        for step in range(400):
+            steps.append(step)
+            run.progress(step, 400)
+            run.check_cancelled()
+            time.sleep(0.02)
+        return StageOutcome()
+
+    register_fake_stage(slow)
+    job = JobFactory()
+    outcome = {}
+    worker = threading.Thread(target=lambda: outcome.setdefault("state", runtime.job_execute(job_id=job.pk)))
+    worker.start()
+    assert started.wait(10)
+    time.sleep(0.2)
+    assert services.job_cancel(job=Job.objects.get(pk=job.pk), actor=researcher) == "cancel requested"
+    worker.join(20)
+    assert outcome["state"] == Job.State.CANCELLED
+    assert len(steps) < 400
+    job.refresh_from_db()
+    assert job.state == Job.State.CANCELLED
+    assert AuditEvent.objects.filter(action="job.cancel", target_id=str(job.pk)).exists()
+
+
+def test_reaper_requeues_stalled_jobs_and_fails_repeat_offenders(db, published, django_capture_on_commit_callbacks, settings):
+    past = timezone.now() - timedelta(minutes=5)
+    stalled = JobFactory(state=Job.State.RUNNING, lease_owner="gone:1", lease_expires_at=past, attempts=1)
+    exhausted = JobFactory(state=Job.State.RUNNING, lease_owner="gone:2", lease_expires_at=past, attempts=3, max_attempts=3)
+    healthy = JobFactory(state=Job.State.RUNNING, lease_owner="alive:1", lease_expires_at=timezone.now() + timedelta(minutes=1))
+    lost = JobFactory(state=Job.State.QUEUED, enqueued_at=timezone.now() - timedelta(seconds=settings.ATTUNE_JOB_REPUBLISH_SECONDS + 5))
+    with django_capture_on_commit_callbacks(execute=True):
+        counts = runtime.jobs_reap()
+    assert counts == {"requeued": 1, "failed": 1, "republished": 1}
+    for job in (stalled, exhausted, healthy):
+        job.refresh_from_db()
+    assert stalled.state == Job.State.QUEUED and stalled.lease_owner == ""
+    assert exhausted.state == Job.State.FAILED and "heartbeat stopped" in exhausted.error
+    assert healthy.state == Job.State.RUNNING
+    assert sorted(published) == sorted([(stalled.pk, stalled.queue), (lost.pk, lost.queue)])
+
+
+def test_an_unknown_stage_kind_is_refused(db):
+    job = JobFactory(kind="no_such_stage")
+    assert runtime.job_execute(job_id=job.pk) == Job.State.FAILED
+    job.refresh_from_db()
+    assert job.error == "unknown stage kind 'no_such_stage'"
