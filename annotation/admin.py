@@ -12,6 +12,7 @@ from django.utils.html import format_html
 from django.utils.text import slugify
 
 from core import roles
+from core.error_handlers import admin_error
 from core.input import accepts_repeated
 
 from . import selectors, services
@@ -178,7 +179,7 @@ class RatingStudyAdmin(HideRatedStudiesMixin, admin.ModelAdmin):
                 service(study=study, actor=request.user)
                 done += 1
             except AnnotationError as error:
-                self.message_user(request, f"{study.name}: {error.message}", messages.ERROR)
+                admin_error(self, request, error, prefix=f"{study.name}: ")
         if done:
             self.message_user(request, f"{done} {'study' if done == 1 else 'studies'} {verb}.", messages.SUCCESS)
 
@@ -294,7 +295,7 @@ class RatingStudyAdmin(HideRatedStudiesMixin, admin.ModelAdmin):
             verb = "kept as is" if decision == "keep" else "excluded from the study"
             self.message_user(request, f"Item {item.order + 1} ({item.scenario_ref}) {verb}.", messages.SUCCESS)
         except AnnotationError as error:
-            self.message_user(request, error.message, messages.ERROR)
+            admin_error(self, request, error)
         return redirect(reverse("admin:annotation_ratingstudy_change", args=[study.pk]) + "#self-identification-screen")
 
     @accepts_repeated()
@@ -309,7 +310,7 @@ class RatingStudyAdmin(HideRatedStudiesMixin, admin.ModelAdmin):
             service(study=study, actor=request.user)
             self.message_user(request, f"{study.name} is now {to if to == 'open' else 'closed'}.", messages.SUCCESS)
         except AnnotationError as error:
-            self.message_user(request, error.message, messages.ERROR)
+            admin_error(self, request, error)
         return redirect("admin:annotation_ratingstudy_change", study.pk)
 
 

@@ -12,11 +12,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core import roles
+from core.errors import NotFound
 
 from . import selectors, services
-from .exceptions import AnnotationError, InvalidInput, JudgeImportError, StudyNotOpen
+from .exceptions import InvalidInput, StudyNotOpen
 from .models import RatingStudy
-from .selectors import AssignmentNotFound
 
 
 class IsClinician(BasePermission):
@@ -42,14 +42,6 @@ class DoesNotRateInStudy(BasePermission):
         return view.kwargs.get("pk") not in selectors.rated_study_ids(request.user)
 
 
-def _error(error: AnnotationError) -> Response:
-    return Response({"detail": error.message, "errors": error.errors}, status=error.status_code)
-
-
-def _not_found() -> Response:
-    return Response({"detail": "There is no such item."}, status=status.HTTP_404_NOT_FOUND)
-
-
 class AnswersSerializer(serializers.Serializer):
     """Answers in screen terms. Validation of the dimensions is the service's."""
 
@@ -63,11 +55,12 @@ class AnswersSerializer(serializers.Serializer):
 def _answers(request):
     serializer = AnswersSerializer(data=request.data)
     if not serializer.is_valid():
-        raise InvalidInput(
-            "the answers are malformed",
-            errors=[f"{field}: {' '.join(map(str, msgs))}" for field, msgs in serializer.errors.items()],
-        )
+        raise InvalidInput("the answers are malformed", errors=_serializer_errors(serializer))
     return serializer.validated_data
+
+
+def _serializer_errors(serializer) -> list[str]:
+    return [f"{field}: {' '.join(map(str, msgs))}" for field, msgs in serializer.errors.items()]
 
 
 def _item_payload(page: dict) -> dict:
@@ -121,28 +114,18 @@ class _AssignmentApi(APIView):
 class ItemApi(_AssignmentApi):
     @extend_schema(summary="One item as the clinician sees it", responses={200: dict})
     def get(self, request, token):
-        try:
-            assignment = self.assignment(request, token)
-        except AssignmentNotFound:
-            return _not_found()
-        except AnnotationError as error:
-            return _error(error)
+        assignment = self.assignment(request, token)
         if not assignment.study.is_open:
             # A draft or closed study shows nothing of its items: no post, no responses, no answers.
-            return _error(StudyNotOpen("this study is not open; its items are not shown"))
+            raise StudyNotOpen("this study is not open; its items are not shown")
         return Response(_item_payload(selectors.rating_page(assignment=assignment)))
 
 
 class DraftApi(_AssignmentApi):
     @extend_schema(summary="Autosave unfinished answers", request=AnswersSerializer, responses={200: dict})
     def post(self, request, token):
-        try:
-            assignment = self.assignment(request, token)
-            assignment = services.assignment_draft_save(assignment=assignment, clinician=request.user, **_answers(request))
-        except AssignmentNotFound:
-            return _not_found()
-        except AnnotationError as error:
-            return _error(error)
+        assignment = self.assignment(request, token)
+        assignment = services.assignment_draft_save(assignment=assignment, clinician=request.user, **_answers(request))
         return Response({"saved": True, "saved_at": assignment.draft_saved_at.isoformat()})
 
     put = post
@@ -151,13 +134,8 @@ class DraftApi(_AssignmentApi):
 class JudgmentApi(_AssignmentApi):
     @extend_schema(summary="Submit (or change) the answer for one item", request=AnswersSerializer, responses={200: dict})
     def post(self, request, token):
-        try:
-            assignment = self.assignment(request, token)
-            services.judgment_submit(assignment=assignment, clinician=request.user, **_answers(request))
-        except AssignmentNotFound:
-            return _not_found()
-        except AnnotationError as error:
-            return _error(error)
+        assignment = self.assignment(request, token)
+        services.judgment_submit(assignment=assignment, clinician=request.user, **_answers(request))
         following = selectors.assignment_next(study=assignment.study, user=request.user)
         return Response({
             "saved": True,
@@ -171,13 +149,8 @@ class UndoApi(APIView):
 
     @extend_schema(summary="Withdraw the clinician's last answer in a study", request=None, responses={200: dict})
     def post(self, request, token):
-        try:
-            study = selectors.study_for_clinician(token=token, user=request.user)
-            assignment = services.judgment_undo(study=study, clinician=request.user)
-        except AssignmentNotFound:
-            return _not_found()
-        except AnnotationError as error:
-            return _error(error)
+        study = selectors.study_for_clinician(token=token, user=request.user)
+        assignment = services.judgment_undo(study=study, clinician=request.user)
         return Response({"item": assignment.token})
 
 
@@ -188,7 +161,7 @@ class ResultsApi(APIView):
     def get(self, request, pk):
         study = RatingStudy.objects.filter(pk=pk).select_related("source_a", "source_b", "criteria_set").first()
         if study is None:
-            return Response({"detail": "No such study."}, status=status.HTTP_404_NOT_FOUND)
+            raise NotFound("No such study.")
         return Response(selectors.rating_study_results(study))
 
 
@@ -207,17 +180,13 @@ class JudgeImportApi(APIView):
     def post(self, request, pk):
         study = RatingStudy.objects.filter(pk=pk).select_related("source_a", "source_b").first()
         if study is None:
-            return Response({"detail": "No such study."}, status=status.HTTP_404_NOT_FOUND)
+            raise NotFound("No such study.")
         serializer = JudgeImportSerializer(data=request.data)
         if not serializer.is_valid():
-            return Response({"detail": "the request is malformed; nothing was imported", "errors": serializer.errors},
-                            status=status.HTTP_400_BAD_REQUEST)
+            raise InvalidInput("the request is malformed; nothing was imported", errors=_serializer_errors(serializer))
         data = serializer.validated_data
-        try:
-            report = services.judge_decisions_import(
-                study=study, judge_name=data["judge_name"], rows=data["rows"], source_names=data["source_names"],
-                skip_unmatched=data["skip_unmatched"], actor=request.user,
-            )
-        except JudgeImportError as error:
-            return _error(error)
+        report = services.judge_decisions_import(
+            study=study, judge_name=data["judge_name"], rows=data["rows"], source_names=data["source_names"],
+            skip_unmatched=data["skip_unmatched"], actor=request.user,
+        )
         return Response(report.as_dict(), status=status.HTTP_201_CREATED)

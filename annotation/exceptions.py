@@ -1,14 +1,11 @@
-"""Errors the annotation services raise; each carries the HTTP status a view
-answers with, so bad input always gets a clear 4xx and changes nothing."""
+"""Errors the annotation services raise (core.errors.ApplicationError); each
+carries the HTTP status a view answers with, so bad input always gets a clear
+4xx and changes nothing. core.error_handlers renders them."""
+from core.errors import ApplicationError, NotFound
 
 
-class AnnotationError(Exception):
+class AnnotationError(ApplicationError):
     status_code = 400
-
-    def __init__(self, message: str, *, errors: list[str] | None = None):
-        super().__init__(message)
-        self.message = message
-        self.errors = errors or [message]
 
 
 class InvalidInput(AnnotationError, ValueError):
@@ -39,3 +36,12 @@ class InvalidTransition(AnnotationError):
 
 class JudgeImportError(InvalidInput):
     """A judge-decision file or row list that cannot be imported; nothing was written."""
+
+
+class AssignmentNotFound(AnnotationError, NotFound):
+    """No item of this clinician's behind the URL's token."""
+
+    status_code = 404
+
+    def __init__(self, message: str = "There is no such item.", **kwargs):
+        super().__init__(message, **kwargs)

@@ -19,7 +19,7 @@ from django.db.models import Count, Max, Q
 
 from . import statistics
 from .screening import normalise_for_display
-from .exceptions import NotAssigned, StudyNotOpen
+from .exceptions import AssignmentNotFound, NotAssigned, StudyNotOpen
 from .models import Assignment, Choice, JudgeDecision, Judgment, JudgmentChoice, JudgmentRevision, RatingItem, RatingStudy
 
 SEED_SECRET = "The study's random seed is secret while the study is a draft or open; it is revealed here once the study is closed."
@@ -72,10 +72,6 @@ def user_rates_in_any_study(user) -> bool:
 # --- Clinician reads -------------------------------------------------------------------------
 
 
-class AssignmentNotFound(Exception):
-    pass
-
-
 def assignment_for_clinician(*, token: str, user) -> Assignment:
     """The assignment behind a URL token, if it is this clinician's.
     Unknown token: AssignmentNotFound (404); someone else's: NotAssigned (403)."""
@@ -85,7 +81,7 @@ def assignment_for_clinician(*, token: str, user) -> Assignment:
         .first()
     )
     if assignment is None:
-        raise AssignmentNotFound(token)
+        raise AssignmentNotFound()
     if assignment.clinician_id != user.pk:
         raise NotAssigned("this item is not in your queue")
     return assignment
@@ -94,7 +90,7 @@ def assignment_for_clinician(*, token: str, user) -> Assignment:
 def study_for_clinician(*, token: str, user) -> RatingStudy:
     study = RatingStudy.objects.filter(token=token).first()
     if study is None:
-        raise AssignmentNotFound(token)
+        raise AssignmentNotFound()
     if not study.memberships.filter(clinician=user).exists():
         raise NotAssigned("you are not rating in this study")
     return study

@@ -12,8 +12,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from core import roles
 
 from . import selectors, services
-from .exceptions import AnnotationError, NotAssigned
-from .selectors import AssignmentNotFound
+from .exceptions import AnnotationError, StudyNotOpen
 
 CHOICE_PREFIX = "choice-"
 
@@ -27,19 +26,6 @@ def clinician_required(view):
         return view(request, *args, **kwargs)
 
     return wrapped
-
-
-def _error(request, error: AnnotationError | None = None, *, status: int | None = None, message: str = ""):
-    return render(
-        request,
-        "annotation/error.html",
-        {"message": message or error.message, "errors": error.errors if error else []},
-        status=status or error.status_code,
-    )
-
-
-def _not_found(request):
-    return _error(request, status=404, message="There is no such item.")
 
 
 def answers_from_post(data) -> dict:
@@ -60,12 +46,7 @@ def queue(request):
 
 @clinician_required
 def next_item(request, study_token):
-    try:
-        study = selectors.study_for_clinician(token=study_token, user=request.user)
-    except AssignmentNotFound:
-        return _not_found(request)
-    except NotAssigned as error:
-        return _error(request, error)
+    study = selectors.study_for_clinician(token=study_token, user=request.user)
     if not study.is_open:
         messages.info(request, "That study is closed.")
         return redirect("annotation:queue")
@@ -79,14 +60,9 @@ def next_item(request, study_token):
 @clinician_required
 @require_http_methods(["GET", "POST"])
 def item(request, token):
-    try:
-        assignment = selectors.assignment_for_clinician(token=token, user=request.user)
-    except AssignmentNotFound:
-        return _not_found(request)
-    except NotAssigned as error:
-        return _error(request, error)
+    assignment = selectors.assignment_for_clinician(token=token, user=request.user)
     if not assignment.study.is_open:
-        return _error(request, status=409, message="This study is closed; its items can no longer be rated.")
+        raise StudyNotOpen("This study is closed; its items can no longer be rated.")
     form_error = None
     if request.method == "POST":
         answers = answers_from_post(request.POST)
@@ -94,7 +70,7 @@ def item(request, token):
             services.judgment_submit(assignment=assignment, clinician=request.user, **answers)
         except AnnotationError as error:
             if error.status_code != 400:
-                return _error(request, error)
+                raise  # not the form's to show: core.error_handlers renders it
             form_error = error
         else:
             return redirect("annotation:next", study_token=assignment.study.token)
@@ -124,12 +100,7 @@ def item(request, token):
 @clinician_required
 @require_POST
 def undo(request, study_token):
-    try:
-        study = selectors.study_for_clinician(token=study_token, user=request.user)
-        assignment = services.judgment_undo(study=study, clinician=request.user)
-    except AssignmentNotFound:
-        return _not_found(request)
-    except AnnotationError as error:
-        return _error(request, error)
+    study = selectors.study_for_clinician(token=study_token, user=request.user)
+    assignment = services.judgment_undo(study=study, clinician=request.user)
     messages.info(request, "Your last answer was withdrawn. Change it and save again.")
     return redirect("annotation:item", token=assignment.token)

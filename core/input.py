@@ -31,6 +31,8 @@ from django.forms import MultipleHiddenInput
 from django.http import HttpResponse, JsonResponse
 from django.template.loader import render_to_string
 
+from .errors import ApplicationError, error_body
+
 CONTROL_CHARACTERS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 # Raw header values reach Django decoded as Latin-1, so UTF-8 text in a header
 # shows up as U+0080–U+00BF: only C0 (tab allowed) and DEL are refused there.
@@ -40,13 +42,12 @@ REPEATABLE_ATTRIBUTE = "repeatable_fields"
 ADMIN_CHECKED_URL_NAMES = {"login", "logout", "password_change"}
 
 
-class BadInput(Exception):
+class BadInput(ApplicationError):
     """Input refused before it reaches a view; always a 400."""
 
     status_code = 400
 
     def __init__(self, message: str, *, where: str = ""):
-        self.message = message
         self.where = where
         super().__init__(message)
 
@@ -196,8 +197,11 @@ def wants_json(request) -> bool:
 
 
 def bad_input_response(request, error: BadInput) -> HttpResponse:
+    """The guard's 400: the JSON body every error has (core.errors.error_body), or a page
+    rendered without the request's context, unlike core.error_handlers.error_page: this
+    input was refused, and context processors must not see (or query with) it."""
     if wants_json(request):
-        return JsonResponse({"detail": error.message, "errors": [error.message]}, status=error.status_code)
+        return JsonResponse(error_body(error), status=error.status_code)
     # No request context: context processors must not see (or query with) the refused input.
     participant_page = request.path.startswith("/study/") and not request.path.startswith("/study/manage/")
     html = render_to_string("core/bad_request.html", {

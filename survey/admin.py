@@ -1,8 +1,10 @@
 """Survey admin. Changes go through survey.services, so each one is audited;
 participant answers are not editable here (they are the participant's)."""
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html
+
+from core.error_handlers import admin_error
 
 from . import services
 from .exceptions import SurveyError
@@ -39,7 +41,7 @@ def _run(modeladmin, request, what, action):
     try:
         result = action()
     except SurveyError as exc:
-        modeladmin.message_user(request, f"{what}: {exc}", level=messages.ERROR)
+        admin_error(modeladmin, request, exc, prefix=f"{what}: ")
         return None
     return result
 

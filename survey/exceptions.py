@@ -1,21 +1,25 @@
-"""Errors the survey's services raise; views turn them into clear pages."""
+"""Errors the survey's services raise (core.errors.ApplicationError); views
+re-render a form with an InvalidAnswer's field messages, and anything else is
+rendered by core.error_handlers."""
+from core.errors import ApplicationError
 
 
-class SurveyError(Exception):
+class SurveyError(ApplicationError):
     """Something the caller asked for cannot be done; nothing was changed."""
+
+    status_code = 409
 
 
 class InvalidAnswer(SurveyError):
     """A submitted answer is malformed or out of range (HTTP 400); nothing was saved.
 
-    ``errors`` maps a field name ("" for the whole form) to a message a
-    participant can act on."""
+    Takes a message, or ``{field name: message}`` ("" for the whole form) with
+    messages a participant can act on (``field_errors``)."""
+
+    status_code = 400
 
     def __init__(self, errors):
-        if isinstance(errors, str):
-            errors = {"": errors}
-        self.errors = dict(errors)
-        super().__init__(" ".join(self.errors.values()))
+        super().__init__(field_errors={"": errors} if isinstance(errors, str) else errors)
 
 
 class StepNotAvailable(SurveyError):

@@ -19,7 +19,7 @@ from core.selectors import helplines_by_region
 
 from . import forms, questions, selectors, services
 from .crisis import contains_crisis_language
-from .exceptions import AlreadyStarted, InvalidAnswer, ProlificExcluded, StepNotAvailable, SurveyError
+from .exceptions import AlreadyStarted, InvalidAnswer, ProlificExcluded, StepNotAvailable
 from .models import Participant, Study
 
 NONCE_SALT = "survey.start"
@@ -141,8 +141,6 @@ def entry(request, slug):
             return render(request, "survey/already_started.html", {"study": study}, status=409)
         except ProlificExcluded:
             return render(request, "survey/not_again.html", {"study": study}, status=409)
-        except SurveyError as exc:
-            return render(request, "survey/error.html", {"message": str(exc)}, status=409)
         return SeeOther(reverse("survey:resume", args=[participant.token]))
     import secrets
 
@@ -192,7 +190,7 @@ def consent(request, participant, progress):
         try:
             services.consent_give(participant=participant, consent_version_id=request.POST.get("consent_version"), agreed=agreed)
         except InvalidAnswer as exc:
-            context.update(errors=exc.errors, ticked={str(a) for a in agreed})
+            context.update(errors=exc.field_errors, ticked={str(a) for a in agreed})
             return _page(request, "survey/consent.html", participant, progress, "consent", context, status=400)
         return _next(participant)
     if request.method == "POST":
@@ -231,7 +229,7 @@ def eligibility(request, participant, progress):
         try:
             eligible = services.eligibility_submit(participant=participant, answers=answers)
         except InvalidAnswer as exc:
-            context.update(errors=exc.errors, values=answers)
+            context.update(errors=exc.field_errors, values=answers)
             return _page(request, "survey/eligibility.html", participant, progress, "eligibility", context, status=400)
         if eligible:
             return _next(participant)
@@ -251,9 +249,9 @@ def _choice_page(request, participant, progress, step, items, save, template, ex
         try:
             crisis = save(participant=participant, data=data)
         except InvalidAnswer as exc:
-            context = {"fields": forms.choice_fields(items, data, exc.errors), **(extra or {}),
+            context = {"fields": forms.choice_fields(items, data, exc.field_errors), **(extra or {}),
                        "show_support": any(contains_crisis_language(entry["text"]) for entry in data.values())}
-            return _page(request, template, participant, progress, step, {**context, "errors": exc.errors}, status=400)
+            return _page(request, template, participant, progress, step, {**context, "errors": exc.field_errors}, status=400)
         return _next(participant, crisis)
     saved = selectors.participant_answers(participant)
     data = {key: {"value": answer.value if not isinstance(answer.value, int) else str(answer.value), "text": answer.text}
@@ -286,8 +284,8 @@ def importance(request, participant, progress):
         try:
             services.importance_save(participant=participant, ratings=ratings, attention=attention)
         except InvalidAnswer as exc:
-            context = forms.importance_context(criteria, ratings, attention, check, exc.errors)
-            return _page(request, "survey/importance.html", participant, progress, "importance", {**context, "errors": exc.errors}, status=400)
+            context = forms.importance_context(criteria, ratings, attention, check, exc.field_errors)
+            return _page(request, "survey/importance.html", participant, progress, "importance", {**context, "errors": exc.field_errors}, status=400)
         return _next(participant)
     saved = selectors.participant_importance(participant)
     attention = selectors.participant_answers(participant).get(check.key)
@@ -306,7 +304,7 @@ def criteria_ranking(request, participant, progress):
         try:
             services.criteria_ranking_save(participant=participant, ranks=ranks)
         except InvalidAnswer as exc:
-            context = {"ranking": forms.criteria_ranking_items(criteria, ranks), "errors": exc.errors}
+            context = {"ranking": forms.criteria_ranking_items(criteria, ranks), "errors": exc.field_errors}
             return _page(request, "survey/criteria_ranking.html", participant, progress, "criteria-ranking", context, status=400)
         return _next(participant)
     saved = selectors.participant_criteria_ranking(participant)
@@ -337,7 +335,7 @@ def scenario(request, participant, progress, number):
         try:
             services.response_ranking_save(participant=participant, number=number, ranks=ranks, skip=skip)
         except InvalidAnswer as exc:
-            context = {"screen": screen, "ranking": forms.response_ranking_items(screen["responses"], ranks), "errors": exc.errors}
+            context = {"screen": screen, "ranking": forms.response_ranking_items(screen["responses"], ranks), "errors": exc.field_errors}
             return _page(request, "survey/scenario.html", participant, progress, f"scenario-{number}", context, status=400)
         return _next(participant)
     saved = screen["saved"]
@@ -355,7 +353,7 @@ def closing(request, participant, progress):
             crisis = services.participant_complete(participant=participant, feedback=feedback)
         except InvalidAnswer as exc:
             return _page(request, "survey/closing.html", participant, progress, "closing",
-                         {"feedback": feedback, "errors": exc.errors, "show_support": contains_crisis_language(feedback)},
+                         {"feedback": feedback, "errors": exc.field_errors, "show_support": contains_crisis_language(feedback)},
                          status=400)
         return _next(participant, crisis)
     saved = selectors.participant_answers(participant).get(questions.FEEDBACK_KEY)

@@ -80,7 +80,7 @@ def _save_choice_items(participant: Participant, items, data: dict, step: str) -
         try:
             value, text = _validate_choice(item, entry.get("value"), entry.get("text", ""))
         except InvalidAnswer as exc:
-            errors.update(exc.errors)
+            errors.update(exc.field_errors)
             continue
         if item in questions.ATTITUDES:
             value = int(value)
@@ -143,7 +143,7 @@ def importance_save(*, participant: Participant, ratings: dict, attention: str) 
     try:
         attention_value, _ = _validate_choice(check, attention)
     except InvalidAnswer as exc:
-        errors.update(exc.errors)
+        errors.update(exc.field_errors)
     if errors:
         raise InvalidAnswer(errors)
     shown = [c.key for c in selectors.criteria_shown_order(participant, criteria, "importance")]
