@@ -238,7 +238,7 @@ def run_load(host: str, users: int, spawn_rate: float, timeout: float, seed: int
             keys = re.findall(r'name="rank-([a-z_]+)"', response.text)
             order = keys[:]
             self.rng.shuffle(order)
-            data = {"participant": self.token, **{f"rank-{k}": str(order.index(k) + 1) for k in keys}}
+            data = {"participant": self.token, **{f"rank-{k}": str(order.index(k) + 1) for k in keys}, "order_confirmed": "yes"}
             self.record["criteria_ranking"] = order
             response = self.post(f"{base}/criteria-ranking/", data, "criteria ranking", form_fields(response.text))
             response = self.post(f"{base}/before-scenarios/", {"participant": self.token}, "before scenarios", form_fields(response.text))

@@ -253,9 +253,17 @@ class ImportanceRating(models.Model):
 
 
 class CriteriaRanking(models.Model):
+    class Basis(models.TextChoices):
+        """Why the ranking counts as the participant's own: an untouched, pre-filled order does not."""
+
+        REORDERED = "reordered", "The participant changed the shown order"
+        CONFIRMED = "confirmed", "The participant confirmed the shown order"
+        UNRECORDED = "", "Not recorded (saved before this was asked)"
+
     participant = models.OneToOneField(Participant, on_delete=models.CASCADE, related_name="criteria_ranking")
     ranking = models.JSONField(help_text="Criterion keys, most important first.")
     shown_order = models.JSONField(help_text="Criterion keys in the order first shown.")
+    basis = models.CharField(max_length=16, choices=Basis.choices, default=Basis.UNRECORDED, blank=True)
     answered_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

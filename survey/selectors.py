@@ -108,6 +108,14 @@ STEP_TITLES = {
 }
 
 
+def step_title(step: str, progress: "Progress") -> str:
+    """A step's page title; each scenario screen is numbered among the screens."""
+    if step.startswith("scenario-"):
+        screens = sum(1 for s in progress.steps if s.startswith("scenario-"))
+        return f"Message {step.split('-')[1]} of {screens}"
+    return STEP_TITLES.get(step, "")
+
+
 @dataclass
 class Progress:
     steps: list[str]  # in order; scenario screens are "scenario-1", "scenario-2", ...

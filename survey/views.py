@@ -60,7 +60,11 @@ def _page(request, template, participant, progress, step, context=None, status=2
         "token": participant.token,
         "progress": progress,
         "step": step,
-        "step_title": selectors.STEP_TITLES.get(step, ""),
+        # This page's own place in the survey, not the next open step: after the browser's
+        # Back button the two differ.
+        "step_number": progress.index(step) + 1,
+        "step_title": selectors.step_title(step, progress),
+        "consent_given": "consent" in progress.done,
         "resume_url": request.build_absolute_uri(reverse("survey:resume", args=[participant.token])),
         "show_support": request.GET.get("support") == "1",  # free text matched crisis language
         "errors": {},
@@ -301,16 +305,19 @@ def criteria_ranking(request, participant, progress):
     criteria = selectors.criteria_shown_order(participant, selectors.study_criteria(), "ranking")
     if request.method == "POST":
         ranks = forms.prefixed(request.POST, "rank-")
+        order_confirmed = request.POST.get("order_confirmed") == "yes"
         try:
-            services.criteria_ranking_save(participant=participant, ranks=ranks)
+            services.criteria_ranking_save(participant=participant, ranks=ranks, order_confirmed=order_confirmed)
         except InvalidAnswer as exc:
-            context = {"ranking": forms.criteria_ranking_items(criteria, ranks), "errors": exc.field_errors}
+            context = {"ranking": forms.criteria_ranking_items(criteria, ranks), "errors": exc.field_errors,
+                       "order_confirmed": order_confirmed}
             return _page(request, "survey/criteria_ranking.html", participant, progress, "criteria-ranking", context, status=400)
         return _next(participant)
     saved = selectors.participant_criteria_ranking(participant)
     ranks = {key: str(i + 1) for i, key in enumerate(saved.ranking)} if saved else {}
     return _page(request, "survey/criteria_ranking.html", participant, progress, "criteria-ranking",
-                 {"ranking": forms.criteria_ranking_items(criteria, ranks)})
+                 {"ranking": forms.criteria_ranking_items(criteria, ranks),
+                  "order_confirmed": bool(saved) and saved.basis == saved.Basis.CONFIRMED})
 
 
 @participant_step("before-scenarios")
@@ -379,6 +386,7 @@ def done(request, token):
         "show_support": request.GET.get("support") == "1",
         "helpline_regions": helplines_by_region() if request.GET.get("support") == "1" else [],
         "resume_url": request.build_absolute_uri(reverse("survey:resume", args=[token])),
+        "consent_given": True,  # a completed participant consented
     })
 
 

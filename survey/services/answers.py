@@ -178,16 +178,28 @@ def _ranking_from_ranks(ranks: dict, expected: list[str], what: str, names: dict
     return sorted(expected, key=lambda k: numbers[k])
 
 
-def criteria_ranking_save(*, participant: Participant, ranks: dict) -> CriteriaRanking:
-    """ranks: {criterion key: "1".."k"}, a full ranking of the therapeutic criteria."""
+ORDER_NOT_CONFIRMED = ("The qualities are still in the order they were shown in. Please put them in your order, "
+                       "or tick “This order is right” if it already is.")
+
+
+def criteria_ranking_save(*, participant: Participant, ranks: dict, order_confirmed: bool = False) -> CriteriaRanking:
+    """ranks: {criterion key: "1".."k"}, a full ranking of the therapeutic criteria.
+    The order first shown (random) counts only when the participant confirms it;
+    which of the two it was is stored with the ranking."""
     criteria = selectors.study_criteria()
     ranking = _ranking_from_ranks(ranks, [c.key for c in criteria], "criterion", {c.key: c.name for c in criteria})
     shown = [c.key for c in selectors.criteria_shown_order(participant, criteria, "ranking")]
+    if ranking != shown:
+        basis = CriteriaRanking.Basis.REORDERED
+    elif order_confirmed:
+        basis = CriteriaRanking.Basis.CONFIRMED
+    else:
+        raise InvalidAnswer({"ranking": ORDER_NOT_CONFIRMED})
     with transaction.atomic():
         locked = participant_lock(participant, "criteria-ranking")
         CriteriaRanking.objects.bulk_create(
-            [CriteriaRanking(participant=locked, ranking=ranking, shown_order=shown)],
-            update_conflicts=True, unique_fields=["participant"], update_fields=["ranking", "updated_at"],
+            [CriteriaRanking(participant=locked, ranking=ranking, shown_order=shown, basis=basis)],
+            update_conflicts=True, unique_fields=["participant"], update_fields=["ranking", "basis", "updated_at"],
         )
         return CriteriaRanking.objects.get(participant=locked)
 

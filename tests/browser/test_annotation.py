@@ -136,3 +136,24 @@ def test_clinician_rates_by_keyboard_stops_and_resumes_blind(browser, live_serve
     check(page, "second clinician's item")
     context.close()
     assert len(seen) >= 10
+
+
+def test_shortcut_hints_stay_on_one_line_at_375px(browser, live_server):
+    source_a, source_b = secret_sources()
+    clinician = ClinicianFactory()
+    rating_study_create(
+        name="hints", source_a=source_a, source_b=source_b, scenarios=secret_scenarios(1, source_a, source_b),
+        criteria_set=small_criteria_set(("empathy",)), clinicians=[clinician], overlap="all", actor=ResearcherFactory(),
+        open_now=True,
+    )
+    context = browser.new_context(viewport={"width": 375, "height": 800})
+    page = context.new_page()
+    login(page, live_server, clinician.username)
+    with page.expect_navigation():
+        page.click("main a[href$='/next/']")
+    hints = page.locator(".shortcut-hint")
+    assert hints.count() == 2
+    # One line box each: a hint that wrapped would have two client rects of different tops.
+    tops = page.eval_on_selector_all(".shortcut-hint", "hs => hs.map(h => new Set([...h.getClientRects()].map(r => r.top)).size)")
+    assert tops == [1, 1]
+    context.close()

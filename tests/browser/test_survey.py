@@ -284,3 +284,75 @@ def test_drag_and_drop_reorders_and_announces(page, live_server, survey_study):
     assert ranking_order(page)[0] == shown[-1]
     page.wait_for_function("() => document.querySelector('[data-ranking-status]').textContent.includes('position 1')")
     assert page.input_value(f'select[name="rank-{shown[-1]}"]') == "1"
+
+
+def participant_at_ranking(study):
+    from survey import selectors, services
+    from tests.survey.factories import attitudes_data, background_data
+
+    participant = services.participant_start(study=study)
+    version = selectors.consent_version_current(study)
+    services.consent_give(participant=participant, consent_version_id=version.pk, agreed=[0, 1, 2])
+    services.eligibility_submit(participant=participant, answers={"adult": "yes", "lived": "yes"})
+    services.background_save(participant=participant, data=background_data())
+    services.attitudes_save(participant=participant, data=attitudes_data())
+    keys = [c.key for c in selectors.study_criteria()]
+    services.importance_save(participant=participant, ratings={k: "4" for k in keys}, attention="strongly_agree")
+    return participant
+
+
+def test_untouched_ranking_needs_confirming_and_the_basis_is_stored(browser, live_server, survey_study):
+    from survey.models import CriteriaRanking
+
+    participant = participant_at_ranking(survey_study)
+    context = browser.new_context(viewport={"width": WIDTH, "height": 800})
+    page = context.new_page()
+    page.goto(f"{live_server.url}/study/r/{participant.token}/criteria-ranking/")
+    shown = ranking_order(page)
+    submit(page, "form[method=post] button[type=submit]")
+    assert "/criteria-ranking/" in page.url
+    assert page.locator("#error-summary").is_visible() and "This order is right" in page.inner_text("#error-summary")
+    assert not CriteriaRanking.objects.filter(participant=participant).exists()
+    tick(page, "order_confirmed", "yes")
+    submit(page, "form[method=post] button[type=submit]")
+    assert "/before-scenarios/" in page.url
+    saved = CriteriaRanking.objects.get(participant=participant)
+    assert (saved.ranking, saved.basis) == (shown, CriteriaRanking.Basis.CONFIRMED)
+    context.close()
+
+
+def test_back_button_shows_the_pages_own_step_and_the_consent_copy_is_linked(browser, live_server, survey_study):
+    participant = participant_at_ranking(survey_study)
+    context = browser.new_context(viewport={"width": WIDTH, "height": 800})
+    page = context.new_page()
+    base = f"{live_server.url}/study/r/{participant.token}"
+    page.goto(f"{base}/attitudes/")
+    page.goto(f"{base}/criteria-ranking/")
+    assert page.inner_text("#progress-label").startswith("Step 6 of")
+    page.go_back()
+    page.reload()  # whether Back restores or refetches, the label is this page's
+    assert page.inner_text("#progress-label").startswith("Step 4 of")
+    page.click(".resume-panel summary")
+    with page.expect_navigation():
+        page.click("#consent-copy-links a:has-text('view or print')")
+    assert page.locator("h1").inner_text() == "Your copy of the consent form"
+    context.close()
+
+
+def test_withdrawal_checkbox_has_the_surveys_large_tap_target(browser, live_server, survey_study):
+    from survey import services
+
+    participant = services.participant_start(study=survey_study)
+    context = browser.new_context(viewport={"width": WIDTH, "height": 800})
+    page = context.new_page()
+
+    def box(selector):
+        return page.eval_on_selector(selector, "e => { const r = e.getBoundingClientRect(); return [r.width, r.height]; }")
+
+    page.goto(f"{live_server.url}/study/r/{participant.token}/consent/")
+    survey_checkbox, survey_option = box("#statement-0"), box(".option:has(#statement-0)")
+    for path in (f"/study/r/{participant.token}/withdraw/", "/study/withdraw/"):
+        page.goto(live_server.url + path)
+        assert box("#confirm-withdraw") == survey_checkbox, path
+        assert box(".option:has(#confirm-withdraw)")[1] >= 44 <= survey_option[1], path
+    context.close()

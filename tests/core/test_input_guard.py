@@ -68,7 +68,7 @@ def participant_at_closing(study) -> Participant:
     survey_services.attitudes_save(participant=participant, data=attitudes_data())
     keys = [c.key for c in survey_selectors.study_criteria()]
     survey_services.importance_save(participant=participant, ratings={k: "4" for k in keys}, attention="strongly_agree")
-    survey_services.criteria_ranking_save(participant=participant, ranks=full_ranks(keys))
+    survey_services.criteria_ranking_save(participant=participant, ranks=full_ranks(keys), order_confirmed=True)
     participant.refresh_from_db()
     plan = survey_services.scenarios_begin(participant=participant)
     participant.refresh_from_db()

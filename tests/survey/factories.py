@@ -84,7 +84,7 @@ def complete_participant(study, *, ratings=None, ranking=None, background=None, 
     keys = [c.key for c in criteria]
     ratings = ratings or {k: 4 for k in keys}
     services.importance_save(participant=participant, ratings={k: str(v) for k, v in ratings.items()}, attention=attention[1])
-    services.criteria_ranking_save(participant=participant, ranks=full_ranks(ranking or keys))
+    services.criteria_ranking_save(participant=participant, ranks=full_ranks(ranking or keys), order_confirmed=True)
     participant.refresh_from_db()
     plan = services.scenarios_begin(participant=participant) if selectors.participant_progress(participant).reachable("before-scenarios") else []
     participant.refresh_from_db()

@@ -47,7 +47,8 @@ def importance_post(rating="4", attention="strongly_agree"):
 
 
 def ranking_post(keys):
-    return {f"rank-{k}": str(i + 1) for i, k in enumerate(keys)}
+    # "order_confirmed": a criteria ranking may equal the (random) shown order; scenario screens ignore it.
+    return {**{f"rank-{k}": str(i + 1) for i, k in enumerate(keys)}, "order_confirmed": "yes"}
 
 
 def criterion_keys():
@@ -498,8 +499,77 @@ def test_crisis_text_in_closing_feedback_shows_helplines_on_thank_you_page(clien
         post(client, participant2, f"scenario/{number}", {"skip": "1"})
     response = post(client, participant2, "closing", {"feedback": "I don't want to be alive any more"})
     assert response["Location"].endswith("/done/?support=1")
-    assert "Samaritans" in client.get(response["Location"]).content.decode()
+    thanks = client.get(response["Location"]).content.decode()
+    assert "Samaritans" in thanks
+    # The survey is over: the notice says so, not "carry on whenever you are ready".
+    assert "the survey is finished" in thanks and "carry on" not in thanks
     assert CrisisFlag.objects.filter(participant=participant2, item_key=questions.FEEDBACK_KEY).exists()
+
+
+def test_crisis_text_mid_survey_still_says_carry_on_when_ready(client, study):
+    participant, _ = start(client, study)
+    through_consent_and_eligibility(client, participant)
+    response = post(client, participant, "background", background_post(**{"background.diagnoses-text": "I want to die"}))
+    page = client.get(response["Location"]).content.decode()
+    assert "carry on whenever you are ready" in page and "the survey is finished" not in page
+
+
+# --- Orientation: step labels, titles, the consent copy -------------------------------------------
+
+
+def progress_label(page):
+    return re.search(r'id="progress-label">([^<]*)<', page).group(1)
+
+
+def test_step_label_is_the_pages_own_place_after_going_back(client, at_ranking):
+    """Five steps are done; going Back to the attitudes page (step 4) must not say "Step 6"."""
+    assert progress_label(client.get(url(at_ranking, "criteria-ranking")).content.decode()).startswith("Step 6 of ")
+    label = progress_label(client.get(url(at_ranking, "attitudes")).content.decode())
+    assert label.startswith("Step 4 of ") and label.endswith(selectors.STEP_TITLES["attitudes"])
+
+
+def test_scenario_pages_have_their_own_title(client, at_ranking):
+    post(client, at_ranking, "criteria-ranking", ranking_post(criterion_keys()))
+    post(client, at_ranking, "before-scenarios", {})
+    screens = at_ranking.study.scenarios_per_participant
+    page = client.get(url(at_ranking, "scenario/1")).content.decode()
+    assert re.search(rf"<title>Message 1 of {screens} ·", page)
+    assert progress_label(page).endswith(f"Message 1 of {screens}")
+
+
+def test_consent_copy_is_linked_from_every_later_page_and_the_end_page(client, study):
+    participant, _ = start(client, study)
+    copy_url = f"/study/r/{participant.token}/consent/copy/"
+    assert copy_url not in client.get(url(participant, "consent")).content.decode()  # nothing agreed yet
+    through_consent_and_eligibility(client, participant)
+    post(client, participant, "background", background_post())
+    for step in ("background", "attitudes"):
+        page = client.get(url(participant, step)).content.decode()
+        assert f'href="{copy_url}"' in page and f'href="{copy_url}?download=1"' in page, step
+    assert client.get(copy_url).status_code == 200
+    finished = complete_participant(study)
+    page = client.get(url(finished, "done")).content.decode()
+    assert f'href="/study/r/{finished.token}/consent/copy/"' in page
+
+
+# --- The criteria ranking: the shown order counts only when confirmed ------------------------------
+
+
+def test_untouched_criteria_order_is_refused_until_confirmed_and_the_basis_is_stored(client, at_ranking):
+    shown = [c.key for c in selectors.criteria_shown_order(at_ranking, selectors.study_criteria(), "ranking")]
+    untouched = {f"rank-{k}": str(i + 1) for i, k in enumerate(shown)}
+    response = post(client, at_ranking, "criteria-ranking", untouched)
+    assert response.status_code == 400 and "This order is right" in response.content.decode()
+    assert not CriteriaRanking.objects.filter(participant=at_ranking).exists()
+    assert post(client, at_ranking, "criteria-ranking", {**untouched, "order_confirmed": "yes"}).status_code == 303
+    saved = CriteriaRanking.objects.get(participant=at_ranking)
+    assert (saved.ranking, saved.basis) == (shown, CriteriaRanking.Basis.CONFIRMED)
+    # Back to the page: the box is still ticked; a changed order is recorded as the participant's own.
+    assert 'id="order-confirmed" aria-describedby="order-confirm-hint" checked' in client.get(url(at_ranking, "criteria-ranking")).content.decode()
+    reordered = {f"rank-{k}": str(i + 1) for i, k in enumerate(shown[::-1])}
+    assert post(client, at_ranking, "criteria-ranking", reordered).status_code == 303
+    saved.refresh_from_db()
+    assert (saved.ranking, saved.basis) == (shown[::-1], CriteriaRanking.Basis.REORDERED)
 
 
 # --- A token reads only its own participant's data ------------------------------------------
