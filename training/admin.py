@@ -9,7 +9,7 @@ from django.views.decorators.http import require_POST
 
 from core.input import accepts_repeated
 
-from . import selectors, services
+from . import registry, selectors, services
 from .forms import SendForRatingForm, StartExperimentForm
 from .models import Artifact, Experiment, Job
 from .plans import ConfigError
@@ -56,9 +56,9 @@ class ExperimentAdmin(admin.ModelAdmin):
     @accepts_repeated()
     def start_view(self, request):
         self._require(request, "add_experiment")
-        preset = request.POST.get("preset") or request.GET.get("preset") or Experiment.Preset.CPU_DEMO
-        if preset not in Experiment.Preset.values:
-            preset = Experiment.Preset.CPU_DEMO
+        preset = request.POST.get("preset") or request.GET.get("preset") or "cpu_demo"
+        if preset not in registry.PRESETS:
+            preset = "cpu_demo"
         if request.method == "POST":
             form = StartExperimentForm(request.POST)
             if form.is_valid():
@@ -79,7 +79,7 @@ class ExperimentAdmin(admin.ModelAdmin):
             "title": "Start experiment",
             "form": form,
             "opts": self.model._meta,
-            "presets": [(value, label, reverse("admin:training_experiment_start") + f"?preset={value}") for value, label in Experiment.Preset.choices],
+            "presets": [(value, label, reverse("admin:training_experiment_start") + f"?preset={value}") for value, label in registry.preset_choices()],
         }
         return render(request, "admin/training/experiment/start.html", context, status=400 if request.method == "POST" else 200)
 

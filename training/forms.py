@@ -2,6 +2,7 @@ import json
 
 from django import forms
 
+from . import registry
 from .models import Experiment
 from .plans import ConfigError, default_config, validate_config
 
@@ -16,7 +17,7 @@ def _refuse_non_finite(constant: str):
 
 class StartExperimentForm(forms.Form):
     name = forms.CharField(max_length=200, help_text="A unique name, e.g. 'method-comparison-2026-12'.")
-    preset = forms.ChoiceField(choices=Experiment.Preset.choices, initial=Experiment.Preset.CPU_DEMO)
+    preset = forms.ChoiceField(choices=registry.preset_choices, initial="cpu_demo")
     config = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 24, "cols": 90, "spellcheck": "false", "class": "vLargeTextField"}),
         required=False, max_length=MAX_CONFIG_CHARACTERS,
@@ -54,7 +55,7 @@ class StartExperimentForm(forms.Form):
     @staticmethod
     def defaults_json(preset: str) -> str:
         config = default_config(preset)
-        if preset == Experiment.Preset.PERSONALISED:
+        if preset == "personalised":
             config["weight_vectors"] = survey_weight_vectors()
         return json.dumps(config, indent=2)
 

@@ -6,17 +6,12 @@ cannot, so duplicate deliveries do no duplicate work."""
 from django.conf import settings
 from django.db import models
 
+from training import registry
+
 
 class Experiment(models.Model):
-    class Preset(models.TextChoices):
-        METHOD_COMPARISON = "method_comparison", "Method comparison (phase 1)"
-        CRITERIA_COMPARISON = "criteria_comparison", "Criteria comparison (phase 2)"
-        PERSONALISED = "personalised", "Personalised merged adapters"
-        CPU_DEMO = "cpu_demo", "CPU demo (packaged models, rubric judge)"
-        VALIDATION = "validation", "Validation run (packaged models, rubric judge, sized with intervals)"
-
     name = models.CharField(max_length=200, unique=True)
-    preset = models.CharField(max_length=32, choices=Preset.choices)
+    preset = models.CharField(max_length=32, choices=registry.preset_choices())
     config = models.JSONField(help_text="The validated plan configuration.")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)

@@ -6,10 +6,12 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, fields
 
+from training import registry
 from training.pipeline.criteria import ALL_CRITERIA, ALL_CRITERIA_SETS
+from training.pipeline.io import ConfigError as JudgeConfigError
 
-PRESETS = ("method_comparison", "criteria_comparison", "personalised", "cpu_demo", "validation")
-JUDGE_BACKENDS = ("rubric", "http", "local")
+# Preset, judge and stage-kind names live in training.registry.
+PRESETS = tuple(registry.PRESETS)
 MERGE_METHODS = ("cat", "svd", "paper_linear")
 # "tiny" builds a tiny random model in the experiment folder: for tests only.
 TINY = "tiny"
@@ -194,12 +196,11 @@ def validate_config(raw: dict) -> ExperimentConfig:
         value = getattr(config, name)
         if not _finite_number(value) or not 0 < value <= maximum:
             errors.append(f"{name} must be a positive number of at most {maximum:g} (got {_shown(value)})")
-    if not isinstance(config.judge, dict) or config.judge.get("backend") not in JUDGE_BACKENDS:
-        errors.append(f"judge.backend must be one of: {', '.join(JUDGE_BACKENDS)}")
-    elif config.judge["backend"] == "http" and not (config.judge.get("base_url") and config.judge.get("model")):
-        errors.append("an http judge needs base_url and model")
-    elif config.judge["backend"] == "local" and not config.judge.get("model"):
-        errors.append("a local judge needs model (a packaged name or a model directory)")
+    try:
+        # The check the label and evaluate jobs (and the pipeline CLI) make, here before anything runs.
+        registry.judge_config(config.judge, "judge")
+    except JudgeConfigError as exc:
+        errors.append(str(exc))
     if config.criteria_set not in ALL_CRITERIA_SETS:
         errors.append(f"unknown criteria_set {config.criteria_set!r}; choose one of: {', '.join(ALL_CRITERIA_SETS)}")
     if config.primary not in ALL_CRITERIA or ALL_CRITERIA[config.primary].evaluation_only:
@@ -253,6 +254,10 @@ class JobSpec:
     queue: str
     params: dict = field(default_factory=dict)
     depends_on: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        if self.kind not in registry.STAGE_KINDS:
+            raise ValueError(f"unknown stage kind {self.kind!r}; registered: {', '.join(registry.STAGE_KINDS)}")
 
 
 def _training_criteria(config: ExperimentConfig) -> list[str]:

@@ -1,18 +1,50 @@
 """The names several places need, each registered once with its config class:
-stage kinds (the stage runner and the pipeline config it fills in).
+presets (the experiment configuration they fill in), judges (the pipeline's
+own registry, re-used: the pipeline CLI needs it without Django) and stage
+kinds (the stage runner and the pipeline config it fills in). The admin's
+validation, the plans, the CLI and the stage runners all look names up here.
 
 Entries refer to their classes and functions lazily, as "package.module:Name"
 (lm-evaluation-harness style), so importing the registry imports no torch or TRL."""
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 
+from training.pipeline.judges.registry import JUDGES, JudgeBackend, judge_config, load
 
-def load(reference: str):
-    """The object a "package.module:Name" reference names."""
-    module, _, name = reference.partition(":")
-    return getattr(importlib.import_module(module), name)
+__all__ = ["JUDGES", "JudgeBackend", "PRESETS", "STAGE_KINDS", "judge_config", "load", "preset_choices",
+           "register_preset", "register_stage_kind"]
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    label: str
+    config: str = "training.plans:ExperimentConfig"  # its defaults: training.plans.PRESET_DEFAULTS[name]
+
+    def load_config(self):
+        return load(self.config)
+
+
+PRESETS: dict[str, Preset] = {}
+
+
+def register_preset(name: str, *, label: str, config: str = Preset.config) -> Preset:
+    if name in PRESETS:
+        raise ValueError(f"preset {name!r} is already registered")
+    PRESETS[name] = Preset(name, label, config)
+    return PRESETS[name]
+
+
+def preset_choices() -> list[tuple[str, str]]:
+    return [(preset.name, preset.label) for preset in PRESETS.values()]
+
+
+register_preset("method_comparison", label="Method comparison (phase 1)")
+register_preset("criteria_comparison", label="Criteria comparison (phase 2)")
+register_preset("personalised", label="Personalised merged adapters")
+register_preset("cpu_demo", label="CPU demo (packaged models, rubric judge)")
+register_preset("validation", label="Validation run (packaged models, rubric judge, sized with intervals)")
 
 
 @dataclass(frozen=True)

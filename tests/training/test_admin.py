@@ -48,6 +48,24 @@ def test_bad_config_is_refused_with_a_clear_message(client, researcher, publishe
     assert not Experiment.objects.exists() and not Job.objects.exists() and published == []
 
 
+@pytest.mark.parametrize(
+    "judge,message",
+    [
+        ({"backend": "http", "base_url": "http://127.0.0.1:8001/v1", "model": "judge", "modle": "x"},
+         "judge: unknown key &#x27;modle&#x27;; allowed: base_url, model,"),
+        ({"kind": "http", "modle": "x"}, "judge: missing required key &#x27;backend&#x27;"),
+        ({"backend": "rubric", "persona_noise": "lots"}, "judge.persona_noise"),
+    ],
+)
+def test_a_misspelt_judge_setting_is_refused_at_start_naming_it(client, researcher, published, judge, message):
+    # Before, these passed Start and failed only in the label job, after generation had run.
+    client.force_login(researcher)
+    response = client.post(START_URL, {"name": "bad judge", "preset": "cpu_demo", "config": json.dumps({"judge": judge})})
+    assert response.status_code == 400
+    assert message in response.content.decode()
+    assert not Experiment.objects.exists() and not Job.objects.exists() and published == []
+
+
 def test_clinicians_cannot_start_experiments(client, clinician):
     client.force_login(clinician)
     response = client.post(START_URL, {"name": "x", "preset": "cpu_demo", "config": ""})

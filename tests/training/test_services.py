@@ -3,7 +3,7 @@ import pytest
 
 from core.models import AuditEvent
 from training import services
-from training.models import Job
+from training.models import Experiment, Job
 from training.plans import ConfigError
 
 from .factories import JobFactory
@@ -32,6 +32,15 @@ def test_bad_config_starts_nothing(db, researcher, published, django_capture_on_
     with django_capture_on_commit_callbacks(execute=True), pytest.raises(ConfigError, match="already exists"):
         services.experiment_start(name="dup", config={"preset": "cpu_demo"}, actor=researcher)
     assert Experiment.objects.count() == 1 and len(published) == 1
+
+
+def test_a_misspelt_judge_setting_starts_nothing(db, researcher, published, django_capture_on_commit_callbacks):
+    judge = {"backend": "http", "base_url": "http://127.0.0.1:8001/v1", "model": "judge", "modle": "x"}
+    with django_capture_on_commit_callbacks(execute=True), pytest.raises(ConfigError) as caught:
+        services.experiment_start(name="bad judge", config={"preset": "cpu_demo", "judge": judge}, actor=researcher)
+    assert any(m.startswith("judge: unknown key 'modle'; allowed: base_url, model,") for m in caught.value.messages)
+    assert not Experiment.objects.exists() and not Job.objects.exists() and published == []
+    assert not AuditEvent.objects.filter(action="experiment.start").exists()
 
 
 def test_cancel_and_retry_a_queued_job(db, researcher, published, django_capture_on_commit_callbacks):

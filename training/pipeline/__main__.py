@@ -221,20 +221,10 @@ def load_stage_config(stage: str, path: str | Path) -> Any:
     config = dataclass_from_dict(loaders[stage](), table)
     judge = getattr(config, "judge", None)
     if isinstance(judge, dict):
-        _check_judge_table(judge)
+        from .judges import judge_config
+
+        judge_config(judge, "config.judge")
     return config
-
-
-def _check_judge_table(table: dict) -> None:
-    from .judges import BACKENDS
-
-    settings = dict(table)
-    backend = settings.pop("backend", None)
-    if backend not in BACKENDS:
-        raise ConfigError(f"config.judge.backend: must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    module, name = {"http": ("judges.http", "HTTPJudgeConfig"), "local": ("judges.local", "LocalJudgeConfig"),
-                    "rubric": ("judges.rubric", "RubricJudgeConfig")}[backend]
-    dataclass_from_dict(_cls(module, name), settings, "config.judge")
 
 
 def _cls(module: str, name: str):

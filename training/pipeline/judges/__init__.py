@@ -3,14 +3,13 @@
 ``build_judge({"backend": "http" | "local" | "rubric", ...settings})`` makes one
 from a config table; the other keys are the backend's config dataclass fields
 (``HTTPJudgeConfig``, ``LocalJudgeConfig``, ``RubricJudgeConfig``), checked
-strictly. Backends import their heavy dependencies lazily.
+strictly. The backends are registered by name in ``registry.py``; they import
+their heavy dependencies lazily.
 """
 from __future__ import annotations
 
-from typing import Any
-
-from ..io import ConfigError, dataclass_from_dict
 from .base import Judge, JudgeError, JudgeRequest, JudgeResult, is_permutation, ranking_from_scores, response_labels
+from .registry import JUDGES, build_judge, judge_config
 
 __all__ = [
     "Judge",
@@ -20,30 +19,7 @@ __all__ = [
     "is_permutation",
     "ranking_from_scores",
     "response_labels",
-    "BACKENDS",
+    "JUDGES",
     "build_judge",
+    "judge_config",
 ]
-
-BACKENDS = ("http", "local", "rubric")
-
-
-def build_judge(spec: dict[str, Any] | Judge, where: str = "judge") -> Judge:
-    if isinstance(spec, Judge):
-        return spec
-    if not isinstance(spec, dict):
-        raise ConfigError(f"{where}: expected a table with a 'backend' key")
-    settings = dict(spec)
-    backend = settings.pop("backend", None)
-    if backend == "http":
-        from .http import HTTPJudge, HTTPJudgeConfig
-
-        return HTTPJudge(dataclass_from_dict(HTTPJudgeConfig, settings, where))
-    if backend == "local":
-        from .local import LocalJudgeConfig, LocalLikelihoodJudge
-
-        return LocalLikelihoodJudge(dataclass_from_dict(LocalJudgeConfig, settings, where))
-    if backend == "rubric":
-        from .rubric import RubricJudge, RubricJudgeConfig
-
-        return RubricJudge(dataclass_from_dict(RubricJudgeConfig, settings, where))
-    raise ConfigError(f"{where}.backend: must be one of {', '.join(BACKENDS)}, got {backend!r}")
