@@ -279,6 +279,10 @@ class JudgmentRevision(models.Model):
     class Meta:
         ordering = ["assignment", "number"]
         constraints = [models.UniqueConstraint(fields=["assignment", "number"], name="judgment_revision_unique")]
+        verbose_name = "judgment revision"
+
+    def __str__(self):
+        return f"{self.assignment}: revision {self.number} ({self.get_event_display().lower()})"
 
 
 class JudgeDecision(models.Model):
@@ -297,3 +301,7 @@ class JudgeDecision(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["study", "judge_name", "item", "criterion"], name="judge_decision_unique"),
         ]
+        verbose_name = "automatic judge decision"
+
+    def __str__(self):
+        return f"{self.judge_name} on item {self.item_id}, {self.criterion.key}: {self.get_choice_display()}"

@@ -5,8 +5,9 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from core.error_handlers import admin_error
+from core.roles import is_researcher
 
-from . import services
+from . import questions, selectors, services
 from .exceptions import SurveyError
 from .models import (
     ConsentVersion,
@@ -176,9 +177,49 @@ class WeightVectorAdmin(ReadOnlyAdmin):
 
 @admin.register(CrisisFlag)
 class CrisisFlagAdmin(ReadOnlyAdmin):
-    list_display = ["participant", "item_key", "created_at", "reviewed_at", "reviewed_by"]
-    list_filter = [("reviewed_at", admin.EmptyFieldListFilter)]
+    """Free text that matched crisis language: what, where, when and whether it was
+    reviewed. Researchers only (the words are a participant's)."""
+
+    list_display = ["participant_pseudonym", "study", "flagged_field", "text_excerpt", "created_at", "review_state"]
+    list_filter = [("reviewed_at", admin.EmptyFieldListFilter), "participant__study"]
+    list_select_related = ["participant__study", "reviewed_by"]
+    fields = ["participant_pseudonym", "study", "flagged_field", "text", "created_at", "review_state"]
+    readonly_fields = fields
     actions = ["mark_reviewed"]
+
+    def has_module_permission(self, request):
+        return is_researcher(request.user)
+
+    def has_view_permission(self, request, obj=None):
+        return is_researcher(request.user)
+
+    @admin.display(description="participant", ordering="participant__pseudonym")
+    def participant_pseudonym(self, obj):
+        return obj.participant.pseudonym
+
+    @admin.display(description="study", ordering="participant__study__slug")
+    def study(self, obj):
+        return obj.participant.study.slug
+
+    @admin.display(description="flagged field")
+    def flagged_field(self, obj):
+        return questions.item_label(obj.item_key)
+
+    @admin.display(description="text")
+    def text(self, obj):
+        return selectors.crisis_flag_text(obj)
+
+    @admin.display(description="text")
+    def text_excerpt(self, obj):
+        text = selectors.crisis_flag_text(obj)
+        return text if len(text) <= 120 else text[:119] + "…"
+
+    @admin.display(description="review", ordering="reviewed_at")
+    def review_state(self, obj):
+        if obj.reviewed_at is None:
+            return "Not reviewed"
+        by = f" by {obj.reviewed_by}" if obj.reviewed_by else ""
+        return f"Reviewed {obj.reviewed_at:%Y-%m-%d %H:%M}{by}"
 
     @admin.action(description="Mark reviewed")
     def mark_reviewed(self, request, queryset):

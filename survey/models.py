@@ -300,6 +300,12 @@ class CrisisFlag(models.Model):
     class Meta:
         ordering = ["-created_at"]
         constraints = [models.UniqueConstraint(fields=["participant", "item_key"], name="crisis_flag_one_per_item")]
+        verbose_name = "crisis flag"
+
+    def __str__(self):
+        from .questions import item_label
+
+        return f"Crisis language from {self.participant.pseudonym} in “{item_label(self.item_key)}”"
 
 
 class Persona(models.Model):
@@ -347,6 +353,10 @@ class PersonaSelection(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        verbose_name = "persona selection"
+
+    def __str__(self):
+        return f"Persona selection for {self.study.slug}, {self.created_at:%Y-%m-%d %H:%M} (seed {self.seed})"
 
 
 class DatasetVersion(models.Model):

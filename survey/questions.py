@@ -115,3 +115,11 @@ FEEDBACK_KEY = "closing.feedback"
 
 ALL_CHOICE_ITEMS = {item.key: item for item in (*BACKGROUND, *ATTITUDES, *ATTENTION_CHECKS)}
 
+
+def item_label(key: str) -> str:
+    """The question a participant saw for an answer's item key (for researchers' pages)."""
+    if key == FEEDBACK_KEY:
+        return "Closing feedback"
+    item = ALL_CHOICE_ITEMS.get(key)
+    return item.label if item else key
+

@@ -90,14 +90,14 @@ def export(request, slug):
     study = get_object_or_404(Study, slug=slug)
     kind = request.POST.get("kind", "")
     if kind not in EXPORTS:
-        messages.error(request, f"Unknown export {kind!r}.")
+        messages.error(request, f"Unknown export {kind!r}.", extra_tags="datasets")
         return redirect("survey:dashboard", slug=slug)
     try:
         version = EXPORTS[kind](study, request.user)
     except SurveyError as exc:
-        messages.error(request, str(exc))
+        messages.error(request, str(exc), extra_tags="datasets")
     else:
-        messages.success(request, f"Created {version.label} with {version.participant_count} participants.")
+        messages.success(request, f"Created {version.label} with {version.participant_count} participants.", extra_tags="datasets")
     return redirect(reverse("survey:dashboard", kwargs={"slug": slug}) + "#datasets")
 
 
@@ -132,9 +132,9 @@ def weight_vector_create(request, slug):
             exclude_flagged=request.POST.get("exclude_flagged") == "on", actor=request.user,
         )
     except SurveyError as exc:
-        messages.error(request, str(exc))
+        messages.error(request, str(exc), extra_tags="weights")
     else:
-        messages.success(request, f"Weight vector {vector} computed from {vector.participant_count} participants.")
+        messages.success(request, f"Weight vector {vector} computed from {vector.participant_count} participants.", extra_tags="weights")
     return redirect(reverse("survey:dashboard", kwargs={"slug": slug}) + "#weights")
 
 
@@ -145,12 +145,12 @@ def personas(request, slug):
     try:
         if request.POST.get("action") == "build":
             count = services.personas_build(study=study, actor=request.user)
-            messages.success(request, f"Built or refreshed {count} personas.")
+            messages.success(request, f"Built or refreshed {count} personas.", extra_tags="personas")
         elif request.POST.get("action") == "select":
             form = PersonaSelectionForm(request.POST, study=study)
             if not form.is_valid():
                 for message in form.error_messages():
-                    messages.error(request, f"Nothing was selected. {message}")
+                    messages.error(request, f"Nothing was selected. {message}", extra_tags="personas")
             else:
                 data = form.cleaned_data
                 selection = services.personas_select(
@@ -160,9 +160,9 @@ def personas(request, slug):
                 messages.success(request, f"Selected {selection.details['selected']} personas "
                                           f"({selection.details['train']} train / {selection.details['test']} test).")
         else:
-            messages.error(request, "Unknown persona action.")
+            messages.error(request, "Unknown persona action.", extra_tags="personas")
     except SurveyError as exc:
-        messages.error(request, str(exc))
+        messages.error(request, str(exc), extra_tags="personas")
     return redirect(reverse("survey:dashboard", kwargs={"slug": slug}) + "#personas")
 
 
@@ -171,5 +171,5 @@ def personas(request, slug):
 def crisis_flag_review(request, pk):
     flag = get_object_or_404(CrisisFlag.objects.select_related("participant__study"), pk=pk)
     services.crisis_flag_review(flag=flag, actor=request.user)
-    messages.success(request, f"Marked the flag on {flag.item_key} as reviewed.")
+    messages.success(request, f"Marked the flag on {flag.item_key} as reviewed.", extra_tags="flags")
     return redirect(reverse("survey:dashboard", kwargs={"slug": flag.participant.study.slug}) + "#flags")

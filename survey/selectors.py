@@ -474,3 +474,9 @@ def _num(value) -> float | None:
 
     value = float(value)
     return None if math.isnan(value) else value
+
+
+def crisis_flag_text(flag: CrisisFlag) -> str:
+    """The words that matched: the free text of the flagged answer (the flag keeps no copy)."""
+    answer = Answer.objects.filter(participant_id=flag.participant_id, item_key=flag.item_key).only("text").first()
+    return answer.text if answer else ""

@@ -64,3 +64,48 @@ def test_adding_consent_text_in_the_admin_publishes_the_next_version(client, res
                            {"study": study.pk, "information_sheet": "Sheet two.", "statements": "Only one"})
     assert response.status_code == 302
     assert list(study.consent_versions.values_list("version", flat=True).order_by("version")) == [1, 2]
+
+
+def test_admin_index_links_each_survey_study_dashboard(client, researcher, study):
+    from tests.survey.factories import StudyFactory
+
+    other = StudyFactory(slug="second-study", title="Second study")
+    client.force_login(researcher)
+    page = client.get("/admin/").content.decode()
+    for s in (study, other):
+        assert f'href="/study/manage/{s.slug}/"' in page and s.title in page
+
+
+def test_crisis_flag_admin_is_titled_and_shows_field_text_time_and_review_state(client, researcher, study):
+    from survey import services
+    from survey.models import CrisisFlag
+
+    participant = complete_participant(study, feedback="Some days I want to die")
+    flag = CrisisFlag.objects.get(participant=participant)
+    client.force_login(researcher)
+    listing = client.get("/admin/survey/crisisflag/").content.decode()
+    assert "Closing feedback" in listing and "Some days I want to die" in listing and "Not reviewed" in listing
+    assert participant.pseudonym in listing
+    page = client.get(f"/admin/survey/crisisflag/{flag.pk}/change/").content.decode()
+    assert "CrisisFlag object" not in page
+    assert f"Crisis language from {participant.pseudonym} in “Closing feedback”" in page
+    assert "Some days I want to die" in page
+    services.crisis_flag_review(flag=flag, actor=researcher)
+    page = client.get(f"/admin/survey/crisisflag/{flag.pk}/change/").content.decode()
+    assert f"by {researcher}" in page and "Not reviewed" not in page
+
+
+def test_crisis_flags_are_for_researchers_only(client, study):
+    from django.contrib.auth.models import Permission
+
+    from survey.models import CrisisFlag
+    from tests.factories import UserFactory
+
+    flag = CrisisFlag.objects.get(participant=complete_participant(study, feedback="I want to die"))
+    # Staff with the model's view permission but not in the Researchers group still sees nothing.
+    staff = UserFactory(is_staff=True)
+    staff.user_permissions.add(Permission.objects.get(codename="view_crisisflag"))
+    client.force_login(staff)
+    assert client.get("/admin/survey/crisisflag/").status_code == 403
+    assert client.get(f"/admin/survey/crisisflag/{flag.pk}/change/").status_code == 403
+    assert "I want to die" not in client.get("/admin/").content.decode()

@@ -1,0 +1,42 @@
+"""Researcher pages in real headless Chromium: the confirmation of an action is
+on screen where the researcher is looking, not at the top of a scrolled page."""
+import pytest
+
+from tests.browser.test_annotation import PASSWORD
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def in_viewport(page, selector) -> bool:
+    return page.eval_on_selector(selector, """e => { const r = e.getBoundingClientRect();
+        return r.top >= 0 && r.bottom <= window.innerHeight && r.height > 0; }""")
+
+
+@pytest.mark.parametrize("width", [375, 1280])
+def test_export_confirmation_is_visible_after_the_page_scrolls_to_the_exports(browser, live_server, width):
+    from core.services import helplines_seed, vocabulary_seed
+    from tests.factories import ResearcherFactory
+    from tests.survey.factories import StudyFactory, complete_participant, response_set
+
+    vocabulary_seed()
+    helplines_seed()
+    study = StudyFactory(slug="exports", scenarios_per_participant=1)
+    study.model_version = response_set(scenarios=2, name="fixed")
+    study.save()
+    complete_participant(study)
+    researcher = ResearcherFactory()
+    context = browser.new_context(viewport={"width": width, "height": 800})
+    page = context.new_page()
+    page.goto(live_server.url + "/admin/login/?next=/study/manage/exports/")
+    page.fill("#id_username", researcher.username)
+    page.fill("#id_password", PASSWORD)
+    with page.expect_navigation():
+        page.click("input[type=submit]")
+    with page.expect_navigation():
+        page.click("#datasets form:has(input[value=criteria-rankings]) button")
+    assert page.url.endswith("#datasets")
+    message = "[data-section-message=datasets]"
+    assert "Created dataset version" in page.inner_text(message)
+    assert page.evaluate("window.scrollY") > 0  # the page did scroll to the exports...
+    assert in_viewport(page, message)  # ...and the confirmation is on screen
+    context.close()
