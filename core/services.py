@@ -1,4 +1,4 @@
-"""Writes to the shared vocabulary and the audit log."""
+"""Writes to the shared vocabulary: criteria, helplines, scenarios (the audit log's writes are core.audit)."""
 from __future__ import annotations
 
 import csv
@@ -10,48 +10,10 @@ from pathlib import Path
 
 from django.db import transaction
 
+from .audit import AuditAction, audit_record
 from .criteria import ALL_CRITERIA, CRITERIA_SETS, THERAPEUTIC
 from .input import has_control_character
-from .models import AuditEvent, AuditSubject, CriteriaSet, CriteriaSetMember, Criterion, Helpline, Scenario
-
-SYSTEM_ACTOR = "system"
-
-
-def audit_record(*, actor=None, action: str, target=None, target_type: str = "", target_id: str = "", details=None, actor_label: str = "",
-                 subject=None):
-    """Append one audit row. Call it inside the transaction of the action it
-    records, so both land or neither does.
-
-    ``subject``: the AuditSubject of the person the action is about. Rows about
-    a person carry its random key and no id of theirs (pass ``target_type``
-    without a ``target``), so deleting the subject with the person unlinks them."""
-    if not transaction.get_connection().in_atomic_block:
-        raise RuntimeError("audit_record must run inside the action's transaction (transaction.atomic)")
-    if target is not None:
-        target_type = target_type or target._meta.label_lower
-        target_id = target_id or str(target.pk)
-    if not actor_label:
-        actor_label = actor.get_username() if actor is not None and actor.is_authenticated else SYSTEM_ACTOR
-    return AuditEvent.objects.create(
-        actor=actor if actor is not None and actor.is_authenticated else None,
-        actor_label=actor_label,
-        action=action,
-        target_type=target_type,
-        target_id=str(target_id),
-        subject_key=subject.key if subject is not None else "",
-        details=details or {},
-    )
-
-
-def audit_subject_create() -> AuditSubject:
-    return AuditSubject.objects.create()
-
-
-def audit_subject_erase(*, subject: AuditSubject | None) -> None:
-    """Delete the subject row: its key stays in the (append-only) audit rows but leads nowhere."""
-    if subject is not None:
-        AuditSubject.objects.filter(pk=subject.pk).delete()
-
+from .models import CriteriaSet, CriteriaSetMember, Criterion, Helpline, Scenario
 
 @transaction.atomic
 def vocabulary_seed():
@@ -278,7 +240,7 @@ def scenarios_import(*, path: Path, source: str, actor=None, test_fraction: floa
             report.split_counts[split] = report.split_counts.get(split, 0) + 1
         audit_record(
             actor=actor,
-            action="scenarios.import",
+            action=AuditAction.SCENARIOS_IMPORT,
             target_type="core.scenario",
             details={"file": Path(path).name, "source": source, "read": report.read, "imported": report.imported, "dropped": report.dropped},
         )

@@ -9,7 +9,8 @@ generic, one safety-minded but brisk) so rankings differ by criterion.
 from django.db import transaction
 
 from core.models import ModelVersion, Response, Scenario
-from core.services import SCENARIO_BANK_SOURCE, audit_record
+from core.audit import AuditAction, audit_record
+from core.services import SCENARIO_BANK_SOURCE
 
 from .models import ConsentVersion, EligibilityQuestion, Study
 
@@ -114,7 +115,7 @@ def load(stdout):
             ),
         )
         if created:
-            audit_record(action="survey.study_create", target=study, details={"slug": study.slug, "demo": True})
+            audit_record(action=AuditAction.SURVEY_STUDY_CREATE, target=study, details={"slug": study.slug, "demo": True})
         if not study.consent_versions.exists():
             ConsentVersion.objects.create(study=study, version=1, information_sheet=INFORMATION_SHEET, statements=STATEMENTS)
         for order, (key, text, eligible) in enumerate(ELIGIBILITY):

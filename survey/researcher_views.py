@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from core.roles import is_researcher
-from core.services import audit_record
+from core.audit import AuditAction, audit_record
 
 from . import charts, selectors, services
 from .exceptions import SurveyError
@@ -113,7 +113,7 @@ def dataset_download(request, pk, index):
     if not path.is_file():
         raise Http404("The file is no longer on disk.")
     with transaction.atomic():
-        audit_record(actor=request.user, action="survey.dataset_download", target=version, details={"file": path.name})
+        audit_record(actor=request.user, action=AuditAction.SURVEY_DATASET_DOWNLOAD, target=version, details={"file": path.name})
     return FileResponse(open(path, "rb"), as_attachment=True, filename=path.name)
 
 

@@ -8,7 +8,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from core.services import audit_record
+from core.audit import audit_record
 
 from .jobs.runtime import job_enqueue
 from .models import Experiment, Job

@@ -1,5 +1,5 @@
 """Writes of the annotation app, one module per area. Every state change and
-its audit row share one transaction (core.services.audit_record).
+its audit row share one transaction (core.audit.audit_record).
 
 - ``studies``: ``rating_study_create`` sets up a blinded A/B study (items,
   balanced assignments from ``annotation.layout``, per-clinician left/right

@@ -6,7 +6,7 @@ import json
 
 from django.db import transaction
 
-from core.services import audit_record
+from core.audit import AuditAction, audit_record
 from core.spreadsheet import safe_dict_writer
 
 from .. import selectors
@@ -22,7 +22,7 @@ def judgments_export(*, study: RatingStudy, actor) -> str:
     writer.writeheader()
     writer.writerows(rows)
     with transaction.atomic():
-        audit_record(actor=actor, action="annotation.export.judgments", target=study, details={"rows": len(rows), "format": "csv"})
+        audit_record(actor=actor, action=AuditAction.ANNOTATION_EXPORT_JUDGMENTS, target=study, details={"rows": len(rows), "format": "csv"})
     return buffer.getvalue()
 
 
@@ -34,5 +34,5 @@ def preference_pairs_export(*, study: RatingStudy, actor) -> str:
     pairs = selectors.preference_pairs(study)
     text = "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs)
     with transaction.atomic():
-        audit_record(actor=actor, action="annotation.export.pairs", target=study, details={"pairs": len(pairs), "format": "jsonl"})
+        audit_record(actor=actor, action=AuditAction.ANNOTATION_EXPORT_PAIRS, target=study, details={"pairs": len(pairs), "format": "jsonl"})
     return text

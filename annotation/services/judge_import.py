@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 
 from django.db import transaction
 
-from core.services import audit_record
+from core.audit import AuditAction, audit_record
 
 from .. import selectors
 from ..exceptions import JudgeImportError
@@ -89,5 +89,5 @@ def judge_decisions_import(
         report.imported = len(match.decided)
         for _, key in match.decided:
             report.by_criterion[key] = report.by_criterion.get(key, 0) + 1
-        audit_record(actor=actor, action="annotation.judge.import", target=study, details=report.as_dict())
+        audit_record(actor=actor, action=AuditAction.ANNOTATION_JUDGE_IMPORT, target=study, details=report.as_dict())
     return report

@@ -8,7 +8,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from core.services import audit_record
+from core.audit import AuditAction, audit_record
 
 from .. import selectors
 from ..exceptions import InvalidInput, NotAssigned, NothingToUndo, StudyNotOpen
@@ -210,7 +210,7 @@ def judgment_submit(
         assignment.save(update_fields=["status", "completed_at", "draft", "time_on_task_ms"])
         audit_record(
             actor=clinician,
-            action="annotation.judgment.submit" if event == JudgmentRevision.Event.SUBMITTED else "annotation.judgment.change",
+            action=AuditAction.ANNOTATION_JUDGMENT_SUBMIT if event == JudgmentRevision.Event.SUBMITTED else AuditAction.ANNOTATION_JUDGMENT_CHANGE,
             target=judgment,
             details={"study": assignment.study_id, "assignment": assignment.token, "revision": number},
         )
@@ -253,7 +253,7 @@ def judgment_undo(*, study: RatingStudy, clinician) -> Assignment:
         assignment.save(update_fields=["status", "completed_at", "draft", "draft_saved_at"])
         audit_record(
             actor=clinician,
-            action="annotation.judgment.undo",
+            action=AuditAction.ANNOTATION_JUDGMENT_UNDO,
             target_type="annotation.judgment",
             target_id=str(judgment_id),
             details={"study": study.pk, "assignment": assignment.token, "revision": number},

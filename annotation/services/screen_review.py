@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db import transaction
 from django.utils import timezone
 
-from core.services import audit_record
+from core.audit import AuditAction, actor_user, audit_record
 
 from .. import screening
 from ..exceptions import InvalidInput, InvalidTransition
@@ -54,7 +54,7 @@ def rating_study_screen(*, study: RatingStudy, actor=None) -> int:
         study.screened_at = timezone.now()
         study.save(update_fields=["screened_at"])
         if new_hits:
-            audit_record(actor=actor, action="annotation.study.screen", target=study,
+            audit_record(actor=actor, action=AuditAction.ANNOTATION_STUDY_SCREEN, target=study,
                          details={"new_hits": len(new_hits), "items": len(flagged),
                                   "list_version": screening.screen_lists()["version"]})
     return len(new_hits)
@@ -99,14 +99,14 @@ def rating_item_screen_review(*, item: RatingItem, decision: str, actor) -> Rati
             raise InvalidInput("this item has no self-identification hit to review")
         previous, new = item.screen, SCREEN_DECISIONS[decision]
         item.screen = new
-        item.screen_reviewed_by = actor if actor is not None and actor.is_authenticated else None
+        item.screen_reviewed_by = actor_user(actor)
         item.screen_reviewed_at = timezone.now()
         item.save(update_fields=["screen", "screen_reviewed_by", "screen_reviewed_at"])
         was_excluded, is_excluded = previous == RatingItem.Screen.EXCLUDE, new == RatingItem.Screen.EXCLUDE
         assignments = assignments_replan(study) if was_excluded != is_excluded else None
         audit_record(
             actor=actor,
-            action="annotation.item.screen_review",
+            action=AuditAction.ANNOTATION_ITEM_SCREEN_REVIEW,
             target=item,
             details={"study": study.pk, "item": item.token, "decision": decision, "previous": previous,
                      "hits": item.screening_hits.count(), "assignments_rebuilt": assignments},

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from core import roles
 from core.models import CriteriaSet, Criterion, ModelVersion, Response, Scenario
-from core.services import audit_record
+from core.audit import AuditAction, actor_user, audit_record
 
 from .. import screening
 from ..exceptions import InvalidInput, InvalidTransition
@@ -182,7 +182,7 @@ def rating_study_create(
             screened_at=now,
             state=RatingStudy.State.OPEN if opens else RatingStudy.State.DRAFT,
             opened_at=now if opens else None,
-            created_by=actor if actor is not None and actor.is_authenticated else None,
+            created_by=actor_user(actor),
         )
         StudyDimension.objects.bulk_create(
             StudyDimension(study=study, criterion=c, order=i) for i, c in enumerate(criteria)
@@ -211,7 +211,7 @@ def rating_study_create(
         )
         audit_record(
             actor=actor,
-            action="annotation.study.create",
+            action=AuditAction.ANNOTATION_STUDY_CREATE,
             target=study,
             details={
                 "name": name,
@@ -235,7 +235,8 @@ def rating_study_create(
     return study
 
 
-def _study_transition(*, study: RatingStudy, actor, to: str, allowed_from: tuple[str, ...], action: str) -> RatingStudy:
+def _study_transition(*, study: RatingStudy, actor, to: str, allowed_from: tuple[str, ...],
+                      action: AuditAction) -> RatingStudy:
     with transaction.atomic():
         study = RatingStudy.objects.select_for_update().get(pk=study.pk)
         if study.state == to:
@@ -271,7 +272,7 @@ def rating_study_open(*, study: RatingStudy, actor) -> RatingStudy:
         raise InvalidTransition("every item of this study is excluded; there is nothing to rate")
     return _study_transition(
         study=study, actor=actor, to=RatingStudy.State.OPEN,
-        allowed_from=(RatingStudy.State.DRAFT, RatingStudy.State.CLOSED), action="annotation.study.open",
+        allowed_from=(RatingStudy.State.DRAFT, RatingStudy.State.CLOSED), action=AuditAction.ANNOTATION_STUDY_OPEN,
     )
 
 
@@ -279,5 +280,5 @@ def rating_study_close(*, study: RatingStudy, actor) -> RatingStudy:
     """Close an open study: clinicians can no longer answer, change or undo."""
     return _study_transition(
         study=study, actor=actor, to=RatingStudy.State.CLOSED,
-        allowed_from=(RatingStudy.State.OPEN,), action="annotation.study.close",
+        allowed_from=(RatingStudy.State.OPEN,), action=AuditAction.ANNOTATION_STUDY_CLOSE,
     )

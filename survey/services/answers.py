@@ -13,7 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.models import Criterion
-from core.services import audit_record
+from core.audit import AuditAction, audit_record
 
 from .. import questions, selectors
 from ..crisis import contains_crisis_language
@@ -65,7 +65,7 @@ def _crisis_check(participant: Participant, item_key: str, text: str) -> bool:
     flag, created = CrisisFlag.objects.get_or_create(participant=participant, item_key=item_key)
     if created:
         audit_record(
-            action="survey.crisis_flag", actor_label=PARTICIPANT_ACTOR, target_type="survey.crisisflag",
+            action=AuditAction.SURVEY_CRISIS_FLAG, actor_label=PARTICIPANT_ACTOR, target_type="survey.crisisflag",
             subject=participant_audit_subject(participant), details={"study": participant.study.slug, "item": item_key},
         )
     return True
@@ -285,6 +285,6 @@ def crisis_flag_review(*, flag: CrisisFlag, actor) -> CrisisFlag:
         flag.reviewed_at = timezone.now()
         flag.reviewed_by = actor
         flag.save(update_fields=["reviewed_at", "reviewed_by"])
-        audit_record(actor=actor, action="survey.crisis_flag_review", target_type="survey.crisisflag",
+        audit_record(actor=actor, action=AuditAction.SURVEY_CRISIS_FLAG_REVIEW, target_type="survey.crisisflag",
                      subject=participant_audit_subject(flag.participant), details={"item": flag.item_key})
     return flag

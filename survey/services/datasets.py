@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from core.services import audit_record
+from core.audit import AuditAction, actor_user, audit_record
 
 from ..exceptions import SurveyError
 from ..models import DatasetVersion, DatasetVersionMember, Participant, Study
@@ -75,12 +75,12 @@ def dataset_version_create(*, kind: str, participants, files, actor=None, study:
         if withdrawn:
             raise SurveyError(f"{len(withdrawn)} of these participants have withdrawn; build the dataset without them")
         version = DatasetVersion.objects.create(
-            kind=kind, study=study, created_by=actor if actor is not None and actor.is_authenticated else None,
+            kind=kind, study=study, created_by=actor_user(actor),
             files=file_info, sha256=digest, participant_count=len(ids), note=note,
         )
         DatasetVersionMember.objects.bulk_create(DatasetVersionMember(dataset_version=version, participant_id=pk) for pk in ids)
         audit_record(
-            actor=actor, action="survey.dataset_version_create", target=version,
+            actor=actor, action=AuditAction.SURVEY_DATASET_VERSION_CREATE, target=version,
             details={"kind": kind, "study": study.slug if study else None, "files": [Path(f["path"]).name for f in file_info],
                      "sha256": digest, "participants": len(ids), "note": note},
         )

@@ -8,7 +8,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from core.services import audit_subject_create, audit_subject_erase
+from core.audit import audit_subject_create, audit_subject_erase
 
 from .. import selectors
 from ..exceptions import AlreadyStarted, InvalidAnswer, ProlificExcluded, StepNotAvailable, SurveyError

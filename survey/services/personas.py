@@ -7,7 +7,7 @@ from pathlib import Path
 from django.db import transaction
 
 from core.models import Criterion
-from core.services import audit_record
+from core.audit import AuditAction, actor_user, audit_record
 
 from .. import questions, selectors
 from ..exceptions import InvalidAnswer, SurveyError
@@ -67,7 +67,7 @@ def personas_build(*, study: Study, actor=None) -> int:
         for participant in Participant.objects.filter(study=study, status=Participant.Status.COMPLETED).order_by("sequence"):
             persona_build(participant=participant, criteria=criteria)
             count += 1
-        audit_record(actor=actor, action="survey.personas_build", target=study, details={"personas": count})
+        audit_record(actor=actor, action=AuditAction.SURVEY_PERSONAS_BUILD, target=study, details={"personas": count})
     return count
 
 
@@ -88,7 +88,7 @@ def persona_update(*, persona: Persona, text: str, split: str | None = None, act
         changed.append("split")
     if changed:
         persona.save()
-        audit_record(actor=actor, action="survey.persona_edit", target_type="survey.persona",
+        audit_record(actor=actor, action=AuditAction.SURVEY_PERSONA_EDIT, target_type="survey.persona",
                      subject=participant_audit_subject(persona.participant), details={"changed": changed})
     return persona
 
@@ -132,9 +132,9 @@ def personas_select(*, study: Study, total: int | None = None, train: int | None
         selection = PersonaSelection.objects.create(
             study=study, seed=seed, total=total, train=train, test=test, min_quality=min_quality, candidates=len(candidates),
             details={"selected": len(picked), "train": labels.count("train"), "test": labels.count("test")},
-            created_by=actor if actor is not None and actor.is_authenticated else None,
+            created_by=actor_user(actor),
         )
-        audit_record(actor=actor, action="survey.personas_select", target=selection,
+        audit_record(actor=actor, action=AuditAction.SURVEY_PERSONAS_SELECT, target=selection,
                      details={"study": study.slug, "seed": seed, **selection.details, "candidates": len(candidates)})
     return selection
 

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from django.db import transaction
 from django.db.models import Max
 
-from core.services import audit_record
+from core.audit import AuditAction, actor_user, audit_record
 
 from ..exceptions import InvalidAnswer
 from ..models import ConsentVersion, Study
@@ -21,9 +21,9 @@ def consent_version_publish(*, study: Study, information_sheet: str, statements:
     number = (study.consent_versions.aggregate(n=Max("version"))["n"] or 0) + 1
     version = ConsentVersion.objects.create(
         study=study, version=number, information_sheet=information_sheet.strip(), statements=statements.strip(),
-        created_by=actor if actor is not None and actor.is_authenticated else None,
+        created_by=actor_user(actor),
     )
-    audit_record(actor=actor, action="survey.consent_publish", target=version, details={"study": study.slug, "version": number})
+    audit_record(actor=actor, action=AuditAction.SURVEY_CONSENT_PUBLISH, target=version, details={"study": study.slug, "version": number})
     return version
 
 
@@ -33,6 +33,6 @@ def study_save(*, study: Study, actor=None, changed: Iterable[str] = ()) -> Stud
     study.full_clean()
     created = study.pk is None
     study.save()
-    audit_record(actor=actor, action="survey.study_create" if created else "survey.study_change", target=study,
+    audit_record(actor=actor, action=AuditAction.SURVEY_STUDY_CREATE if created else AuditAction.SURVEY_STUDY_CHANGE, target=study,
                  details={"slug": study.slug, "changed": sorted(changed)})
     return study

@@ -6,7 +6,7 @@ import json
 from django.db import transaction
 from django.db.models import Max
 
-from core.services import audit_record
+from core.audit import AuditAction, actor_user, audit_record
 
 from .. import selectors
 from ..exceptions import InvalidAnswer
@@ -58,8 +58,8 @@ def weight_vector_create(*, study: Study, name: str, cohort: dict | None = None,
         vector = WeightVector.objects.create(
             study=study, name=name, version=number, cohort=cohort, method=method, weights=weights, intervals=intervals,
             participant_count=len(members), dataset_version=version,
-            created_by=actor if actor is not None and actor.is_authenticated else None,
+            created_by=actor_user(actor),
         )
-        audit_record(actor=actor, action="survey.weight_vector_create", target=vector,
+        audit_record(actor=actor, action=AuditAction.SURVEY_WEIGHT_VECTOR_CREATE, target=vector,
                      details={"study": study.slug, "name": name, "version": number, "method": method, "cohort": cohort})
     return vector

@@ -7,7 +7,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from core.services import audit_record
+from core.audit import AuditAction, audit_record
 
 from .. import selectors
 from ..models import DatasetVersion, DatasetVersionMember, Participant, Study
@@ -49,7 +49,7 @@ def participant_withdraw(*, participant: Participant, via: str, actor=None) -> l
         Study.objects.filter(pk=study.pk).update(withdrawn_count=F("withdrawn_count") + 1)
         audit_record(
             actor=actor, actor_label="" if actor is not None else PARTICIPANT_ACTOR,
-            action="survey.participant_withdraw", target_type="survey.participant", subject=subject,
+            action=AuditAction.SURVEY_PARTICIPANT_WITHDRAW, target_type="survey.participant", subject=subject,
             details={"study": study.slug, "via": via, "previous_status": previous_status,
                      "dataset_versions_marked": affected, "files_deleted": files_deleted},
         )

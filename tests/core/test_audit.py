@@ -2,15 +2,15 @@
 import pytest
 from django.db import connection, transaction
 
+from core.audit import AuditAction, audit_record
 from core.models import AuditEvent, Helpline
-from core.services import audit_record
 
 
 def test_audit_row_commits_and_rolls_back_with_the_action(db, researcher):
     with transaction.atomic():
         helpline = Helpline.objects.create(region="Testland", name="Line")
-        audit_record(actor=researcher, action="helpline.create", target=helpline, details={"region": "Testland"})
-    event = AuditEvent.objects.get(action="helpline.create")
+        audit_record(actor=researcher, action=AuditAction.SCENARIOS_IMPORT, target=helpline, details={"region": "Testland"})
+    event = AuditEvent.objects.get(action=AuditAction.SCENARIOS_IMPORT)
     assert event.actor == researcher and event.actor_label == researcher.username
     assert event.target_type == "core.helpline" and event.target_id == str(helpline.pk)
 
@@ -20,9 +20,9 @@ def test_audit_row_commits_and_rolls_back_with_the_action(db, researcher):
     with pytest.raises(Boom):
         with transaction.atomic():
             other = Helpline.objects.create(region="Testland", name="Second")
-            audit_record(actor=researcher, action="helpline.create", target=other)
+            audit_record(actor=researcher, action=AuditAction.SCENARIOS_IMPORT, target=other)
             raise Boom
-    assert AuditEvent.objects.filter(action="helpline.create").count() == 1
+    assert AuditEvent.objects.filter(action=AuditAction.SCENARIOS_IMPORT).count() == 1
     assert not Helpline.objects.filter(name="Second").exists()
 
 
@@ -32,9 +32,17 @@ def test_audit_record_refuses_to_run_outside_a_transaction(transactional_db):
     assert AuditEvent.objects.count() == 0
 
 
+def test_audit_record_refuses_an_action_name_outside_the_enumeration(db):
+    with transaction.atomic():
+        with pytest.raises(ValueError):
+            audit_record(action="survey.study_chnage")
+        audit_record(action="survey.study_change")  # a member's value is the same name
+    assert list(AuditEvent.objects.values_list("action", flat=True)) == [AuditAction.SURVEY_STUDY_CHANGE]
+
+
 def test_audit_log_is_append_only(db):
     with transaction.atomic():
-        event = audit_record(action="study.change", details={"a": 1})
+        event = audit_record(action=AuditAction.SURVEY_STUDY_CHANGE, details={"a": 1})
     event.details = {"a": 2}
     with pytest.raises(PermissionError):
         event.save()
@@ -52,11 +60,11 @@ def test_database_refuses_raw_updates(db):
     from django.db import DatabaseError
 
     with transaction.atomic():
-        event = audit_record(action="study.change")
+        event = audit_record(action=AuditAction.SURVEY_STUDY_CHANGE)
     with pytest.raises(DatabaseError, match="append-only"):
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute("UPDATE core_auditevent SET action = 'forged' WHERE id = %s", [event.pk])
-    assert AuditEvent.objects.get(pk=event.pk).action == "study.change"
+    assert AuditEvent.objects.get(pk=event.pk).action == AuditAction.SURVEY_STUDY_CHANGE
 
 
 def test_audit_log_is_read_only_in_admin(client, researcher):
@@ -64,7 +72,7 @@ def test_audit_log_is_read_only_in_admin(client, researcher):
 
     researcher.user_permissions.add(Permission.objects.get(codename="view_auditevent"))
     with transaction.atomic():
-        event = audit_record(actor=researcher, action="study.change")
+        event = audit_record(actor=researcher, action=AuditAction.SURVEY_STUDY_CHANGE)
     client.force_login(researcher)
     assert client.get("/admin/core/auditevent/").status_code == 200
     page = client.get(f"/admin/core/auditevent/{event.pk}/change/")
@@ -75,7 +83,7 @@ def test_audit_log_is_read_only_in_admin(client, researcher):
 
 def test_rows_about_a_person_carry_a_subject_key_that_erasing_unlinks(db):
     from core.models import AuditSubject
-    from core.services import audit_subject_create, audit_subject_erase
+    from core.audit import audit_subject_create, audit_subject_erase
 
     with transaction.atomic():
         subject = audit_subject_create()

@@ -6,7 +6,8 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from core import roles
-from core.services import audit_record, helplines_seed, scenario_bank_load, vocabulary_seed
+from core.audit import AuditAction, audit_record
+from core.services import helplines_seed, scenario_bank_load, vocabulary_seed
 
 DEMO_RESEARCHER = "researcher"
 DEMO_CLINICIANS = ("clinician1", "clinician2", "clinician3")
@@ -54,6 +55,6 @@ class Command(BaseCommand):
             password = secrets.token_urlsafe(12)
             user = user_model.objects.create_user(username=username, password=password, is_staff=staff)
             user.groups.add(group)
-            audit_record(action="accounts.create_demo", target=user, details={"group": group.name})
+            audit_record(action=AuditAction.ACCOUNTS_CREATE_DEMO, target=user, details={"group": group.name})
             created.append((username, password))
         return created
