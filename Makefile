@@ -27,8 +27,9 @@ test-slow: install
 	@set -euo pipefail; env_lines="$$(scripts/test_services.sh)"; eval "$$env_lines"; \
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)
 
+# Quiet by default; `make demo VERBOSE=1` logs every request and the worker's INFO lines.
 demo: install
-	@$(PY) scripts/demo.py
+	@$(PY) scripts/demo.py $(if $(filter-out 0,$(VERBOSE)),--verbose)
 
 # The validation run (the `validation` preset): the method comparison on the real
 # packaged models with the rubric judge, 120 training / 40 stratified test

@@ -1,5 +1,10 @@
 """`make demo`: migrate, load the demo study, run the web server and a Celery
-worker (both queues) until Ctrl-C, then stop both cleanly."""
+worker (both queues) until Ctrl-C, then stop both cleanly.
+
+Quiet by default: the URLs, new passwords (and where they are kept), warnings
+and errors. `--verbose` (`make demo VERBOSE=1`) shows every request and the
+worker's INFO log."""
+import argparse
 import os
 import signal
 import subprocess
@@ -45,19 +50,35 @@ def participant_path() -> str:
         return "/"
 
 
-def main():
+def passwords_path() -> str:
+    """Where load_demo keeps the demo accounts' passwords (under ATTUNE_VAR_DIR)."""
+    from core.management.commands.load_demo import demo_passwords_path
+
+    participant_path()  # sets Django up
+    return str(demo_passwords_path())
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--verbose", action="store_true", help="log every request and the worker's INFO messages")
+    verbose = parser.parse_args(argv).verbose or os.environ.get("VERBOSE", "") not in ("", "0")
+    if not verbose:
+        # The 2-second progress polling alone is a line every 2 s at INFO.
+        ENV.setdefault("LOG_LEVEL", "WARNING")
     # Ctrl-C and SIGTERM both stop cleanly, even when started from a shell that ignores SIGINT.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     manage("migrate", "--noinput", "-v", "0")
-    manage("load_demo")
+    manage("load_demo", "-v", "1" if verbose else "0")
+    celery_quiet = [] if verbose else ["--quiet"]  # no start-up banner
     processes = [
         # Own sessions: Ctrl-C reaches only this script, which then stops both in order.
+        # Quiet: its start-up banner (stdout) goes; warnings and errors are logged to stderr and stay.
         subprocess.Popen([PYTHON, "manage.py", "runserver", f"{HOST}:{PORT}", "--noreload"], cwd=ROOT, env=ENV,
-                         start_new_session=True),
+                         start_new_session=True, stdout=None if verbose else subprocess.DEVNULL),
         subprocess.Popen(
-            [PYTHON, "-m", "celery", "-A", "config", "worker", "-Q", "default,gpu", "--concurrency", "1",
-             "--loglevel", "INFO", "-n", "demo@%h", "--beat"],
+            [PYTHON, "-m", "celery", "-A", "config", *celery_quiet, "worker", "-Q", "default,gpu", "--concurrency", "1",
+             "--loglevel", "INFO" if verbose else "WARNING", "-n", "demo@%h", "--beat"],
             cwd=ROOT, env=ENV, start_new_session=True,
         ),
     ]
@@ -69,9 +90,11 @@ def main():
         participant_url = base + participant_path()
         print(
             "\nAttune is running. Ctrl-C stops the web server and the worker.\n"
+            f"  Demo passwords:      {passwords_path()}\n"
             f"  Participant survey:  {participant_url}\n"
             f"  Clinician sign-in:   {base}/accounts/login/\n"
-            f"  Researcher admin:    {base}/admin/\n",
+            f"  Researcher admin:    {base}/admin/\n"
+            + ("" if verbose else "Quiet: warnings and errors only (`make demo VERBOSE=1` shows every request).\n"),
             flush=True,
         )
         while all(p.poll() is None for p in processes):

@@ -224,6 +224,8 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
+    # runserver's one line per request follows LOG_LEVEL too (`make demo` sets WARNING: errors only).
+    "loggers": {"django.server": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO"), "propagate": False}},
 }
 
 # Training jobs: a running job renews its lease with each heartbeat; a job whose
