@@ -192,7 +192,7 @@ def train_reward_model(config: RewardModelConfig) -> RewardModelResult:
         model.config.pad_token_id = tokenizer.pad_token_id
 
     checkpoint_dir = output_dir / "checkpoints"
-    resume_from = find_resumable_checkpoint(checkpoint_dir, remove_incomplete=True) if config.resume else None
+    resume_from = find_resumable_checkpoint(checkpoint_dir, remove_incomplete=True, verify=True) if config.resume else None
     args_kwargs = dict(
         output_dir=str(checkpoint_dir),
         learning_rate=config.learning_rate,

@@ -69,7 +69,21 @@ class LaunchedPolicyResult:
 
 
 def _train_policy(job: Job, run, stage: str, table: dict, train_in_process):
-    """Train in this process, or through `accelerate launch` on a multi-GPU worker."""
+    """Train in this process, or through `accelerate launch` on a multi-GPU worker; name in the job log any
+    damaged checkpoint the trainer set aside before resuming."""
+    from training.pipeline.policies.common import damaged_checkpoints
+
+    checkpoint_dir = Path(table["policy"].output_dir) / "checkpoints"
+    before = damaged_checkpoints(checkpoint_dir)
+    try:
+        return _train_policy_once(job, run, stage, table, train_in_process)
+    finally:
+        for name, note in damaged_checkpoints(checkpoint_dir).items():
+            if name not in before:
+                run.log(f"damaged checkpoint set aside as {name}: {note}")
+
+
+def _train_policy_once(job: Job, run, stage: str, table: dict, train_in_process):
     if not settings.ATTUNE_ACCELERATE_NUM_PROCESSES:
         return train_in_process(table["policy"])
     import json

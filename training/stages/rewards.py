@@ -10,17 +10,24 @@ from .common import StageOutcome, experiment_config, model_version_register, rew
 
 
 def run_reward_model(job: Job, run) -> StageOutcome:
+    from training.pipeline.policies.common import damaged_checkpoints
     from training.pipeline.rewards import RewardModelConfig, train_reward_model
 
     config = experiment_config(job)
     criterion = job.params["criterion"]
     dataset = upstream(job, "preferences").result["dataset_dir"]
     output = job.work_dir() / "model"
-    result = train_reward_model(RewardModelConfig(
-        dataset_dir=dataset, criterion=criterion, output_dir=output, backbone=reward_backbone(job, config),
-        model_cache_dir=settings.MODEL_CACHE_DIR, max_steps=config.reward_max_steps, seed=config.seed,
-        save_steps=max(1, config.policy_save_steps), validation_fraction=config.reward_validation_fraction,
-    ))
+    before = damaged_checkpoints(output / "checkpoints")
+    try:
+        result = train_reward_model(RewardModelConfig(
+            dataset_dir=dataset, criterion=criterion, output_dir=output, backbone=reward_backbone(job, config),
+            model_cache_dir=settings.MODEL_CACHE_DIR, max_steps=config.reward_max_steps, seed=config.seed,
+            save_steps=max(1, config.policy_save_steps), validation_fraction=config.reward_validation_fraction,
+        ))
+    finally:
+        for name, note in damaged_checkpoints(output / "checkpoints").items():
+            if name not in before:
+                run.log(f"damaged checkpoint set aside as {name}: {note}")
     run.progress(1, 1)
     version = model_version_register(job, kind=ModelVersion.Kind.REWARD, path=output, model_ref=config.reward_backbone,
                                       provenance={"criterion": criterion, "validation_accuracy": result.validation_accuracy})

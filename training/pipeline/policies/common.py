@@ -8,9 +8,15 @@ rank, target modules and starting A matrices and can be merged afterwards.
 Checkpoints. Hugging Face checkpoints are not written atomically, so
 ``CheckpointMarkerCallback`` writes ``checkpoint-N/COMPLETE`` after the trainer
 has finished saving, and a resumed run starts from the newest checkpoint that
-has the marker; unmarked ones are removed. Checkpoints always keep optimizer,
-scheduler and RNG state (never ``save_only_model``), so a resumed run continues
-where it left off and ends at the same step count.
+has the marker; unmarked ones are removed. The marker is a manifest (every
+file's name, size and sha256), written atomically after the save: a marked
+checkpoint damaged afterwards (a full disk, a bad copy) fails verification, is
+logged and set aside under ``checkpoints-damaged/`` (never deleted: someone may
+want to look at it; outside ``checkpoints/`` so the trainer's rotation cannot
+remove it), and the run resumes from the newest checkpoint that verifies, or
+from scratch. Checkpoints always keep optimizer, scheduler and RNG state (never
+``save_only_model``), so a resumed run continues where it left off and ends at
+the same step count.
 
 Progress and cancellation. ``PolicyConfig.progress_callback(step, total, loss)``
 is called at each logged step; ``PolicyConfig.should_stop()`` is checked after
@@ -24,16 +30,21 @@ import logging
 import os
 import re
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from ..io import sha256_file
 from ..models import load_causal_lm, load_tokenizer, resolve_model
 
 logger = logging.getLogger(__name__)
 
 COMPLETE_MARKER = "COMPLETE"
+# Sibling of the checkpoint folder that damaged checkpoints are moved into.
+DAMAGED_CHECKPOINTS_DIR = "checkpoints-damaged"
+DAMAGE_NOTE = "DAMAGED.txt"  # written into a set-aside checkpoint: which files failed and how
 # Written into every saved adapter/model folder: what it must be loaded on top of (see load_policy_model).
 POLICY_CARD = "attune_policy.json"
 CHECKPOINT_STATE_FILE = "attune_state.json"
@@ -236,16 +247,97 @@ def list_checkpoints(checkpoint_dir: str | Path) -> list[tuple[int, Path, bool]]
     return sorted(found)
 
 
-def find_resumable_checkpoint(checkpoint_dir: str | Path, *, remove_incomplete: bool = False) -> Path | None:
-    """The newest checkpoint with a COMPLETE marker; incomplete ones are ignored (and removed if asked)."""
-    newest = None
-    for step, path, complete in list_checkpoints(checkpoint_dir):
-        if complete:
-            newest = path
-        elif remove_incomplete:
-            logger.warning("removing incomplete checkpoint %s (no %s marker)", path, COMPLETE_MARKER)
-            shutil.rmtree(path, ignore_errors=True)
-    return newest
+def checkpoint_manifest(checkpoint: Path) -> dict[str, dict[str, Any]]:
+    """{relative file name: {"size", "sha256"}} for every file in the checkpoint but the marker."""
+    manifest = {}
+    for file in sorted(p for p in checkpoint.rglob("*") if p.is_file()):
+        name = file.relative_to(checkpoint).as_posix()
+        if name in (COMPLETE_MARKER, COMPLETE_MARKER + ".tmp"):
+            continue
+        manifest[name] = {"size": file.stat().st_size, "sha256": sha256_file(file)}
+    return manifest
+
+
+def write_complete_marker(checkpoint: Path, step: int) -> None:
+    """Mark a fully saved checkpoint complete; the marker carries its manifest."""
+    _write_json_atomic(checkpoint / COMPLETE_MARKER, {"step": int(step), "files": checkpoint_manifest(checkpoint)})
+
+
+def checkpoint_damage(checkpoint: Path) -> list[str]:
+    """What is wrong with a marked checkpoint, file by file; empty when it verifies.
+
+    A marker from before manifests (just the step number) cannot be checked and is trusted."""
+    try:
+        marker = json.loads((checkpoint / COMPLETE_MARKER).read_text())
+    except (OSError, ValueError) as exc:
+        return [f"{COMPLETE_MARKER}: unreadable ({exc})"]
+    if not isinstance(marker, dict):
+        return []
+    files = marker.get("files")
+    if not isinstance(files, dict) or not files:
+        return [f"{COMPLETE_MARKER}: no file manifest"]
+    problems = []
+    for name, expected in sorted(files.items()):
+        path = checkpoint / name
+        if not path.is_file():
+            problems.append(f"{name}: missing")
+            continue
+        size = path.stat().st_size
+        if size != expected.get("size"):
+            problems.append(f"{name}: {size} bytes, expected {expected.get('size')}")
+        elif sha256_file(path) != expected.get("sha256"):
+            problems.append(f"{name}: contents differ from the manifest (sha256)")
+    return problems
+
+
+def set_aside_damaged_checkpoint(checkpoint: Path) -> Path:
+    """Move a damaged checkpoint to ``<checkpoints>/../checkpoints-damaged/checkpoint-N.damaged-<UTC time>``."""
+    target_dir = checkpoint.parent.parent / DAMAGED_CHECKPOINTS_DIR
+    target_dir.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    target = target_dir / f"{checkpoint.name}.damaged-{stamp}"
+    suffix = 1
+    while target.exists():
+        suffix += 1
+        target = target_dir / f"{checkpoint.name}.damaged-{stamp}-{suffix}"
+    os.replace(checkpoint, target)
+    return target
+
+
+def damaged_checkpoints(checkpoint_dir: str | Path) -> dict[str, str]:
+    """{set-aside folder name: its damage note} for the checkpoints set aside beside ``checkpoint_dir``."""
+    root = Path(checkpoint_dir).parent / DAMAGED_CHECKPOINTS_DIR
+    if not root.is_dir():
+        return {}
+    return {child.name: (child / DAMAGE_NOTE).read_text().strip() if (child / DAMAGE_NOTE).is_file() else ""
+            for child in sorted(root.iterdir()) if child.is_dir()}
+
+
+def find_resumable_checkpoint(checkpoint_dir: str | Path, *, remove_incomplete: bool = False,
+                              verify: bool = False) -> Path | None:
+    """The newest checkpoint with a COMPLETE marker; incomplete ones are ignored (and removed if asked).
+
+    With ``verify``, each marked checkpoint, newest first, is checked against its manifest; a damaged one is
+    logged (which checkpoint, which files) and set aside, and the next older one is tried."""
+    checkpoints = list_checkpoints(checkpoint_dir)
+    if remove_incomplete:
+        for _, path, complete in checkpoints:
+            if not complete:
+                logger.warning("removing incomplete checkpoint %s (no %s marker)", path, COMPLETE_MARKER)
+                shutil.rmtree(path, ignore_errors=True)
+    for _, path, complete in reversed(checkpoints):
+        if not complete:
+            continue
+        if not verify:
+            return path
+        problems = checkpoint_damage(path)
+        if not problems:
+            return path
+        moved = set_aside_damaged_checkpoint(path)
+        (moved / DAMAGE_NOTE).write_text("\n".join(problems) + "\n")
+        logger.error("checkpoint %s is damaged (%s); set aside as %s, trying an older one",
+                     path, "; ".join(problems), moved)
+    return None
 
 
 def read_checkpoint_state(checkpoint: Path | None) -> dict[str, Any]:
@@ -292,7 +384,7 @@ def make_callbacks(config: PolicyConfig, state_providers: list[Callable[[], dict
             for provider in state_providers or []:
                 extra.update(provider())
             _write_json_atomic(checkpoint / CHECKPOINT_STATE_FILE, extra)
-            (checkpoint / COMPLETE_MARKER).write_text(str(state.global_step))
+            write_complete_marker(checkpoint, state.global_step)
 
     return ProgressAndStopCallback(), CheckpointMarkerCallback()
 
@@ -318,7 +410,7 @@ def prepare_output_dir(config: PolicyConfig) -> tuple[Path, Path, Path | None]:
     output_dir.mkdir(parents=True, exist_ok=True)
     resume_from = None
     if config.resume:
-        resume_from = find_resumable_checkpoint(checkpoint_dir, remove_incomplete=True)
+        resume_from = find_resumable_checkpoint(checkpoint_dir, remove_incomplete=True, verify=True)
     elif checkpoint_dir.exists():
         shutil.rmtree(checkpoint_dir)
     return output_dir, checkpoint_dir, resume_from

@@ -1,0 +1,141 @@
+"""Checkpoint markers carry a manifest; a damaged checkpoint is set aside and training
+resumes from the newest one that verifies, or from scratch (tiny SFT runs)."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from training.pipeline.policies.common import (
+    COMPLETE_MARKER,
+    DAMAGE_NOTE,
+    DAMAGED_CHECKPOINTS_DIR,
+    PolicyConfig,
+    checkpoint_damage,
+    damaged_checkpoints,
+    find_resumable_checkpoint,
+    list_checkpoints,
+)
+from training.pipeline.policies.sft import train_sft
+
+
+def config_for(tiny_lm_dir, out, **overrides):
+    values = dict(output_dir=out, base_model=str(tiny_lm_dir), lora_rank=4, lora_alpha=8,
+                  lora_target_modules=("q_proj", "v_proj"), learning_rate=1e-2, max_steps=4, batch_size=2,
+                  save_steps=2, max_length=128)
+    values.update(overrides)
+    return PolicyConfig(**values)
+
+
+def losses(result):
+    return [entry["loss"] for entry in json.loads(result.log_history_path.read_text()) if "loss" in entry]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_lm_dir, preference_dataset_dir, tmp_path_factory):
+    """A completed 4-step SFT run that kept checkpoint-2 and checkpoint-4, both marked complete."""
+    result = train_sft(config_for(tiny_lm_dir, tmp_path_factory.mktemp("sft") / "run"), preference_dataset_dir, "empathy")
+    assert [(step, complete) for step, _, complete in list_checkpoints(result.checkpoint_dir)] == [(2, True), (4, True)]
+    return result
+
+
+@pytest.fixture
+def run_copy(finished_run, tmp_path):
+    """A private copy of the finished run's folder, to damage."""
+    out = tmp_path / "run"
+    shutil.copytree(finished_run.output_dir, out)
+    return out
+
+
+def truncate(path):
+    path.write_bytes(path.read_bytes()[: max(1, path.stat().st_size // 3)])
+
+
+def flip_last_byte(path):
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_marker_is_a_manifest_of_every_file(finished_run):
+    checkpoint = finished_run.checkpoint_dir / "checkpoint-4"
+    marker = json.loads((checkpoint / COMPLETE_MARKER).read_text())
+    assert marker["step"] == 4
+    on_disk = {p.relative_to(checkpoint).as_posix() for p in checkpoint.rglob("*") if p.is_file()} - {COMPLETE_MARKER}
+    assert set(marker["files"]) == on_disk
+    assert {"adapter_model.safetensors", "optimizer.pt", "trainer_state.json", "scheduler.pt"} <= on_disk
+    for name, entry in marker["files"].items():
+        assert entry["size"] == (checkpoint / name).stat().st_size and len(entry["sha256"]) == 64
+    assert checkpoint_damage(checkpoint) == []
+
+
+DAMAGE = {
+    "truncated adapter": ("adapter_model.safetensors", truncate),
+    "truncated optimizer": ("optimizer.pt", truncate),
+    "truncated trainer state": ("trainer_state.json", truncate),
+    "missing scheduler": ("scheduler.pt", lambda path: path.unlink()),
+    "same size, other bytes": ("adapter_model.safetensors", flip_last_byte),
+}
+
+
+@pytest.mark.parametrize("case", list(DAMAGE))
+def test_each_damaged_file_is_named_and_the_checkpoint_set_aside(run_copy, case, caplog):
+    name, damage = DAMAGE[case]
+    checkpoints = run_copy / "checkpoints"
+    damage(checkpoints / "checkpoint-4" / name)
+    problems = checkpoint_damage(checkpoints / "checkpoint-4")
+    assert len(problems) == 1 and problems[0].startswith(f"{name}:")
+
+    with caplog.at_level("ERROR"):
+        assert find_resumable_checkpoint(checkpoints, verify=True) == checkpoints / "checkpoint-2"
+    assert not (checkpoints / "checkpoint-4").exists()
+    (aside,) = (run_copy / DAMAGED_CHECKPOINTS_DIR).iterdir()
+    assert aside.name.startswith("checkpoint-4.damaged-")
+    assert (aside / "optimizer.pt").exists() or name == "optimizer.pt"  # kept, not deleted
+    assert name in (aside / DAMAGE_NOTE).read_text()
+    assert list(damaged_checkpoints(checkpoints)) == [aside.name]
+    message = caplog.text
+    assert "checkpoint-4" in message and name in message
+
+
+def test_without_verification_the_damage_goes_unnoticed(run_copy):
+    # The check above is what finds the damage: the marker alone still points at the damaged one.
+    checkpoints = run_copy / "checkpoints"
+    truncate(checkpoints / "checkpoint-4" / "optimizer.pt")
+    assert find_resumable_checkpoint(checkpoints) == checkpoints / "checkpoint-4"
+
+
+def test_a_marker_from_before_manifests_is_trusted(run_copy):
+    checkpoint = run_copy / "checkpoints" / "checkpoint-4"
+    (checkpoint / COMPLETE_MARKER).write_text("4")
+    assert checkpoint_damage(checkpoint) == []
+    assert find_resumable_checkpoint(run_copy / "checkpoints", verify=True) == checkpoint
+
+
+def test_an_unreadable_marker_counts_as_damage(run_copy):
+    checkpoint = run_copy / "checkpoints" / "checkpoint-4"
+    (checkpoint / COMPLETE_MARKER).write_text('{"step": 4, "fi')
+    assert checkpoint_damage(checkpoint)[0].startswith(f"{COMPLETE_MARKER}:")
+
+
+def test_training_resumes_from_the_newest_checkpoint_that_verifies(finished_run, run_copy, tiny_lm_dir,
+                                                                   preference_dataset_dir):
+    truncate(run_copy / "checkpoints" / "checkpoint-4" / "adapter_model.safetensors")
+    resumed = train_sft(config_for(tiny_lm_dir, run_copy), preference_dataset_dir, "empathy")
+    assert resumed.resumed_from == run_copy / "checkpoints" / "checkpoint-2"
+    assert resumed.completed and resumed.metrics["global_step"] == 4
+    assert losses(resumed) == pytest.approx(losses(finished_run), abs=1e-5)
+    assert checkpoint_damage(run_copy / "checkpoints" / "checkpoint-4") == []  # saved afresh
+    assert len(damaged_checkpoints(run_copy / "checkpoints")) == 1
+
+
+def test_training_starts_over_when_no_checkpoint_verifies(finished_run, run_copy, tiny_lm_dir, preference_dataset_dir):
+    truncate(run_copy / "checkpoints" / "checkpoint-4" / "trainer_state.json")
+    (run_copy / "checkpoints" / "checkpoint-2" / "optimizer.pt").unlink()
+    result = train_sft(config_for(tiny_lm_dir, run_copy), preference_dataset_dir, "empathy")
+    assert result.resumed_from is None
+    assert result.completed and result.metrics["global_step"] == 4
+    assert losses(result) == pytest.approx(losses(finished_run), abs=1e-5)
+    assert sorted(name.split(".")[0] for name in damaged_checkpoints(run_copy / "checkpoints")) == [
+        "checkpoint-2", "checkpoint-4"]
