@@ -12,6 +12,7 @@ from django.utils.html import format_html
 from django.utils.text import slugify
 
 from core import roles
+from core.admin_base import ReadOnlyAdmin
 from core.error_handlers import admin_error
 from core.input import accepts_repeated
 
@@ -52,17 +53,6 @@ class HideRatedStudiesMixin:
     def delete_view(self, request, object_id, extra_context=None):
         self._refuse_rated(request, object_id)
         return super().delete_view(request, object_id, extra_context)
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(RatingStudy)

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.utils.html import format_html
 
 from . import roles
+from .admin_base import ReadOnlyAdmin
 from .models import AuditEvent, CriteriaSet, CriteriaSetMember, Criterion, Helpline, ModelVersion, Response, Scenario
 
 
@@ -88,20 +89,11 @@ class HelplineAdmin(admin.ModelAdmin):
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "actor_label", "action", "target_type", "target_id"]
     list_filter = ["action"]
     search_fields = ["actor_label", "action", "target_id"]
     date_hierarchy = "created_at"
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in self.model._meta.fields]

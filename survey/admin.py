@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html
 
+from core.admin_base import ReadOnlyAdmin
 from core.error_handlers import admin_error
 from core.roles import is_researcher
 
@@ -20,17 +21,6 @@ from .models import (
     Study,
     WeightVector,
 )
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class EligibilityQuestionInline(admin.TabularInline):

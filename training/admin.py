@@ -7,6 +7,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
+from core.admin_base import ReadOnlyAdmin
 from core.input import accepts_repeated
 
 from . import registry, selectors, services
@@ -16,7 +17,9 @@ from .plans import ConfigError
 
 
 @admin.register(Experiment)
-class ExperimentAdmin(admin.ModelAdmin):
+class ExperimentAdmin(ReadOnlyAdmin):
+    # Read-only: experiments are started through the "Start experiment" form, and their
+    # artifacts and model versions keep pointing at them.
     list_display = ["name", "preset", "created_by", "created_at", "report_link"]
     list_filter = ["preset"]
     search_fields = ["name"]
@@ -24,15 +27,6 @@ class ExperimentAdmin(admin.ModelAdmin):
     # The live job table (change_form.html) shows the jobs; experiments are records, not edited.
     change_form_template = "admin/training/experiment/change_form.html"
     change_list_template = "admin/training/experiment/change_list.html"
-
-    def has_add_permission(self, request):
-        return False  # experiments are started through the "Start experiment" form
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False  # its artifacts and model versions keep pointing at it
 
     @admin.display(description="report")
     def report_link(self, obj):
