@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from core.files import JsonlLineError, jsonl_objects
 
 from . import screening
 from .exceptions import JudgeImportError
@@ -65,19 +66,10 @@ def parse_judge_file(path) -> list[dict]:
 
 def parse_judge_text(content: str, *, fmt: str) -> list[dict]:
     if fmt in ("jsonl", "ndjson"):
-        rows = []
-        for number, raw in enumerate(content.splitlines(), start=1):
-            if not raw.strip():
-                continue
-            try:
-                record = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                raise JudgeImportError(f"line {number}: not valid JSON ({exc.msg})") from None
-            if not isinstance(record, dict):
-                raise JudgeImportError(f"line {number}: expected a JSON object")
-            record["_line"] = number
-            rows.append(record)
-        return rows
+        try:
+            return [{**record, "_line": number} for number, record in jsonl_objects(content)]
+        except JsonlLineError as exc:
+            raise JudgeImportError(str(exc)) from None
     if fmt == "csv":
         reader = csv.DictReader(io.StringIO(content))
         if not reader.fieldnames:

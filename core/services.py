@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +11,7 @@ from django.db import transaction
 
 from .audit import AuditAction, audit_record
 from .criteria import ALL_CRITERIA, CRITERIA_SETS, THERAPEUTIC
+from .files import JsonlLineError, jsonl_objects
 from .input import has_control_character
 from .models import CriteriaSet, CriteriaSetMember, Criterion, Helpline, Scenario
 
@@ -134,27 +134,26 @@ def _parse_csv(content: str) -> list[ScenarioRow]:
 
 def _parse_jsonl(content: str) -> list[ScenarioRow]:
     rows = []
-    for line_number, raw in enumerate(content.splitlines(), start=1):
-        if not raw.strip():
-            continue
-        try:
-            record = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise ScenarioFileError(f"line {line_number}: not valid JSON ({exc.msg})") from None
-        if not isinstance(record, dict):
-            raise ScenarioFileError(f"line {line_number}: expected a JSON object")
-        text = record.get("text", record.get("seeker_post"))
-        if not isinstance(text, str):
-            raise ScenarioFileError(f"line {line_number}: needs a string field 'text' (or 'seeker_post')")
-        external_id = record.get("external_id", record.get("sp_id", ""))
-        topics = record.get("topics", [])
-        if not isinstance(topics, list) or not all(isinstance(t, str) for t in topics):
-            raise ScenarioFileError(f"line {line_number}: 'topics' must be a list of strings")
-        risk_level = record.get("risk_level", Scenario.RiskLevel.NONE)
-        if risk_level not in RISK_LEVELS:
-            raise ScenarioFileError(f"line {line_number}: 'risk_level' must be one of {', '.join(sorted(RISK_LEVELS))}")
-        rows.append(ScenarioRow(line=line_number, external_id=str(external_id), text=text, topics=topics, risk_level=risk_level))
+    try:
+        for line_number, record in jsonl_objects(content):
+            rows.append(_scenario_row(line_number, record))
+    except JsonlLineError as exc:
+        raise ScenarioFileError(str(exc)) from None
     return rows
+
+
+def _scenario_row(line_number: int, record: dict) -> ScenarioRow:
+    text = record.get("text", record.get("seeker_post"))
+    if not isinstance(text, str):
+        raise ScenarioFileError(f"line {line_number}: needs a string field 'text' (or 'seeker_post')")
+    external_id = record.get("external_id", record.get("sp_id", ""))
+    topics = record.get("topics", [])
+    if not isinstance(topics, list) or not all(isinstance(t, str) for t in topics):
+        raise ScenarioFileError(f"line {line_number}: 'topics' must be a list of strings")
+    risk_level = record.get("risk_level", Scenario.RiskLevel.NONE)
+    if risk_level not in RISK_LEVELS:
+        raise ScenarioFileError(f"line {line_number}: 'risk_level' must be one of {', '.join(sorted(RISK_LEVELS))}")
+    return ScenarioRow(line=line_number, external_id=str(external_id), text=text, topics=topics, risk_level=risk_level)
 
 
 def parse_scenario_file(path: Path) -> list[ScenarioRow]:

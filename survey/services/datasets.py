@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import secrets
-import tempfile
 from pathlib import Path
 
 from django.conf import settings
@@ -12,17 +10,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.audit import AuditAction, actor_user, audit_record
+from core.files import atomic_write_text, sha256_file
 
 from ..exceptions import SurveyError
 from ..models import DatasetVersion, DatasetVersionMember, Participant, Study
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _participant_ids(participants) -> list[int]:
@@ -59,7 +50,7 @@ def dataset_version_create(*, kind: str, participants, files, actor=None, study:
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         raise SurveyError(f"dataset files not found: {', '.join(missing)}")
-    file_info = [{"path": str(p), "sha256": _sha256_file(p), "bytes": p.stat().st_size} for p in paths]
+    file_info = [{"path": str(p), "sha256": sha256_file(p), "bytes": p.stat().st_size} for p in paths]
     if len(file_info) == 1:
         digest = file_info[0]["sha256"]
     else:
@@ -93,21 +84,8 @@ def export_path(study: Study | None, kind: str, suffix: str) -> Path:
     return folder / f"{kind}-{stamp}-{secrets.token_hex(3)}{suffix}"
 
 
-def _write_atomic(path: Path, content: str):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
-            out.write(content)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def dataset_version_write(*, path, content, kind, participants, actor, study, note) -> DatasetVersion:
-    _write_atomic(path, content)
+    atomic_write_text(path, content)
     try:
         return dataset_version_create(kind=kind, participants=participants, files=[path], actor=actor, study=study, note=note)
     except SurveyError:

@@ -15,11 +15,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+# One hash and one atomic write for the whole platform: plain Python, no Django (core/files.py).
+from core.files import atomic_write_text, sha256_file
 
 __all__ = [
     "JsonlFormatError",
@@ -70,14 +72,6 @@ def sha256_text(text: str) -> str:
 
 def sha256_json(obj: Any) -> str:
     return sha256_text(canonical_json(obj))
-
-
-def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def derive_seed(*parts: Any) -> int:
@@ -154,25 +148,6 @@ def append_jsonl(path: str | Path, records: Iterable[dict], *, fsync: bool = Tru
         if fsync:
             os.fsync(handle.fileno())
     return len(lines)
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
 
 
 def atomic_write_json(path: str | Path, obj: Any, *, indent: int | None = 2) -> Path:
