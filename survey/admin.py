@@ -108,8 +108,8 @@ class ConsentVersionAdmin(admin.ModelAdmin):
 
 @admin.register(Participant)
 class ParticipantAdmin(ReadOnlyAdmin):
-    list_display = ["pseudonym", "study", "status", "source", "attention_flagged", "created_at", "completed_at"]
-    list_filter = ["study", "status", "source", "attention_flagged"]
+    list_display = ["pseudonym", "study", "status", "source", "synthetic", "attention_flagged", "created_at", "completed_at"]
+    list_filter = ["study", "status", "source", "synthetic", "attention_flagged"]
     search_fields = ["pseudonym"]
     # The token opens the participant's own pages: researchers never need it.
     exclude = ["token", "start_nonce", "scenario_plan", "seed"]

@@ -5,18 +5,32 @@ response-ranking section, a fixed response set: four short hand-written
 replies to each of six bank scenarios, deliberately varied in quality on
 different criteria (one warm and reflective, one directive, one detached or
 generic, one safety-minded but brisk) so rankings differ by criterion.
+
+Plus a synthetic cohort (SYNTHETIC_COHORT_SIZE simulated participants) taken
+through the real services, so the dashboard shows distributions rather than
+n = 1. They are marked ``synthetic`` (admin, dashboard, exports when asked)
+and exports leave them out by default.
 """
+import random
+
 from django.db import transaction
 
 from core.models import ModelVersion, Response, Scenario
 from core.audit import AuditAction, audit_record
 from core.services import SCENARIO_BANK_SOURCE
 
-from .models import ConsentVersion, EligibilityQuestion, Study
+from . import questions, selectors, services
+from .models import ConsentVersion, EligibilityQuestion, Participant, Study
 
 PARTICIPANT_PATH = "/study/demo/"
 DEMO_SLUG = "demo"
 DEMO_MODEL_VERSION = "demo-fixed-responses"
+SYNTHETIC_COHORT_SIZE = 60
+SYNTHETIC_SEED = 2026  # the same cohort on every machine
+# How much each simulated person cares about each criterion, on average (a 1–5 scale):
+# safety and empathy first, as in the study's pilot, with wide spread between people.
+SYNTHETIC_IMPORTANCE_MEANS = {"safety": 4.4, "empathy": 4.2, "active_listening": 3.9, "trust_rapport": 3.8,
+                              "patient_autonomy": 3.5, "self_motivated_change": 3.1}
 
 INFORMATION_SHEET = """\
 This study asks people who have lived with mental-health conditions what they want from a reply when they reach out about something difficult. We use the answers to teach AI systems to respond in ways people actually find helpful and safe.
@@ -143,3 +157,54 @@ def load(stdout):
         f"Survey demo: study '{study.slug}' {'created' if created else 'already there'}; "
         f"{added} demo responses added" + (f"; scenarios missing from the bank: {', '.join(missing)}" if missing else "")
     )
+    cohort = synthetic_cohort_load(study)
+    stdout.write(f"Survey demo: synthetic cohort of {cohort} simulated participants "
+                 f"({'added' if cohort else 'already there'}; marked synthetic, left out of exports unless asked)")
+
+
+def _choose(rng: random.Random, item) -> dict:
+    keys = [k for k in item.choice_keys if k != questions.PREFER_NOT and k != item.text_choice]
+    if item.multiple:
+        return {"value": rng.sample(keys, k=rng.choice((1, 1, 2))), "text": ""}
+    return {"value": rng.choice(keys), "text": ""}
+
+
+def synthetic_participant_complete(*, study: Study, rng: random.Random, finish: bool = True) -> Participant:
+    """One simulated participant through every step with the real services (answers drawn from rng)."""
+    participant = services.participant_start(study=study, source=rng.choice(Participant.Source.values[1:]), synthetic=True)
+    version = selectors.consent_version_current(study)
+    services.consent_give(participant=participant, consent_version_id=version.pk, agreed=range(len(version.statement_list)))
+    services.eligibility_submit(participant=participant,
+                                answers={q.key: q.eligible_answer for q in study.eligibility_questions.all()})
+    services.background_save(participant=participant, data={item.key: _choose(rng, item) for item in questions.BACKGROUND})
+    attitudes = {item.key: _choose(rng, item) for item in questions.ATTITUDES}
+    attitudes["attention.1"] = {"value": questions.ATTENTION_CHECKS[0].correct}
+    services.attitudes_save(participant=participant, data=attitudes)
+    criteria = selectors.study_criteria()
+    utility = {c.key: rng.gauss(SYNTHETIC_IMPORTANCE_MEANS.get(c.key, 3.5), 0.8) for c in criteria}
+    ratings = {key: str(min(5, max(1, round(value)))) for key, value in utility.items()}
+    services.importance_save(participant=participant, ratings=ratings, attention=questions.ATTENTION_CHECKS[1].correct)
+    if not finish and rng.random() < 0.5:
+        return participant  # stopped before the ranking
+    order = sorted(utility, key=lambda key: utility[key] + rng.gauss(0, 0.4), reverse=True)
+    services.criteria_ranking_save(participant=participant, ranks={k: str(i + 1) for i, k in enumerate(order)}, order_confirmed=True)
+    if not finish:
+        return participant
+    participant.refresh_from_db()
+    for number, entry in enumerate(services.scenarios_begin(participant=participant), start=1):
+        responses = [str(pk) for pk in entry["responses"]]
+        rng.shuffle(responses)
+        services.response_ranking_save(participant=participant, number=number, ranks={pk: str(i + 1) for i, pk in enumerate(responses)})
+    services.participant_complete(participant=participant, feedback="")
+    participant.refresh_from_db()
+    return participant
+
+
+def synthetic_cohort_load(study: Study, size: int = SYNTHETIC_COHORT_SIZE) -> int:
+    """Add the synthetic cohort once (a rerun adds nothing); about one in ten stops part-way."""
+    if study.participants.filter(synthetic=True).exists() or not study.is_active:
+        return 0
+    rng = random.Random(SYNTHETIC_SEED)
+    for index in range(size):
+        synthetic_participant_complete(study=study, rng=rng, finish=index % 10 != 9)
+    return size

@@ -162,6 +162,8 @@ class Participant(models.Model):
                                      help_text="Scenarios, responses and criteria of the ranking screens, fixed on first use.")
     attention_failures = models.PositiveSmallIntegerField(default=0)
     attention_flagged = models.BooleanField(default=False, help_text="Failed two attention checks; marked, not dropped.")
+    synthetic = models.BooleanField(default=False, editable=False,
+                                    help_text="Simulated by the demo (survey.demo), not a person; left out of exports unless asked.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     completed_at = models.DateTimeField(null=True, blank=True)
@@ -180,7 +182,7 @@ class Participant(models.Model):
         indexes = [models.Index(fields=["study", "status"])]
 
     def __str__(self):
-        return self.pseudonym
+        return f"{self.pseudonym} (synthetic)" if self.synthetic else self.pseudonym
 
     @property
     def is_active(self) -> bool:

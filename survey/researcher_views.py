@@ -48,6 +48,7 @@ def dashboard(request, slug):
     return render(request, "survey/manage/dashboard.html", {
         "study": study,
         "funnel": selectors.study_funnel(study),
+        "synthetic_count": study.participants.filter(synthetic=True).count(),
         "report": selectors.study_report(study),
         "flags": selectors.crisis_flags_open(study),
         "weight_vectors": WeightVector.objects.filter(study=study).select_related("dataset_version"),
@@ -75,11 +76,14 @@ def plot(request, slug, name):
 
 
 EXPORTS = {
-    "answers": lambda study, user: services.survey_answers_export(study=study, actor=user),
-    "answers-with-text": lambda study, user: services.survey_answers_export(study=study, actor=user, include_free_text=True),
-    "criteria-rankings": lambda study, user: services.criteria_rankings_export(study=study, actor=user),
-    "response-rankings": lambda study, user: services.response_rankings_export(study=study, actor=user),
-    "personas": lambda study, user: services.personas_export_jsonl(
+    "answers": lambda study, user, synthetic: services.survey_answers_export(study=study, actor=user, include_synthetic=synthetic),
+    "answers-with-text": lambda study, user, synthetic: services.survey_answers_export(
+        study=study, actor=user, include_free_text=True, include_synthetic=synthetic),
+    "criteria-rankings": lambda study, user, synthetic: services.criteria_rankings_export(
+        study=study, actor=user, include_synthetic=synthetic),
+    "response-rankings": lambda study, user, synthetic: services.response_rankings_export(
+        study=study, actor=user, include_synthetic=synthetic),
+    "personas": lambda study, user, synthetic: services.personas_export_jsonl(
         path=services.export_path(study, "personas", ".jsonl"), study=study, actor=user),
 }
 
@@ -93,7 +97,7 @@ def export(request, slug):
         messages.error(request, f"Unknown export {kind!r}.", extra_tags="datasets")
         return redirect("survey:dashboard", slug=slug)
     try:
-        version = EXPORTS[kind](study, request.user)
+        version = EXPORTS[kind](study, request.user, request.POST.get("include_synthetic") == "yes")
     except SurveyError as exc:
         messages.error(request, str(exc), extra_tags="datasets")
     else:

@@ -39,8 +39,10 @@ def _clean_prolific(value) -> str:
     return value[:PROLIFIC_ID_MAX] if all(ch.isalnum() or ch in "-_" for ch in value) else ""
 
 
-def participant_start(*, study: Study, nonce: str = "", prolific: dict | None = None, source: str = "") -> Participant:
-    """Issue a participant (token, pseudonym, seed) for the study.
+def participant_start(*, study: Study, nonce: str = "", prolific: dict | None = None, source: str = "",
+                      synthetic: bool = False) -> Participant:
+    """Issue a participant (token, pseudonym, seed) for the study; ``synthetic`` marks
+    a simulated one (the demo cohort), which exports leave out unless asked.
 
     Idempotent: the same start nonce (a double-clicked Start button) or the
     same Prolific submission (PROLIFIC_PID + SESSION_ID) returns the same
@@ -69,6 +71,7 @@ def participant_start(*, study: Study, nonce: str = "", prolific: dict | None = 
             return Participant.objects.create(
                 study=study, sequence=sequence, source=source, start_nonce=nonce[:64], audit_subject=audit_subject_create(),
                 prolific_pid_hash=pid, prolific_study_id=_clean_prolific(prolific.get("STUDY_ID")), prolific_session_hash=session_id,
+                synthetic=synthetic,
             )
     except IntegrityError:
         existing = _participant_existing(study, nonce, pid, session_id)

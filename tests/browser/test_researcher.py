@@ -33,7 +33,7 @@ def test_export_confirmation_is_visible_after_the_page_scrolls_to_the_exports(br
     with page.expect_navigation():
         page.click("input[type=submit]")
     with page.expect_navigation():
-        page.click("#datasets form:has(input[value=criteria-rankings]) button")
+        page.click("#datasets button[value=criteria-rankings]")
     assert page.url.endswith("#datasets")
     message = "[data-section-message=datasets]"
     assert "Created dataset version" in page.inner_text(message)

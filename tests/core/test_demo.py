@@ -81,6 +81,7 @@ def test_demo_runs_answers_and_restarts_without_loss(tmp_path):
     try:
         with urllib.request.urlopen(urls["Participant survey"], timeout=10):
             pass
+        time.sleep(1.5)  # the server logs a request after sending it
         text = "".join(lines)
         assert f"their passwords are in {saved}" in text
         assert "imported 0" in text and "Demo accounts (new passwords)" not in text
