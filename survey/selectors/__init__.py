@@ -1,0 +1,56 @@
+"""Reads of the survey app, by area: ``participants`` (a participant's place and
+answers), ``cohorts`` (dataset versions, cohorts, weight vectors), ``reports``
+(the researchers' dashboard).
+
+The ones other parts of the platform call:
+
+- ``dataset_version_withdrawal_problem(version) -> str | None`` — a message
+  naming the version when a participant in it has withdrawn (orchestration
+  refuses to start a job on it).
+- ``weight_vector_latest(study=..., name=...)`` and ``weight_vectors_for_training``
+  — survey weight vectors in the training plans' format (name -> {criterion: weight}).
+- ``participant_progress(participant)`` — where a participant is, computed on
+  the server from their saved answers.
+"""
+from .cohorts import (
+    COHORT_FIELDS,
+    cohort_participants,
+    cohort_validate,
+    dataset_version_withdrawal_problem,
+    dataset_versions_containing,
+    weight_vector_latest,
+    weight_vector_problem,
+    weight_vectors_for_training,
+)
+from .participants import (
+    FIXED_STEPS,
+    STEP_TITLES,
+    Progress,
+    active_study,
+    consent_version_current,
+    criteria_shown_order,
+    participant_answers,
+    participant_by_token,
+    participant_by_withdrawal_code,
+    participant_consent,
+    participant_criteria_ranking,
+    participant_importance,
+    participant_progress,
+    response_screen,
+    scenario_candidates,
+    scenario_plan_compute,
+    step_title,
+    study_criteria,
+    study_for_entry,
+)
+from .reports import cohort_matrices, crisis_flag_text, crisis_flags_open, study_funnel, study_report, study_report_forget
+
+__all__ = [
+    "COHORT_FIELDS", "FIXED_STEPS", "STEP_TITLES", "Progress", "active_study", "cohort_matrices", "cohort_participants",
+    "cohort_validate", "consent_version_current", "crisis_flag_text", "crisis_flags_open", "criteria_shown_order",
+    "dataset_version_withdrawal_problem", "dataset_versions_containing", "participant_answers", "participant_by_token",
+    "participant_by_withdrawal_code", "participant_consent", "participant_criteria_ranking", "participant_importance",
+    "participant_progress", "response_screen", "scenario_candidates", "scenario_plan_compute", "step_title", "study_criteria",
+    "study_for_entry", "study_funnel", "study_report", "study_report_forget", "weight_vector_latest", "weight_vector_problem",
+    "weight_vectors_for_training",
+]

@@ -1,0 +1,231 @@
+"""A participant's reads: by token or code, the study's criteria, the scenario plan and progress (computed on the server from the saved answers), the answers of each page."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from django.db import connection
+
+from core.models import Criterion, Response
+
+from .. import questions
+from ..models import Answer, ConsentRecord, ConsentVersion, CriteriaRanking, ImportanceRating, Participant, ResponseRanking, Study
+from ..ordering import build_scenario_plan, shuffled
+
+
+# --- Participants --------------------------------------------------------------
+
+
+def participant_by_token(token: str) -> Participant | None:
+    if not token or len(token) > 64:
+        return None
+    return Participant.objects.select_related("study").filter(token=token).first()
+
+
+def participant_by_withdrawal_code(code: str) -> Participant | None:
+    cleaned = "".join(ch for ch in (code or "").upper() if ch.isalnum())
+    if len(cleaned) != 10:
+        return None
+    return Participant.objects.select_related("study").filter(withdrawal_code=f"{cleaned[:5]}-{cleaned[5:]}").first()
+
+
+def study_for_entry(slug: str) -> Study | None:
+    return Study.objects.filter(slug=slug).first()
+
+
+def active_study() -> Study | None:
+    """The study the home page links to: the newest active one."""
+    return Study.objects.filter(is_active=True).order_by("-created_at", "-id").first()
+
+
+def consent_version_current(study: Study) -> ConsentVersion | None:
+    return study.consent_versions.order_by("-version").first()
+
+
+def study_criteria() -> list[Criterion]:
+    """The criteria participants rate and rank: the therapeutic ones."""
+    return list(Criterion.objects.filter(is_therapeutic=True).order_by("position", "key"))
+
+
+def criteria_shown_order(participant: Participant, criteria: list[Criterion], purpose: str) -> list[Criterion]:
+    return shuffled(criteria, participant.seed, "criteria", purpose)
+
+
+def scenario_candidates(study: Study) -> dict[int, list[int]]:
+    """scenario id -> response ids of the study's model version, for scenarios with enough responses."""
+    if study.model_version_id is None:
+        return {}
+    rows = Response.objects.filter(model_version_id=study.model_version_id).values_list("scenario_id", "id")
+    candidates: dict[int, list[int]] = {}
+    for scenario_id, response_id in rows:
+        candidates.setdefault(scenario_id, []).append(response_id)
+    return {sid: ids for sid, ids in candidates.items() if len(ids) >= study.responses_per_scenario}
+
+
+def scenario_plan_compute(participant: Participant, criteria: list[Criterion] | None = None) -> list[dict]:
+    """The plan the participant would get now (survey.services fixes it on first use)."""
+    study = participant.study
+    criteria = criteria if criteria is not None else study_criteria()
+    return build_scenario_plan(
+        seed=participant.seed, sequence=participant.sequence, candidates=scenario_candidates(study),
+        criteria_keys=[c.key for c in criteria], scenarios=study.scenarios_per_participant,
+        responses=study.responses_per_scenario,
+    )
+
+
+FIXED_STEPS = ("consent", "eligibility", "background", "attitudes", "importance", "criteria-ranking")
+STEP_TITLES = {
+    "consent": "Information and consent",
+    "eligibility": "Who can take part",
+    "background": "About you",
+    "attitudes": "AI in mental-health care",
+    "importance": "What matters in a response",
+    "criteria-ranking": "Putting them in order",
+    "before-scenarios": "Before the examples",
+    "closing": "Finishing",
+}
+
+
+def step_title(step: str, progress: "Progress") -> str:
+    """A step's page title; each scenario screen is numbered among the screens."""
+    if step.startswith("scenario-"):
+        screens = sum(1 for s in progress.steps if s.startswith("scenario-"))
+        return f"Message {step.split('-')[1]} of {screens}"
+    return STEP_TITLES.get(step, "")
+
+
+@dataclass
+class Progress:
+    steps: list[str]  # in order; scenario screens are "scenario-1", "scenario-2", ...
+    done: set[str] = field(default_factory=set)
+
+    @property
+    def next_step(self) -> str:
+        for step in self.steps:
+            if step not in self.done:
+                return step
+        return "done"
+
+    @property
+    def done_count(self) -> int:
+        return sum(1 for s in self.steps if s in self.done)
+
+    @property
+    def total(self) -> int:
+        return len(self.steps)
+
+    @property
+    def percent(self) -> int:
+        return round(100 * self.done_count / self.total) if self.total else 100
+
+    def index(self, step: str) -> int:
+        return self.steps.index(step) if step in self.steps else len(self.steps)
+
+    def reachable(self, step: str) -> bool:
+        """Done steps can be revisited; the next one can be answered; later ones wait."""
+        return step in self.done or step == self.next_step
+
+
+_PROGRESS_SQL = None
+
+
+def _progress_sql() -> tuple[str, list]:
+    """One statement with every count the progress needs. Written as SQL (portable:
+    PostgreSQL and SQLite) because building it with the ORM cost more than running it."""
+    global _PROGRESS_SQL
+    if _PROGRESS_SQL is None:
+        answer, rating, ranking = Answer._meta.db_table, ImportanceRating._meta.db_table, CriteriaRanking._meta.db_table
+        background = [i.key for i in questions.BACKGROUND]
+        attitudes = [i.key for i in questions.ATTITUDES] + ["attention.1"]
+
+        def marks(items):
+            return ", ".join(["%s"] * len(items))
+
+        sql = (
+            f"SELECT EXISTS(SELECT 1 FROM {ConsentRecord._meta.db_table} WHERE participant_id = %s), "
+            f"(SELECT COUNT(*) FROM {answer} WHERE participant_id = %s AND item_key IN ({marks(background)})), "
+            f"(SELECT COUNT(*) FROM {answer} WHERE participant_id = %s AND item_key IN ({marks(attitudes)})), "
+            f"EXISTS(SELECT 1 FROM {answer} WHERE participant_id = %s AND item_key = %s), "
+            f"(SELECT COUNT(*) FROM {rating} WHERE participant_id = %s), "
+            f"(SELECT COUNT(*) FROM {Criterion._meta.db_table} WHERE is_therapeutic = %s), "
+            f"EXISTS(SELECT 1 FROM {ranking} WHERE participant_id = %s), "
+            f"(SELECT COUNT(*) FROM {ResponseRanking._meta.db_table} WHERE participant_id = %s)"
+        )
+        # None marks where the participant id goes.
+        params = [None, None, *background, None, *attitudes, None, "attention.2", None, True, None, None]
+        _PROGRESS_SQL = (sql, params, len(background), len(attitudes))
+    return _PROGRESS_SQL
+
+
+def participant_progress(participant: Participant) -> Progress:
+    """Which steps are done, from the saved answers (never from the browser).
+    One query: every participant request computes this, often twice."""
+    if participant.scenario_plan is not None:
+        screens = len(participant.scenario_plan)
+    else:
+        # The plan is fixed when the person passes eligibility; before that, the study's setting.
+        screens = participant.study.scenarios_per_participant if participant.study.model_version_id else 0
+    steps = list(FIXED_STEPS)
+    if screens:
+        steps += ["before-scenarios"] + [f"scenario-{n}" for n in range(1, screens + 1)]
+    steps.append("closing")
+    if participant.status == Participant.Status.COMPLETED:
+        return Progress(steps, set(steps))
+    sql, params, background_n, attitudes_n = _progress_sql()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [participant.pk if p is None else p for p in params])
+        values = cursor.fetchone()
+    row = dict(zip(("has_consent", "background_n", "attitudes_n", "check_2", "ratings_n", "criteria_n", "has_ranking", "screens_n"),
+                   values))
+    done: set[str] = set()
+    if row["has_consent"]:
+        done.add("consent")
+    if participant.eligible_at:
+        done.add("eligibility")
+    if row["background_n"] >= background_n:
+        done.add("background")
+    if row["attitudes_n"] >= attitudes_n:
+        done.add("attitudes")
+    if row["check_2"] and row["ratings_n"] >= row["criteria_n"]:
+        done.add("importance")
+    if row["has_ranking"]:
+        done.add("criteria-ranking")
+    if participant.scenarios_intro_at:
+        done.add("before-scenarios")
+    # Screens are answered in order (only the next one is open), so the count says which.
+    done.update(f"scenario-{n}" for n in range(1, row["screens_n"] + 1))
+    return Progress(steps, done)
+
+
+def participant_consent(participant: Participant) -> ConsentRecord | None:
+    return ConsentRecord.objects.select_related("consent_version").filter(participant=participant).first()
+
+
+def participant_answers(participant: Participant) -> dict:
+    return {a.item_key: a for a in participant.answers.all()}
+
+
+def participant_importance(participant: Participant) -> dict[str, int]:
+    return dict(participant.importance_ratings.values_list("criterion__key", "rating"))
+
+
+def participant_criteria_ranking(participant: Participant) -> CriteriaRanking | None:
+    return CriteriaRanking.objects.filter(participant=participant).first()
+
+
+def response_screen(participant: Participant, number: int) -> dict | None:
+    """Screen ``number`` (from 1) of the fixed plan: scenario, criterion, responses in shown order."""
+    plan = participant.scenario_plan or []
+    if not 1 <= number <= len(plan):
+        return None
+    entry = plan[number - 1]
+    from core.models import Scenario
+
+    responses = {r.pk: r for r in Response.objects.filter(pk__in=entry["responses"])}
+    return {
+        "number": number,
+        "position": number - 1,
+        "scenario": Scenario.objects.get(pk=entry["scenario"]),
+        "criterion": Criterion.objects.get(key=entry["criterion"]),
+        "responses": [responses[pk] for pk in entry["responses"] if pk in responses],
+        "saved": ResponseRanking.objects.filter(participant=participant, position=number - 1).first(),
+    }
