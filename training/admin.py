@@ -8,6 +8,7 @@ from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
 from core.admin_base import ReadOnlyAdmin
+from core.errors import ApplicationError
 from core.input import accepts_repeated
 
 from . import registry, selectors, services
@@ -94,8 +95,6 @@ class ExperimentAdmin(ReadOnlyAdmin):
     @accepts_repeated("clinicians")
     def send_for_rating_view(self, request, pk):
         self._require(request, "change_experiment")
-        from annotation.exceptions import AnnotationError
-
         experiment = get_object_or_404(Experiment, pk=pk)
         form = SendForRatingForm(request.POST or None, experiment=experiment)
         status = 200
@@ -108,11 +107,9 @@ class ExperimentAdmin(ReadOnlyAdmin):
                         n_scenarios=form.cleaned_data["n_scenarios"], clinicians=list(form.cleaned_data["clinicians"]),
                         overlap=form.cleaned_data["overlap"], actor=request.user,
                     )
-                except ConfigError as exc:
-                    for message in exc.messages:
+                except ApplicationError as exc:  # a ConfigError or an annotation error: the form lists it
+                    for message in exc.errors:
                         form.add_error(None, message)
-                except AnnotationError as exc:
-                    form.add_error(None, str(exc))
                 else:
                     if study.is_open:
                         messages.success(request, f"Rating study {study.name!r} is open for the chosen clinicians.")

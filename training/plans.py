@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, fields
 
+from core.errors import ApplicationError
 from training import registry
 from training.pipeline.criteria import ALL_CRITERIA, ALL_CRITERIA_SETS
 from training.pipeline.io import ConfigError as JudgeConfigError
@@ -45,12 +46,15 @@ def _shown(value) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-class ConfigError(ValueError):
-    """A configuration that cannot run. `messages` lists every problem found."""
+class ConfigError(ApplicationError, ValueError):
+    """A configuration that cannot run. `messages` (the error's `errors`) lists every problem found."""
 
     def __init__(self, messages: list[str]):
-        self.messages = messages
-        super().__init__("; ".join(messages))
+        super().__init__("; ".join(messages), errors=messages)
+
+    @property
+    def messages(self) -> list[str]:
+        return self.errors
 
 
 @dataclass
