@@ -1,5 +1,5 @@
 #!/bin/sh
-# One entry point for every Attune container: web, worker, worker-gpu, beat, flower.
+# One entry point for every Attune container: web, worker, worker-gpu, recovery, flower.
 set -e
 cd /app
 case "$1" in
@@ -18,8 +18,10 @@ case "$1" in
     # the task back (acks_late + reject_on_worker_lost).
     exec celery -A config worker -Q gpu --pool prefork --concurrency 1 --max-tasks-per-child 1 -n "gpu@%h" --loglevel INFO
     ;;
-  beat)
-    exec celery -A config beat --loglevel INFO --schedule /data/celerybeat-schedule
+  recovery)
+    # Requeues jobs of lost workers and republishes lost messages; its own process, so a busy or
+    # dead worker cannot hold it up (training/jobs/recovery.py).
+    exec python manage.py recover_jobs
     ;;
   flower)
     # Never without a password: it shows every task's arguments and can revoke tasks.

@@ -1,5 +1,5 @@
-"""`make demo`: migrate, load the demo study, run the web server and a Celery
-worker (both queues) until Ctrl-C, then stop both cleanly.
+"""`make demo`: migrate, load the demo study, run the web server, a Celery worker
+(both queues) and the job recovery loop until Ctrl-C, then stop them cleanly.
 
 Quiet by default: the URLs, new passwords (and where they are kept), warnings
 and errors. `--verbose` (`make demo VERBOSE=1`) shows every request and the
@@ -78,9 +78,11 @@ def main(argv=None):
                          start_new_session=True, stdout=None if verbose else subprocess.DEVNULL),
         subprocess.Popen(
             [PYTHON, "-m", "celery", "-A", "config", *celery_quiet, "worker", "-Q", "default,gpu", "--concurrency", "1",
-             "--loglevel", "INFO" if verbose else "WARNING", "-n", "demo@%h", "--beat"],
+             "--loglevel", "INFO" if verbose else "WARNING", "-n", "demo@%h"],
             cwd=ROOT, env=ENV, start_new_session=True,
         ),
+        # Job recovery in its own process: the one worker may be busy training for a long time.
+        subprocess.Popen([PYTHON, "manage.py", "recover_jobs"], cwd=ROOT, env=ENV, start_new_session=True),
     ]
     base = f"http://{HOST}:{PORT}"
     try:
@@ -99,7 +101,7 @@ def main(argv=None):
         )
         while all(p.poll() is None for p in processes):
             time.sleep(0.5)
-        print("A process stopped; shutting down the other.", file=sys.stderr)
+        print("A process stopped; shutting down the others.", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("\nStopping...", flush=True)

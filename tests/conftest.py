@@ -40,9 +40,9 @@ def worker_environment(extra=None):
 
 
 class WorkerProcess:
-    def __init__(self, queues="default,gpu", extra_env=None, name="test", pool="solo"):
+    def __init__(self, queues="default,gpu", extra_env=None, name="test", pool="solo", app="config"):
         self.args = [
-            sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queues, "--pool", pool, "--concurrency", "1",
+            sys.executable, "-m", "celery", "-A", app, "worker", "-Q", queues, "--pool", pool, "--concurrency", "1",
             "--loglevel", "INFO", "-n", f"{name}-{os.getpid()}-{time.monotonic_ns()}@%h",
             "--without-gossip", "--without-mingle", "--without-heartbeat",
         ]
@@ -69,6 +69,14 @@ class WorkerProcess:
                 self.process.wait()
         if getattr(self, "_log", None):
             self._log.close()
+
+
+class RecoveryProcess(WorkerProcess):
+    """`manage.py recover_jobs`, the job recovery loop, as its own process (as `make demo` runs it)."""
+
+    def __init__(self, extra_env=None, name="recovery"):
+        super().__init__(extra_env=extra_env, name=name)
+        self.args = [sys.executable, "manage.py", "recover_jobs"]
 
 
 @pytest.fixture

@@ -175,10 +175,15 @@ class WithdrawnFilter(admin.SimpleListFilter):
 
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "kind", "queue", "state", "attempts", "progress_step", "progress_total", "heartbeat_at", "withdrawal"]
+    list_display = ["__str__", "kind", "queue", "state", "recovery", "attempts", "progress_step", "progress_total",
+                    "heartbeat_at", "withdrawal"]
     list_filter = ["state", "kind", "queue", WithdrawnFilter]
-    readonly_fields = ["withdrawal_note"] + [f.name for f in Job._meta.fields] + ["depends_on"]
+    readonly_fields = ["withdrawal_note", "recovery"] + [f.name for f in Job._meta.fields] + ["depends_on"]
     inlines = [ArtifactInline]
+
+    @admin.display(description="recovery")
+    def recovery(self, obj):
+        return selectors.job_recovery_note(obj) or "—"
 
     @admin.display(description="withdrawal")
     def withdrawal(self, obj):

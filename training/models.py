@@ -55,6 +55,9 @@ class Job(models.Model):
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     cancel_requested = models.BooleanField(default=False)
     enqueued_at = models.DateTimeField(null=True, blank=True)
+    # When the broker last accepted this job's wake-up message. Older than enqueued_at (or unset): the
+    # publish after commit never happened (the process died in between), and recovery republishes it.
+    published_at = models.DateTimeField(null=True, blank=True, editable=False)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 

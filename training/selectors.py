@@ -2,9 +2,47 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
+from django.conf import settings
+from django.utils import timezone
+
 from .models import Experiment, Job
+
+# A running job whose heartbeat is this many intervals late is taken for lost (its lease will lapse).
+_MISSED_HEARTBEATS = 3
+
+
+def _clock(moment) -> str:
+    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def job_recovery_note(job: Job, *, now=None) -> str:
+    """What recovery will do about a job that looks stuck, in words; "" when nothing is wrong.
+
+    Computed from the row alone (lease, heartbeat, publish time) and the recovery settings: a running job
+    whose heartbeat stopped reads "worker lost at …, will be retried at …" (or "… will be marked failed"
+    on its last attempt) instead of "running"; a queued job whose wake-up never reached the broker says
+    when it will be sent again."""
+    now = now or timezone.now()
+    interval = timedelta(seconds=settings.ATTUNE_RECOVERY_INTERVAL_SECONDS)
+    if job.state == Job.State.RUNNING and job.lease_expires_at is not None:
+        late = timedelta(seconds=_MISSED_HEARTBEATS * settings.ATTUNE_JOB_HEARTBEAT_SECONDS)
+        beat = job.heartbeat_at or job.started_at
+        if job.lease_expires_at >= now and (beat is None or now - beat <= late):
+            return ""
+        lost_at = _clock(beat) if beat else "an unknown time"
+        by = _clock(max(job.lease_expires_at, now) + interval)
+        if job.attempts >= job.max_attempts:
+            return f"worker lost at {lost_at}; will be marked failed by {by} (attempt {job.attempts} of {job.max_attempts})"
+        return f"worker lost at {lost_at}, will be retried at {by} (attempt {job.attempts + 1} of {job.max_attempts})"
+    if job.state == Job.State.QUEUED and job.enqueued_at is not None:
+        if job.published_at is None or job.published_at < job.enqueued_at:
+            grace = timedelta(seconds=settings.ATTUNE_JOB_UNPUBLISHED_GRACE_SECONDS)
+            if now - job.enqueued_at > grace:
+                return f"message to the worker lost; will be sent again by {_clock(max(job.enqueued_at + grace, now) + interval)}"
+    return ""
 
 
 def experiment_status(*, experiment: Experiment) -> dict:
@@ -30,6 +68,7 @@ def experiment_status(*, experiment: Experiment) -> dict:
             "artifacts": [{"kind": a.kind, "name": a.name, "path": a.path, "sha256": a.sha256} for a in job.artifacts.all()],
             "lineage": job.lineage,
             "withdrawal": job.withdrawal_note,
+            "recovery": job_recovery_note(job),
         })
     states = [j["state"] for j in jobs]
     if states and all(s == Job.State.SUCCEEDED for s in states):

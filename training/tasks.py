@@ -17,7 +17,5 @@ def run_job(job_id: int) -> str:
 def gpu_run_job(job_id: int) -> str:
     return runtime.job_execute(job_id=job_id)
 
-
-@shared_task(name="training.tasks.reap_jobs", ignore_result=True)
-def reap_jobs() -> dict:
-    return runtime.jobs_reap()
+# Recovery (lapsed leases, lost publishes) is not a task: it runs in its own process, where a long
+# job cannot hold it up (training.jobs.recovery).

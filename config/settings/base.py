@@ -229,18 +229,19 @@ LOGGING = {
 }
 
 # Training jobs: a running job renews its lease with each heartbeat; a job whose
-# lease lapses is requeued by the periodic reaper (up to Job.max_attempts).
-ATTUNE_JOB_LEASE_SECONDS = env.int("ATTUNE_JOB_LEASE_SECONDS", default=120)
+# lease lapses is requeued by the recovery loop (`manage.py recover_jobs`, up to Job.max_attempts).
+ATTUNE_JOB_LEASE_SECONDS = env.int("ATTUNE_JOB_LEASE_SECONDS", default=60)
 ATTUNE_JOB_HEARTBEAT_SECONDS = env.float("ATTUNE_JOB_HEARTBEAT_SECONDS", default=10.0)
-# A queued job whose message never reached a worker is republished after this long.
+# A queued job whose publish after commit never happened (no published_at) is republished after this long.
+ATTUNE_JOB_UNPUBLISHED_GRACE_SECONDS = env.int("ATTUNE_JOB_UNPUBLISHED_GRACE_SECONDS", default=20)
+# A queued job the broker accepted but no worker has claimed is published again after this long (a broker
+# that lost its messages); not sooner, since a job may rightly wait behind a long one.
 ATTUNE_JOB_REPUBLISH_SECONDS = env.int("ATTUNE_JOB_REPUBLISH_SECONDS", default=600)
+# How often the recovery loop looks for lapsed leases and lost messages.
+ATTUNE_RECOVERY_INTERVAL_SECONDS = env.float("ATTUNE_RECOVERY_INTERVAL_SECONDS", default=5.0)
 # How a queued job reaches a worker (training.jobs.queue): "celery" sends it to its
 # Celery queue; "inline" runs it in this process after commit (manage.py run_experiment).
 ATTUNE_JOB_QUEUE = env("ATTUNE_JOB_QUEUE", default="celery")
-CELERY_BEAT_SCHEDULE = {
-    "reap-stalled-jobs": {"task": "training.tasks.reap_jobs", "schedule": env.float("ATTUNE_REAPER_INTERVAL", default=60.0)},
-}
-CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # 0: policies train inside the worker process. N >= 1: through `accelerate launch`
 # with N processes (one per GPU), optionally with an accelerate config file.
 ATTUNE_ACCELERATE_NUM_PROCESSES = env.int("ATTUNE_ACCELERATE_NUM_PROCESSES", default=0)

@@ -19,7 +19,10 @@ def entrypoint_cases():
 
 def test_services_and_images_exist():
     compose = load_compose()
-    assert {"postgres", "redis", "web", "worker", "worker-gpu", "flower"} <= set(compose["services"])
+    assert {"postgres", "redis", "web", "worker", "worker-gpu", "recovery", "flower"} <= set(compose["services"])
+    # Job recovery runs in its own process, never as a task a busy worker would hold up.
+    assert "recover_jobs" in entrypoint_cases()[compose["services"]["recovery"]["command"][0]]
+    assert "beat" not in compose["services"]
     for name, service in compose["services"].items():
         build = service.get("build")
         if build:

@@ -1,7 +1,8 @@
 """The one publish hook: `job_publish(job)` wakes a worker for a queued job once
 the transaction commits. The backend is chosen by ``settings.ATTUNE_JOB_QUEUE``:
 
-- ``"celery"``: send the job's task to its Celery queue (``default`` or ``gpu``);
+- ``"celery"``: send the job's task to its Celery queue (``default`` or ``gpu``) and
+  record ``published_at`` on the job row (how recovery tells a lost publish from a wait);
 - ``"inline"``: run the job in this process, after commit, one job at a time in
   the order they were published (``manage.py run_experiment`` and tests).
 
@@ -25,9 +26,15 @@ def job_task_name(queue: str) -> str:
 
 class CeleryJobQueue:
     def publish(self, *, job_id: int, queue: str) -> None:
+        """Send the wake-up, then note on the job row that the broker has it: a queued job without that note
+        lost its publish (the process died after commit) and the recovery loop republishes it within seconds."""
         from celery import current_app
+        from django.utils import timezone
+
+        from training.models import Job
 
         current_app.send_task(job_task_name(queue), args=[job_id], queue=queue)
+        Job.objects.filter(pk=job_id, state=Job.State.QUEUED).update(published_at=timezone.now())
 
 
 class InlineJobQueue:

@@ -240,11 +240,15 @@ def job_execute(*, job_id: int) -> str:
 
 
 
-# --- Reaper --------------------------------------------------------------------
+# --- Recovery -------------------------------------------------------------------
 
 def jobs_reap() -> dict:
-    """Periodic check: requeue running jobs whose heartbeat stopped (or fail
-    them after max_attempts), and republish queued jobs whose message was lost."""
+    """One recovery pass (run every few seconds by `training.jobs.recovery`): requeue running jobs whose
+    lease lapsed (or fail them after max_attempts); republish queued jobs whose publish after commit never
+    happened (no published_at since they were queued) once a short grace has passed, and queued jobs the
+    broker accepted but nobody claimed after ATTUNE_JOB_REPUBLISH_SECONDS (a broker that lost messages).
+    A job waiting behind a long one has a recent published_at and is left alone, so nothing is sent twice
+    while it waits; a duplicate that does go out is harmless (claiming is conditional)."""
     now = timezone.now()
     counts = {"requeued": 0, "failed": 0, "republished": 0}
     with transaction.atomic():
@@ -260,11 +264,16 @@ def jobs_reap() -> dict:
                 Job.objects.filter(pk=job.pk).update(state=Job.State.QUEUED, lease_owner="", lease_expires_at=None, enqueued_at=now)
                 job_publish(job)
                 counts["requeued"] += 1
-        lost_before = now - timedelta(seconds=settings.ATTUNE_JOB_REPUBLISH_SECONDS)
-        for job in Job.objects.select_for_update(skip_locked=True).filter(state=Job.State.QUEUED, enqueued_at__lt=lost_before):
+        unpublished = Q(published_at__isnull=True) | Q(published_at__lt=F("enqueued_at"))
+        grace = now - timedelta(seconds=settings.ATTUNE_JOB_UNPUBLISHED_GRACE_SECONDS)
+        unclaimed = now - timedelta(seconds=settings.ATTUNE_JOB_REPUBLISH_SECONDS)
+        lost = Job.objects.select_for_update(skip_locked=True).filter(
+            (unpublished & Q(enqueued_at__lt=grace)) | Q(enqueued_at__lt=unclaimed), state=Job.State.QUEUED,
+        )
+        for job in lost:
             Job.objects.filter(pk=job.pk).update(enqueued_at=now)
             job_publish(job)
             counts["republished"] += 1
     if any(counts.values()):
-        logger.warning("job reaper: %s", counts)
+        logger.warning("job recovery: %s", counts)
     return counts

@@ -137,3 +137,67 @@ def test_an_unknown_stage_kind_is_refused(db):
     assert runtime.job_execute(job_id=job.pk) == Job.State.FAILED
     job.refresh_from_db()
     assert job.error == "unknown stage kind 'no_such_stage'"
+
+
+def test_recovery_republishes_a_lost_publish_after_a_short_grace_and_only_once(db, published,
+                                                                               django_capture_on_commit_callbacks, settings):
+    settings.ATTUNE_JOB_UNPUBLISHED_GRACE_SECONDS = 20
+    now = timezone.now()
+    lost = JobFactory(enqueued_at=now - timedelta(seconds=25))  # committed, never published
+    waiting = JobFactory(enqueued_at=now - timedelta(seconds=300), published_at=now - timedelta(seconds=299))
+    requeued_lost = JobFactory(enqueued_at=now - timedelta(seconds=25), published_at=now - timedelta(seconds=400))
+    fresh = JobFactory(enqueued_at=now - timedelta(seconds=5))  # its publish may still be on its way
+    with django_capture_on_commit_callbacks(execute=True):
+        assert runtime.jobs_reap()["republished"] == 2
+    assert sorted(job_id for job_id, _ in published) == sorted([lost.pk, requeued_lost.pk])
+    published.clear()
+    # The next pass, seconds later, sends nothing again: the republish restarted the clock.
+    with django_capture_on_commit_callbacks(execute=True):
+        assert runtime.jobs_reap()["republished"] == 0
+    assert published == []
+
+
+def test_a_job_waiting_behind_a_long_one_is_not_republished_until_the_broker_timeout(db, published, settings,
+                                                                                    django_capture_on_commit_callbacks):
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.ATTUNE_JOB_REPUBLISH_SECONDS + 5)
+    JobFactory(enqueued_at=now - timedelta(seconds=settings.ATTUNE_JOB_REPUBLISH_SECONDS - 5),
+               published_at=now - timedelta(seconds=settings.ATTUNE_JOB_REPUBLISH_SECONDS - 6))
+    broker_lost = JobFactory(enqueued_at=stale, published_at=stale + timedelta(seconds=1))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert runtime.jobs_reap()["republished"] == 1
+    assert [job_id for job_id, _ in published] == [broker_lost.pk]
+
+
+def test_the_celery_publish_records_that_the_broker_has_the_job(db, monkeypatch):
+    from celery import current_app
+
+    from training.jobs import queue
+
+    sent = []
+    monkeypatch.setattr(current_app, "send_task", lambda name, args, queue: sent.append((name, args, queue)))
+    job = JobFactory(enqueued_at=timezone.now())
+    assert job.published_at is None
+    queue.CeleryJobQueue().publish(job_id=job.pk, queue="gpu")
+    job.refresh_from_db()
+    assert sent == [(queue.GPU_RUN_JOB_TASK, [job.pk], "gpu")]
+    assert job.published_at is not None and job.published_at >= job.enqueued_at
+
+
+def test_the_recovery_loop_passes_until_stopped(db, monkeypatch):
+    from training.jobs import recovery
+
+    passes = []
+    stop = threading.Event()
+
+    def reap():
+        passes.append(time.monotonic())
+        if len(passes) == 2:
+            raise RuntimeError("database restarting")  # a failed pass does not end the loop
+        if len(passes) == 4:
+            stop.set()
+        return {}
+
+    monkeypatch.setattr(recovery, "jobs_reap", reap)
+    recovery.recovery_loop(stop=stop, interval=0.01)
+    assert len(passes) == 4
