@@ -6,6 +6,29 @@ from core import roles
 from core.models import CriteriaSet, ModelVersion, Response, Scenario
 
 
+def scenario_search_widget():
+    """The admin's autocomplete over the scenario admin's search (text, topics, risk level),
+    instead of a list of every scenario in the bank."""
+    from django.contrib import admin
+    from django.contrib.admin.widgets import AutocompleteSelectMultiple
+
+    from .models import RatingItem
+
+    return AutocompleteSelectMultiple(RatingItem._meta.get_field("scenario"), admin.site,
+                                      attrs={"data-placeholder": "Search scenarios", "style": "width: 40em"})
+
+
+def scenario_counts() -> str:
+    """"172 scenarios (43 in the test split); risk: none 137, low 20, ..." for the help text."""
+    from django.db.models import Count
+
+    total = Scenario.objects.count()
+    by_risk = dict(Scenario.objects.values_list("risk_level").annotate(n=Count("id")))
+    test = Scenario.objects.filter(split=Scenario.Split.TEST).count()
+    risks = ", ".join(f"{label.lower()} {by_risk.get(value, 0)}" for value, label in Scenario.RiskLevel.choices)
+    return f"{total} scenarios ({test} in the test split); risk: {risks}."
+
+
 class RatingStudyCreateForm(forms.Form):
     name = forms.CharField(max_length=200, help_text="For researchers only; clinicians never see it.")
     public_title = forms.CharField(
@@ -22,6 +45,8 @@ class RatingStudyCreateForm(forms.Form):
         queryset=Scenario.objects.order_by("id"), required=False,
         help_text="Leave empty to take scenarios that have responses from both sources (filtered and limited below).",
     )
+    SCENARIO_SEARCH_HELP = ("Search by words of the text, a topic or a risk level (none, low, moderate, high); "
+                            "leave empty to take scenarios that have responses from both sources (filtered and limited below).")
     scenario_split = forms.ChoiceField(
         choices=[("", "any split")] + list(Scenario.Split.choices), required=False, initial=Scenario.Split.TEST
     )
@@ -39,6 +64,9 @@ class RatingStudyCreateForm(forms.Form):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        self.fields["scenarios"].widget = scenario_search_widget()
+        self.fields["scenarios"].widget.choices = self.fields["scenarios"].choices  # a field sets this only on its own widget
+        self.fields["scenarios"].help_text = f"{scenario_counts()} {self.SCENARIO_SEARCH_HELP}"
         self.fields["clinicians"].queryset = (
             get_user_model().objects.filter(groups__name=roles.CLINICIANS, is_active=True)
             .exclude(is_staff=True).exclude(is_superuser=True).exclude(groups__name=roles.RESEARCHERS)

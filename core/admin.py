@@ -27,7 +27,8 @@ class CriteriaSetAdmin(admin.ModelAdmin):
 class ScenarioAdmin(admin.ModelAdmin):
     list_display = ["id", "source", "external_id", "split", "risk_level", "short_text"]
     list_filter = ["split", "risk_level", "source"]
-    search_fields = ["text", "external_id"]
+    # Also what the rating-study form's scenario search looks in: words of the text, a topic, a risk level.
+    search_fields = ["text", "external_id", "topics", "risk_level"]
     readonly_fields = ["text_sha256", "created_at"]
 
     @admin.display(description="text")

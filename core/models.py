@@ -88,7 +88,11 @@ class Scenario(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.source}:{self.external_id or self.pk}"
+        # What a researcher picks a scenario by (the admin's search shows this): id, topics, risk, the opening words.
+        topics = ", ".join(self.topics) if isinstance(self.topics, list) and self.topics else "no topic"
+        opening = " ".join(self.text.split())
+        opening = opening if len(opening) <= 70 else opening[:69].rstrip() + "…"
+        return f"{self.external_id or self.pk} ({topics}; risk: {self.risk_level}): {opening}"
 
     @staticmethod
     def hash_text(text: str) -> str:

@@ -90,6 +90,13 @@ class SendForRatingForm(forms.Form):
         evaluate = experiment.jobs.filter(kind="evaluate").first()
         models = [m for m in (evaluate.params.get("models", []) if evaluate else []) if m != "base"]
         self.fields["model_key"].choices = [(m, m) for m in models]
+        # Proposed: every test scenario the experiment evaluated (its base model answered each one).
+        from core.models import Response
+
+        evaluated = Response.objects.filter(model_version__name=f"{experiment.name}/base").values("scenario_id").distinct().count()
+        if evaluated:
+            self.fields["n_scenarios"].initial = min(evaluated, MAX_SCENARIOS_FOR_RATING)
+            self.fields["n_scenarios"].help_text = f"The experiment evaluated {evaluated} test scenarios; all of them by default."
         self.fields["clinicians"].queryset = get_user_model().objects.filter(groups__name=roles.CLINICIANS, is_active=True).order_by("username")
 
     def clean_overlap(self):

@@ -40,3 +40,42 @@ def test_export_confirmation_is_visible_after_the_page_scrolls_to_the_exports(br
     assert page.evaluate("window.scrollY") > 0  # the page did scroll to the exports...
     assert in_viewport(page, message)  # ...and the confirmation is on screen
     context.close()
+
+
+def researcher_login(page, live_server, next_path):
+    from tests.factories import ResearcherFactory
+
+    researcher = ResearcherFactory()
+    page.goto(f"{live_server.url}/admin/login/?next={next_path}")
+    page.fill("#id_username", researcher.username)
+    page.fill("#id_password", PASSWORD)
+    with page.expect_navigation():
+        page.click("input[type=submit]")
+
+
+def test_rating_study_scenarios_are_found_by_text_topic_and_risk_not_listed(browser, live_server):
+    from core.models import Scenario
+    from core.services import scenario_bank_load, vocabulary_seed
+
+    vocabulary_seed()
+    scenario_bank_load()
+    total = Scenario.objects.count()
+    high = Scenario.objects.filter(risk_level="high").count()
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    researcher_login(page, live_server, "/admin/annotation/ratingstudy/add/")
+    # No bare list of every scenario: the select starts empty, the counts are in the help text.
+    assert page.locator("select[name=scenarios] option").count() == 0
+    assert f"{total} scenarios" in page.content() and f"high {high}" in page.content()
+    search = page.locator(".field-scenarios .select2-search__field, select[name=scenarios] + .select2 .select2-search__field")
+    search.click()
+    search.fill("high grief")
+    option = page.locator(".select2-results__option:not(.loading-results)").first
+    option.wait_for()
+    assert "grief" in option.inner_text() and "risk: high" in option.inner_text()
+    option.click()
+    chosen = page.eval_on_selector("select[name=scenarios]", "s => [...s.selectedOptions].map(o => o.value)")
+    assert len(chosen) == 1
+    picked = Scenario.objects.get(pk=int(chosen[0]))
+    assert picked.risk_level == "high" and "grief" in picked.topics
+    context.close()

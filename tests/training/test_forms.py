@@ -1,6 +1,7 @@
 """training.forms over HTTP as a researcher: experiment settings and "Send for
 rating" sizes are range-checked; a bad value is named, and nothing is created."""
 import json
+import re
 
 import pytest
 
@@ -77,3 +78,16 @@ def test_send_for_rating_sizes_are_range_checked(client, researcher, tmp_path, v
     assert response.status_code == 400
     assert message in response.content.decode()
     assert not RatingStudy.objects.exists()
+
+
+def test_send_for_rating_proposes_every_evaluated_test_scenario(client, researcher, tmp_path):
+    from core.models import Response
+    from tests.training.test_services import _evaluated_experiment
+
+    experiment, _, _ = _evaluated_experiment(tmp_path)
+    evaluated = Response.objects.filter(model_version__name=f"{experiment.name}/base").values("scenario_id").distinct().count()
+    assert evaluated > 1
+    client.force_login(researcher)
+    page = client.get(f"/admin/training/experiment/{experiment.pk}/send-for-rating/").content.decode()
+    assert re.search(rf'name="n_scenarios" value="{evaluated}"', page), page[:3000]
+    assert f"evaluated {evaluated} test scenarios" in page
