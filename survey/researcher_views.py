@@ -84,7 +84,7 @@ EXPORTS = {
     "response-rankings": lambda study, user, synthetic: services.response_rankings_export(
         study=study, actor=user, include_synthetic=synthetic),
     "personas": lambda study, user, synthetic: services.personas_export_jsonl(
-        path=services.export_path(study, "personas", ".jsonl"), study=study, actor=user),
+        path=services.export_path(study, "personas", ".jsonl"), study=study, actor=user, include_synthetic=synthetic),
 }
 
 

@@ -139,17 +139,25 @@ def personas_select(*, study: Study, total: int | None = None, train: int | None
     return selection
 
 
-def personas_export_jsonl(*, path, study: Study | None = None, split: str | None = None, actor=None, note: str = "") -> DatasetVersion:
+def personas_export_jsonl(*, path, study: Study | None = None, split: str | None = None, actor=None, note: str = "",
+                          include_synthetic: bool = False) -> DatasetVersion:
     """Write the selected personas as {"persona_id", "text", "split", "weights"} lines
     (training.pipeline.io.load_personas) and record the DatasetVersion.
-    ``study`` None: every study's; ``split`` None: train and test."""
+    ``study`` None: every study's; ``split`` None: train and test; simulated
+    participants' personas (the demo cohort) only with ``include_synthetic``."""
     personas = Persona.objects.filter(selected=True, participant__status=Participant.Status.COMPLETED).exclude(split="")
     if study is not None:
         personas = personas.filter(participant__study=study)
     if split is not None:
         personas = personas.filter(split=split)
+    synthetic_left_out = 0 if include_synthetic else personas.filter(participant__synthetic=True).count()
+    if not include_synthetic:
+        personas = personas.filter(participant__synthetic=False)
     personas = list(personas.select_related("participant").order_by("participant__study_id", "participant__sequence"))
     if not personas:
+        if synthetic_left_out:
+            raise SurveyError(f"The only selected personas are {synthetic_left_out} synthetic ones, which exports leave out; "
+                              "include the synthetic participants to export them.")
         raise SurveyError("There are no selected personas to export; build and select personas first.")
     content = "".join(
         json.dumps({"persona_id": p.persona_id, "text": p.text, "split": p.split, "weights": p.weights}, ensure_ascii=False) + "\n"
@@ -160,6 +168,6 @@ def personas_export_jsonl(*, path, study: Study | None = None, split: str | None
                               note=note or f"{len(personas)} personas" + (f" ({split})" if split else ""))
 
 
-def personas_export_dataset(*, path, actor=None, study: Study | None = None) -> DatasetVersion:
+def personas_export_dataset(*, path, actor=None, study: Study | None = None, include_synthetic: bool = False) -> DatasetVersion:
     """What orchestration calls to get the survey's personas for a training run."""
-    return personas_export_jsonl(path=path, study=study, actor=actor)
+    return personas_export_jsonl(path=path, study=study, actor=actor, include_synthetic=include_synthetic)

@@ -62,3 +62,11 @@ def test_demo_seeds_a_synthetic_cohort_once_marked_everywhere_and_left_out_of_ex
     assert header.split(",")[-1] == "synthetic" and all(row.endswith(",1") for row in rows)
     assert services.response_rankings_export(study=study, path=tmp_path / "c.jsonl").participant_count == 0
     assert services.criteria_rankings_export(study=study, include_synthetic=True, path=tmp_path / "d.csv").participant_count > 0
+    # Personas built from them are exported (and so reach training) only when asked too.
+    from survey.exceptions import SurveyError
+
+    services.personas_build(study=study)
+    services.personas_select(study=study, total=20, train=10, test=10, min_quality=0.0)
+    with pytest.raises(SurveyError, match="synthetic"):
+        services.personas_export_dataset(path=tmp_path / "p.jsonl", study=study)
+    assert services.personas_export_dataset(path=tmp_path / "p.jsonl", study=study, include_synthetic=True).participant_count == 20
