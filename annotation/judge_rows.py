@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from core.files import JsonlLineError, jsonl_objects
+from core.files import FileTextError, JsonlLineError, jsonl_objects, read_text
 
 from . import screening
 from .exceptions import JudgeImportError
@@ -56,11 +56,9 @@ def parse_judge_file(path) -> list[dict]:
     judge_decisions.jsonl, or any rows with the fields below) or ``.csv``."""
     path = Path(path)
     try:
-        content = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise JudgeImportError(f"{path.name}: no such file") from None
-    except UnicodeDecodeError as exc:
-        raise JudgeImportError(f"{path.name}: not UTF-8 text ({exc.reason})") from None
+        content = read_text(path)
+    except FileTextError as exc:
+        raise JudgeImportError(f"{path.name}: {exc.reason}") from None
     return parse_judge_text(content, fmt=path.suffix.lower().lstrip("."))
 
 

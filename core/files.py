@@ -1,4 +1,4 @@
-"""File helpers the platform shares: a content hash, an atomic write, a JSONL reader.
+"""File helpers the platform shares: a content hash, an atomic write, a text and a JSONL reader.
 
 Plain Python, standard library only, so the ML library uses the same hash and
 write (training/pipeline/io.py re-exports them) without importing Django. The pipeline keeps its own path-based JSONL reader, which
@@ -38,6 +38,23 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
         Path(tmp_name).unlink(missing_ok=True)
         raise
     return path
+
+
+class FileTextError(ValueError):
+    """A file that cannot be read as UTF-8 text; ``reason`` says why, for the caller to prefix with the file's name."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+        super().__init__(reason)
+
+
+def read_text(path: str | Path) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FileTextError("no such file") from None
+    except UnicodeDecodeError as exc:
+        raise FileTextError(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
 
 class JsonlLineError(ValueError):

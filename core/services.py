@@ -11,7 +11,7 @@ from django.db import transaction
 
 from .audit import AuditAction, audit_record
 from .criteria import ALL_CRITERIA, CRITERIA_SETS, THERAPEUTIC
-from .files import JsonlLineError, jsonl_objects
+from .files import FileTextError, JsonlLineError, jsonl_objects, read_text
 from .input import has_control_character
 from .models import CriteriaSet, CriteriaSetMember, Criterion, Helpline, Scenario
 
@@ -159,11 +159,9 @@ def _scenario_row(line_number: int, record: dict) -> ScenarioRow:
 def parse_scenario_file(path: Path) -> list[ScenarioRow]:
     path = Path(path)
     try:
-        content = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ScenarioFileError(f"{path}: no such file") from None
-    except UnicodeDecodeError as exc:
-        raise ScenarioFileError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        content = read_text(path)
+    except FileTextError as exc:
+        raise ScenarioFileError(f"{path}: {exc.reason}") from None
     if path.suffix.lower() == ".csv":
         return _parse_csv(content)
     if path.suffix.lower() in {".jsonl", ".ndjson"}:
