@@ -5,6 +5,7 @@ wrote."""
 import logging
 import os
 import re
+import secrets
 import subprocess
 from pathlib import Path
 
@@ -31,9 +32,11 @@ from tests.survey.test_views import (
 
 pytestmark = pytest.mark.django_db(transaction=True)  # pg_dump reads from its own connection: the rows must be committed
 
-PHRASE = "my lighthouse keeper grandmother Wilhelmina"
-CRISIS_PHRASE = "sometimes I feel like ending it all"
-PROLIFIC_ID = "65f0c0ffee1234567890abcd"
+# Unique to the run, so that no file or cache entry another test left behind can match.
+RUN_MARK = secrets.token_hex(4)
+PHRASE = f"my lighthouse keeper grandmother Wilhelmina {RUN_MARK}"
+CRISIS_PHRASE = f"sometimes I feel like ending it all, {RUN_MARK}"
+PROLIFIC_ID = f"65f0c0ffee1234{RUN_MARK}ab"
 
 
 def database_dump() -> str:
@@ -94,12 +97,14 @@ def survey_through_the_pages(client, study):
     return participant
 
 
-def test_after_withdrawal_nothing_anywhere_links_back(client, researcher, caplog, settings):
+def test_after_withdrawal_nothing_anywhere_links_back(client, researcher, caplog, settings, tmp_path):
     from core.services import helplines_seed, vocabulary_seed
 
     vocabulary_seed()
     helplines_seed()
     caplog.set_level(logging.DEBUG)
+    # Its own artifacts folder: the scan must see this person's files, not other tests'.
+    settings.ARTIFACT_ROOT = tmp_path / "artifacts"
     artifacts = Path(settings.ARTIFACT_ROOT)
     study = StudyFactory()
     study.model_version = response_set()
