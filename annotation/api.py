@@ -4,6 +4,10 @@ Clinician endpoints speak in screen terms ("left" is the page's Response A)
 and opaque tokens; they never carry a model name, id, checkpoint, generation
 setting or anything that orders the sources. Researcher endpoints (staff in
 the Researchers group) return results and import judge decisions.
+
+Views that read a body take JSON only (``JsonOnlyMixin``: anything else is a 415, the one content
+type the schema lists); views without one ignore what is sent. Each operation's schema lists the
+error statuses it answers with (``core.api_schema.error_responses``).
 """
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
@@ -12,11 +16,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core import roles
+from core.api_schema import JsonOnlyMixin, StrictBooleanField, error_responses
 from core.errors import NotFound
 
 from . import selectors, services
 from .exceptions import InvalidInput, StudyNotOpen
 from .models import RatingStudy
+from .services.judgments import MAX_COMMENT_CHARS, SCREEN_CHOICES
 
 
 class IsClinician(BasePermission):
@@ -45,10 +51,12 @@ class DoesNotRateInStudy(BasePermission):
 class AnswersSerializer(serializers.Serializer):
     """Answers in screen terms. Validation of the dimensions is the service's."""
 
-    choices = serializers.DictField(child=serializers.CharField(allow_blank=True), required=False, default=dict)
-    unsafe_left = serializers.BooleanField(required=False, default=False)
-    unsafe_right = serializers.BooleanField(required=False, default=False)
-    comment = serializers.CharField(required=False, allow_blank=True, default="", trim_whitespace=False)
+    choices = serializers.DictField(child=serializers.ChoiceField(choices=SCREEN_CHOICES, allow_blank=True), required=False,
+                                    default=dict)
+    unsafe_left = StrictBooleanField(required=False, default=False)
+    unsafe_right = StrictBooleanField(required=False, default=False)
+    comment = serializers.CharField(required=False, allow_blank=True, default="", trim_whitespace=False,
+                                    max_length=MAX_COMMENT_CHARS)
     time_on_task_ms = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=0)
 
 
@@ -86,7 +94,7 @@ def _item_payload(page: dict) -> dict:
 class QueueApi(APIView):
     permission_classes = [IsAuthenticated, IsClinician]
 
-    @extend_schema(summary="The clinician's studies, progress and next item", responses={200: dict})
+    @extend_schema(summary="The clinician's studies, progress and next item", responses={200: dict, **error_responses(400, 403, 429)})
     def get(self, request):
         entries = selectors.clinician_queue(user=request.user)
         return Response({
@@ -112,7 +120,7 @@ class _AssignmentApi(APIView):
 
 
 class ItemApi(_AssignmentApi):
-    @extend_schema(summary="One item as the clinician sees it", responses={200: dict})
+    @extend_schema(summary="One item as the clinician sees it", responses={200: dict, **error_responses(400, 403, 404, 409, 429)})
     def get(self, request, token):
         assignment = self.assignment(request, token)
         if not assignment.study.is_open:
@@ -121,8 +129,9 @@ class ItemApi(_AssignmentApi):
         return Response(_item_payload(selectors.rating_page(assignment=assignment)))
 
 
-class DraftApi(_AssignmentApi):
-    @extend_schema(summary="Autosave unfinished answers", request=AnswersSerializer, responses={200: dict})
+class DraftApi(JsonOnlyMixin, _AssignmentApi):
+    @extend_schema(summary="Autosave unfinished answers", request=AnswersSerializer,
+                   responses={200: dict, **error_responses(400, 403, 404, 409, 415, 429)})
     def post(self, request, token):
         assignment = self.assignment(request, token)
         assignment = services.assignment_draft_save(assignment=assignment, clinician=request.user, **_answers(request))
@@ -131,8 +140,9 @@ class DraftApi(_AssignmentApi):
     put = post
 
 
-class JudgmentApi(_AssignmentApi):
-    @extend_schema(summary="Submit (or change) the answer for one item", request=AnswersSerializer, responses={200: dict})
+class JudgmentApi(JsonOnlyMixin, _AssignmentApi):
+    @extend_schema(summary="Submit (or change) the answer for one item", request=AnswersSerializer,
+                   responses={200: dict, **error_responses(400, 403, 404, 409, 415, 429)})
     def post(self, request, token):
         assignment = self.assignment(request, token)
         services.judgment_submit(assignment=assignment, clinician=request.user, **_answers(request))
@@ -147,7 +157,8 @@ class JudgmentApi(_AssignmentApi):
 class UndoApi(APIView):
     permission_classes = [IsAuthenticated, IsClinician]
 
-    @extend_schema(summary="Withdraw the clinician's last answer in a study", request=None, responses={200: dict})
+    @extend_schema(summary="Withdraw the clinician's last answer in a study", request=None,
+                   responses={200: dict, **error_responses(400, 403, 404, 409, 429)})
     def post(self, request, token):
         study = selectors.study_for_clinician(token=token, user=request.user)
         assignment = services.judgment_undo(study=study, clinician=request.user)
@@ -157,7 +168,7 @@ class UndoApi(APIView):
 class ResultsApi(APIView):
     permission_classes = [IsAuthenticated, IsResearcher, DoesNotRateInStudy]
 
-    @extend_schema(summary="A study's results (researchers)", responses={200: dict})
+    @extend_schema(summary="A study's results (researchers)", responses={200: dict, **error_responses(400, 403, 404, 429)})
     def get(self, request, pk):
         study = RatingStudy.objects.filter(pk=pk).select_related("source_a", "source_b", "criteria_set").first()
         if study is None:
@@ -166,17 +177,17 @@ class ResultsApi(APIView):
 
 
 class JudgeImportSerializer(serializers.Serializer):
-    judge_name = serializers.CharField(max_length=200)
-    rows = serializers.ListField(child=serializers.DictField(), allow_empty=False)
+    judge_name = serializers.CharField(max_length=200, min_length=1)
+    rows = serializers.ListField(child=serializers.DictField(), allow_empty=False, min_length=1)
     source_names = serializers.DictField(child=serializers.CharField(), required=False, default=dict)
-    skip_unmatched = serializers.BooleanField(required=False, default=False)
+    skip_unmatched = StrictBooleanField(required=False, default=False)
 
 
-class JudgeImportApi(APIView):
+class JudgeImportApi(JsonOnlyMixin, APIView):
     permission_classes = [IsAuthenticated, IsResearcher, DoesNotRateInStudy]
 
     @extend_schema(summary="Import a judge's decisions on a study's items (researchers)", request=JudgeImportSerializer,
-                   responses={201: dict, 400: dict})
+                   responses={201: dict, **error_responses(400, 403, 404, 415, 429)})
     def post(self, request, pk):
         study = RatingStudy.objects.filter(pk=pk).select_related("source_a", "source_b").first()
         if study is None:

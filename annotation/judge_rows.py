@@ -138,7 +138,8 @@ class _ItemIndex:
             return self.by_token[ref]
         matches = list(self.by_external.get(ref, []))
         digits = ref[1:] if ref[:1] in ("s", "S") else ref
-        if digits.isdigit() and int(digits) in self.by_pk and self.by_pk[int(digits)] not in matches:
+        # ASCII digits only: "²".isdigit() is true, and int() would fail on it with a raw message.
+        if digits.isascii() and digits.isdigit() and int(digits) in self.by_pk and self.by_pk[int(digits)] not in matches:
             matches.append(self.by_pk[int(digits)])
         if len(matches) > 1:
             raise ValueError(f"scenario {ref!r} matches {len(matches)} items (an external id and a database id); use the item token")

@@ -52,7 +52,11 @@ def api_exception_handler(exc, context):
     """DRF's handler, with ApplicationError answered as ``error_body`` and its status."""
     if isinstance(exc, ApplicationError):
         return Response(error_body(exc), status=exc.status_code)
-    return exception_handler(exc, context)
+    response = exception_handler(exc, context)
+    if response is not None and isinstance(response.data, dict) and set(response.data) == {"detail"}:
+        # DRF's own errors (403, 404, 405, 415, 429) in the same body as ours.
+        response.data = {"detail": str(response.data["detail"]), "errors": []}
+    return response
 
 
 def admin_error(model_admin, request, error: ApplicationError, *, prefix: str = "") -> None:
