@@ -100,6 +100,33 @@ class Job(models.Model):
         return Path(self.experiment.output_dir) / self.key.replace(":", "-")
 
 
+class JobAttempt(models.Model):
+    """One delivery of a job to a worker: when it ran, where, and how it ended.
+    The job row's started_at and error describe only the current attempt."""
+
+    class Outcome(models.TextChoices):
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+        LOST = "lost", "Lost (worker died or stopped answering)"
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="attempt_records")
+    number = models.PositiveSmallIntegerField()
+    worker = models.CharField(max_length=200)
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices, default=Outcome.RUNNING)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["job_id", "number"]
+        constraints = [models.UniqueConstraint(fields=["job", "number"], name="job_attempt_unique_number")]
+
+    def __str__(self):
+        return f"attempt {self.number} of {self.job}"
+
+
 class Artifact(models.Model):
     class Kind(models.TextChoices):
         SCENARIOS = "scenarios", "Scenarios"

@@ -19,11 +19,13 @@ from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from training.models import Artifact, Job
+from training.models import Artifact, Job, JobAttempt
 from training.pipeline.io import sha256_file
 from training.stages import run_stage
 
 from .errors import JobCancelled, JobRefused
+from .eta import StepTimeEstimator
+from .joblog import JobLogFile, captured_logs, job_log_path
 from .queue import job_publish
 
 logger = logging.getLogger(__name__)
@@ -70,23 +72,31 @@ def _owner_is_dead(owner: str) -> bool:
 
 def job_claim(*, job_id: int, owner: str) -> Job | None:
     """Take the job's lease, or return None when another live worker holds it
-    or the job is not runnable (a duplicate or stale delivery)."""
+    or the job is not runnable (a duplicate or stale delivery). Each claim opens
+    a JobAttempt; an attempt left open by a holder that died is closed as lost."""
     now = timezone.now()
     lease_until = now + timedelta(seconds=settings.ATTUNE_JOB_LEASE_SECONDS)
-    runnable = Q(state=Job.State.QUEUED) | Q(state=Job.State.RUNNING, lease_expires_at__lt=now)
-    updated = Job.objects.filter(runnable, pk=job_id, cancel_requested=False).update(
-        state=Job.State.RUNNING, lease_owner=owner, lease_expires_at=lease_until, heartbeat_at=now,
-        attempts=F("attempts") + 1, started_at=now, error="",
-    )
-    if not updated:
-        with transaction.atomic():
-            job = Job.objects.select_for_update(skip_locked=True).filter(pk=job_id, state=Job.State.RUNNING).first()
-            if job is None or not job.lease_owner or job.lease_owner == owner or not _owner_is_dead(job.lease_owner):
-                return None
+    with transaction.atomic():
+        job = Job.objects.select_for_update().filter(pk=job_id).first()
+        if job is None:
+            return None
+        if job.state == Job.State.QUEUED and not job.cancel_requested:
+            lost_at = _lease_end(job, now)  # only used when the reaper requeued it from a dead holder
+        elif job.state == Job.State.RUNNING and job.lease_expires_at and job.lease_expires_at < now and not job.cancel_requested:
+            lost_at = job.lease_expires_at
+        elif (job.state == Job.State.RUNNING and job.lease_owner and job.lease_owner != owner
+              and _owner_is_dead(job.lease_owner)):
             # The previous holder was killed on this host (e.g. its worker child died): take over now.
-            Job.objects.filter(pk=job_id).update(
-                lease_owner=owner, lease_expires_at=lease_until, heartbeat_at=now, attempts=F("attempts") + 1,
-            )
+            lost_at = now
+        else:
+            return None
+        attempts_close_lost(job=job, at=lost_at)
+        Job.objects.filter(pk=job_id).update(
+            state=Job.State.RUNNING, lease_owner=owner, lease_expires_at=lease_until, heartbeat_at=now,
+            attempts=F("attempts") + 1, started_at=now, finished_at=None, error="",
+        )
+        last = job.attempt_records.order_by("-number").values_list("number", flat=True).first() or 0
+        JobAttempt.objects.create(job=job, number=last + 1, worker=owner, started_at=now)
     job = Job.objects.select_related("experiment").get(pk=job_id)
     if job.attempts > job.max_attempts:
         job_finish(job, owner=owner, state=Job.State.FAILED,
@@ -95,17 +105,38 @@ def job_claim(*, job_id: int, owner: str) -> Job | None:
     return job
 
 
+def _lease_end(job: Job, now):
+    """When the last holder's lease ran out: its expiry, or (cleared by the reaper) its last heartbeat plus a lease."""
+    if job.lease_expires_at:
+        return min(job.lease_expires_at, now)
+    if job.heartbeat_at:
+        return min(job.heartbeat_at + timedelta(seconds=settings.ATTUNE_JOB_LEASE_SECONDS), now)
+    return now
+
+
+def attempts_close_lost(*, job: Job, at) -> int:
+    """Close the job's open attempts as lost at `at` (their holder died or stopped answering)."""
+    return JobAttempt.objects.filter(job=job, ended_at__isnull=True).update(
+        outcome=JobAttempt.Outcome.LOST, ended_at=at,
+        error="the worker stopped answering (lease expired) and the job was taken over",
+    )
+
+
 class JobRun:
     """What a stage sees of its job: progress reporting, cancellation, logging.
-    Progress and cancellation are throttled so a fast loop does not hammer the database."""
+    Log lines go to the job's log file at once (written through); progress,
+    the log tail kept on the row and cancellation are exchanged with the
+    database at each heartbeat, so a fast loop does not hammer it."""
 
-    def __init__(self, job: Job, owner: str):
+    def __init__(self, job: Job, owner: str, *, clock=time.monotonic):
         self.job = job
         self.owner = owner
-        self.started = time.monotonic()
         self._lock = threading.Lock()
         self._progress = {}
+        self._eta = StepTimeEstimator(clock=clock)
         self._log_lines: list[str] = []
+        self._log_file = JobLogFile(job_log_path(job.work_dir()))
+        self._captured = captured_logs(self._log_captured, skip_logger=__name__)
         self._cancelled = False
         self._lost = False
         self._stop = threading.Event()
@@ -114,16 +145,25 @@ class JobRun:
     # Stage-facing API
     def progress(self, step: int, total: int, loss: float | None = None):
         with self._lock:
-            eta = None
-            if step and total and step <= total:
-                elapsed = time.monotonic() - self.started
-                eta = elapsed / step * (total - step)
+            eta = self._eta.report(int(step), int(total)) if total else None
             self._progress = {"progress_step": int(step), "progress_total": int(total), "current_loss": loss, "eta_seconds": eta}
 
-    def log(self, message: str):
+    def metrics(self, step: int, values: dict):
+        """A trainer's logged metrics at one logging step (HF Trainer on_log)."""
+        shown = " ".join(f"{name}={_metric(value)}" for name, value in values.items())
+        total = self._progress.get("progress_total")
+        self.log(f"step {step}{f'/{total}' if total else ''}: {shown}")
+
+    def log(self, message: str, level: str = ""):
         logger.info("[job %s %s] %s", self.job.pk, self.job.key, message)
+        entry = self._log_file.write(message, level)
         with self._lock:
-            self._log_lines.append(f"{timezone.now():%H:%M:%S} {message}")
+            self._log_lines.append(entry)
+
+    def _log_captured(self, message: str, level: str):
+        entry = self._log_file.write(message, level)
+        with self._lock:
+            self._log_lines.append(entry)
 
     def should_stop(self) -> bool:
         return self._cancelled or self._lost
@@ -134,13 +174,25 @@ class JobRun:
 
     # Heartbeat
     def __enter__(self):
+        self._log_file.open()
+        self._captured.__enter__()
         self._thread.start()
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, exc, tb):
+        if isinstance(exc, JobCancelled):
+            self.log("stopped: cancelled" if self._cancelled else "stopped: this worker no longer holds the job")
+        elif isinstance(exc, JobRefused):
+            self.log(f"refused: {exc}", "ERROR")
+        elif exc is not None:
+            entry = self._log_file.write_traceback(exc)
+            with self._lock:
+                self._log_lines.append(entry)
+        self._captured.__exit__(exc_type, exc, tb)
         self._stop.set()
         self._thread.join(timeout=30)
         self.flush()
+        self._log_file.close()
         return False
 
     def _beat(self):
@@ -167,13 +219,24 @@ class JobRun:
             self._cancelled = job.cancel_requested
 
 
+def _metric(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+ATTEMPT_OUTCOMES = {Job.State.SUCCEEDED: JobAttempt.Outcome.SUCCEEDED, Job.State.FAILED: JobAttempt.Outcome.FAILED,
+                    Job.State.CANCELLED: JobAttempt.Outcome.CANCELLED}
+
+
 def job_finish(job: Job, *, owner: str, state: str, error: str = "", result=None, lineage=None, artifacts=()):
     with transaction.atomic():
         locked = Job.objects.select_for_update().get(pk=job.pk)
         if locked.lease_owner != owner or locked.state != Job.State.RUNNING:
             logger.warning("job %s finished by %s but is now held by %s (%s); result dropped", job.pk, owner, locked.lease_owner, locked.state)
             return False
-        fields = dict(state=state, finished_at=timezone.now(), lease_owner="", lease_expires_at=None, error=error[-8000:])
+        now = timezone.now()
+        fields = dict(state=state, finished_at=now, lease_owner="", lease_expires_at=None, error=error[-8000:])
         if result is not None:
             fields["result"] = result
         if lineage is not None:
@@ -181,6 +244,8 @@ def job_finish(job: Job, *, owner: str, state: str, error: str = "", result=None
         if state == Job.State.SUCCEEDED:
             fields.update(cancel_requested=False)
         Job.objects.filter(pk=job.pk).update(**fields)
+        JobAttempt.objects.filter(job=locked, worker=owner, ended_at__isnull=True).update(
+            outcome=ATTEMPT_OUTCOMES[state], ended_at=now, error=error[-8000:])
         for artifact in artifacts:
             artifact_register(job=locked, **artifact)
         if state == Job.State.SUCCEEDED:
@@ -218,11 +283,10 @@ def job_execute(*, job_id: int) -> str:
     run = JobRun(job, owner)
     try:
         with run:
-            run.log(f"attempt {job.attempts} on {owner}")
+            run.log(f"attempt {job.attempts} on {owner}: {job.kind} stage {job.key!r} started")
             outcome = run_stage(job, run)
+            run.log(f"stage finished ({len(outcome.artifacts)} artifact(s))")
     except JobCancelled:
-        run.log("cancelled")
-        run.flush()
         state = Job.State.CANCELLED if not run._lost else "lost"
         if state == Job.State.CANCELLED:
             job_finish(job, owner=owner, state=Job.State.CANCELLED, error="cancelled by a researcher")

@@ -39,7 +39,7 @@ import os
 import random
 import shutil
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -102,9 +102,14 @@ class RewardModelConfig:
     resume: bool = True
     scoring_batch_size: int = 32
     trainer_overrides: dict[str, Any] = field(default_factory=dict)
+    # The same progress and metrics hooks as PolicyConfig's (policies/common.py).
+    progress_callback: Callable[[int, int, float | None], None] | None = field(default=None, repr=False, compare=False)
+    metrics_callback: Callable[[int, dict], None] | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+        hooks = {"progress_callback", "metrics_callback"}
+        return {f.name: (str(v) if isinstance(v, Path) else v)
+                for f in fields(self) if f.name not in hooks for v in [getattr(self, f.name)]}
 
 
 @dataclass
@@ -219,13 +224,15 @@ def train_reward_model(config: RewardModelConfig) -> RewardModelResult:
     args_kwargs.update(config.trainer_overrides)
     from .policies.common import PolicyConfig, make_callbacks, quiet
 
-    _, marker = make_callbacks(PolicyConfig(output_dir=output_dir))
+    progress, marker = make_callbacks(PolicyConfig(
+        output_dir=output_dir, progress_callback=config.progress_callback, metrics_callback=config.metrics_callback,
+    ))
     trainer = RewardTrainer(
         model=model,
         args=RewardConfig(**args_kwargs),
         train_dataset=train_tok,
         processing_class=tokenizer,
-        callbacks=[marker],
+        callbacks=[progress, marker],
     )
     quiet(trainer)
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)

@@ -32,7 +32,7 @@ def _policy_config(job: Job, run):
         # 512, not 256: with the system prompt the bank's longest scenario is 390 prompt tokens, and at 256 TRL cut
         # the completion of 42 of its 172 scenarios (training SFT on nothing for the longest, dropping DPO pairs).
         max_length=512,
-        progress_callback=run.progress, should_stop=run.should_stop,
+        progress_callback=run.progress, should_stop=run.should_stop, metrics_callback=run.metrics,
     )
 
 
@@ -41,6 +41,9 @@ def _policy_outcome(job: Job, run, result, *, method: str, extra_lineage: dict) 
     if not result.completed:
         raise JobCancelled()
     adapter = Path(result.adapter_dir or result.model_dir)
+    if result.resumed_from:
+        run.log(f"resumed from {result.resumed_from}")
+    run.log(f"adapter saved to {adapter}")
     config = experiment_config(job)
     version = model_version_register(job, kind=ModelVersion.Kind.ADAPTER, path=adapter, model_ref=config.base_model,
                                       provenance={"method": method, **job.params})
@@ -84,6 +87,9 @@ def _train_policy(job: Job, run, stage: str, table: dict, train_in_process):
 
 
 def _train_policy_once(job: Job, run, stage: str, table: dict, train_in_process):
+    policy = table["policy"]
+    run.log(f"training {stage} on {policy.base_model} for {policy.max_steps} steps (batch {policy.batch_size}), "
+            f"checkpoints every {policy.save_steps} steps in {policy.output_dir}")
     if not settings.ATTUNE_ACCELERATE_NUM_PROCESSES:
         return train_in_process(table["policy"])
     import json

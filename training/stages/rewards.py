@@ -23,12 +23,14 @@ def run_reward_model(job: Job, run) -> StageOutcome:
             dataset_dir=dataset, criterion=criterion, output_dir=output, backbone=reward_backbone(job, config),
             model_cache_dir=settings.MODEL_CACHE_DIR, max_steps=config.reward_max_steps, seed=config.seed,
             save_steps=max(1, config.policy_save_steps), validation_fraction=config.reward_validation_fraction,
+            progress_callback=run.progress, metrics_callback=run.metrics,
         ))
     finally:
         for name, note in damaged_checkpoints(output / "checkpoints").items():
             if name not in before:
                 run.log(f"damaged checkpoint set aside as {name}: {note}")
-    run.progress(1, 1)
+    run.log(f"reward model for {criterion}: {result.train_pairs} training pairs, {result.validation_pairs} held out, "
+            f"validation accuracy {result.validation_accuracy}")
     version = model_version_register(job, kind=ModelVersion.Kind.REWARD, path=output, model_ref=config.reward_backbone,
                                       provenance={"criterion": criterion, "validation_accuracy": result.validation_accuracy})
     metrics = {"validation_accuracy": result.validation_accuracy, "train_accuracy": result.train_accuracy,

@@ -11,7 +11,7 @@ from django.utils import timezone
 from core.models import AuditEvent
 from training import services
 from training.jobs import runtime
-from training.models import Job
+from training.models import Job, JobAttempt
 from training.stages import StageOutcome
 
 from ..factories import JobFactory
@@ -201,3 +201,124 @@ def test_the_recovery_loop_passes_until_stopped(db, monkeypatch):
     monkeypatch.setattr(recovery, "jobs_reap", reap)
     recovery.recovery_loop(stop=stop, interval=0.01)
     assert len(passes) == 4
+
+
+# --- Attempts ------------------------------------------------------------------
+
+def test_each_claim_opens_an_attempt_and_the_finish_closes_it(db, fake_stage):
+    job = JobFactory()
+    assert runtime.job_execute(job_id=job.pk) == Job.State.SUCCEEDED
+    attempt = job.attempt_records.get()
+    assert (attempt.number, attempt.outcome, attempt.error) == (1, JobAttempt.Outcome.SUCCEEDED, "")
+    assert attempt.worker == runtime.worker_identity()
+    assert attempt.started_at <= attempt.ended_at
+
+
+def test_a_takeover_closes_the_dead_attempt_as_lost_at_its_lease_expiry_and_starts_afresh(db):
+    job = JobFactory()
+    first = runtime.job_claim(job_id=job.pk, owner="gone:1")
+    Job.objects.filter(pk=job.pk).update(error="stale message of attempt 1")
+    expired_at = timezone.now() - timedelta(seconds=30)
+    Job.objects.filter(pk=job.pk).update(lease_expires_at=expired_at)
+    second = runtime.job_claim(job_id=job.pk, owner="w:2")
+    assert second.started_at > first.started_at and second.error == ""
+    lost, current = job.attempt_records.order_by("number")
+    assert (lost.number, lost.worker, lost.outcome, lost.ended_at) == (1, "gone:1", JobAttempt.Outcome.LOST, expired_at)
+    assert (current.number, current.worker, current.outcome, current.ended_at) == (2, "w:2", JobAttempt.Outcome.RUNNING, None)
+    assert current.started_at == second.started_at
+    runtime.job_finish(second, owner="w:2", state=Job.State.FAILED, error="boom")
+    current.refresh_from_db()
+    assert (current.outcome, current.error) == (JobAttempt.Outcome.FAILED, "boom")
+
+
+def test_a_dead_local_holders_attempt_is_closed_as_lost(db):
+    import socket
+
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_owner = f"{socket.gethostname()}:{finished.stdout.strip()}"
+    job = JobFactory()
+    runtime.job_claim(job_id=job.pk, owner=dead_owner)
+    claimed = runtime.job_claim(job_id=job.pk, owner=runtime.worker_identity())
+    assert claimed is not None
+    assert list(job.attempt_records.values_list("number", "outcome")) == [(1, "lost"), (2, "running")]
+
+
+def test_a_job_requeued_by_the_reaper_closes_the_old_attempt_on_its_next_claim(db, published, django_capture_on_commit_callbacks):
+    job = JobFactory()
+    runtime.job_claim(job_id=job.pk, owner="gone:1")
+    Job.objects.filter(pk=job.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=5))
+    with django_capture_on_commit_callbacks(execute=True):
+        runtime.jobs_reap()
+    runtime.job_claim(job_id=job.pk, owner="w:2")
+    assert list(job.attempt_records.values_list("worker", "outcome")) == [("gone:1", "lost"), ("w:2", "running")]
+
+
+def test_retry_numbers_attempts_on_after_the_earlier_ones(db, register_fake_stage, researcher):
+    def broken(job, run):
+        raise ValueError("no pairs")
+
+    register_fake_stage(broken)
+    job = JobFactory()
+    runtime.job_execute(job_id=job.pk)
+    services.job_retry(job=Job.objects.get(pk=job.pk), actor=researcher)
+    runtime.job_execute(job_id=job.pk)
+    assert list(job.attempt_records.values_list("number", "outcome")) == [(1, "failed"), (2, "failed")]
+
+
+# --- The job's log --------------------------------------------------------------
+
+def test_the_log_file_has_stage_messages_metrics_warnings_log_records_and_the_traceback(db, register_fake_stage, tmp_path):
+    import logging
+    import warnings
+
+    def noisy(job, run):
+        run.log("loading the dataset")
+        run.progress(1, 4, loss=0.7)
+        run.metrics(1, {"loss": 0.6931, "learning_rate": 0.0005})
+        warnings.warn("tokenizer has no pad token", UserWarning)
+        logging.getLogger("training.pipeline.generation").info("generated 12 candidates")
+        logging.getLogger("somewhere.else").warning("disk nearly full")
+        logging.getLogger("somewhere.else").info("chatter that stays out")
+        raise ValueError("the dataset has no pairs")
+
+    register_fake_stage(noisy)
+    job = JobFactory(experiment__output_dir=str(tmp_path / "exp"))
+    assert runtime.job_execute(job_id=job.pk) == Job.State.FAILED
+    text = (job.work_dir() / "job.log").read_text()
+    for expected in ("attempt 1 on", "loading the dataset", "step 1/4: loss=0.6931 learning_rate=0.0005",
+                     "UserWarning: tokenizer has no pad token", "generated 12 candidates", "WARNING somewhere.else: disk nearly full",
+                     "ERROR Traceback (most recent call last)", "ValueError: the dataset has no pairs"):
+        assert expected in text, expected
+    assert "chatter that stays out" not in text
+    assert text.count("loading the dataset") == 1
+    job.refresh_from_db()
+    assert "ValueError: the dataset has no pairs" in job.log_tail
+
+
+def test_the_log_is_written_through_before_the_heartbeat(db, register_fake_stage, tmp_path, settings):
+    settings.ATTUNE_JOB_HEARTBEAT_SECONDS = 3600
+    seen = {}
+
+    def peek(job, run):
+        run.log("first line")
+        seen["file"] = (job.work_dir() / "job.log").read_text()
+        seen["row"] = Job.objects.get(pk=job.pk).log_tail
+        return StageOutcome()
+
+    register_fake_stage(peek)
+    job = JobFactory(experiment__output_dir=str(tmp_path / "exp"))
+    runtime.job_execute(job_id=job.pk)
+    assert "first line" in seen["file"] and "first line" not in seen["row"]
+
+
+def test_job_run_estimates_from_its_clock(db, tmp_path):
+    now = [0.0]
+    job = JobFactory(experiment__output_dir=str(tmp_path / "exp"))
+    run = runtime.JobRun(job, "w:1", clock=lambda: now[0])
+    now[0] = 40.0  # model loading
+    run.progress(1, 11)
+    assert run._progress["eta_seconds"] is None
+    for step in range(2, 5):
+        now[0] += 3.0
+        run.progress(step, 11)
+    assert run._progress["eta_seconds"] == pytest.approx(3.0 * 7)

@@ -19,7 +19,9 @@ from scratch. Checkpoints always keep optimizer, scheduler and RNG state (never
 the same step count.
 
 Progress and cancellation. ``PolicyConfig.progress_callback(step, total, loss)``
-is called at each logged step; ``PolicyConfig.should_stop()`` is checked after
+is called after each step (with the latest logged loss);
+``PolicyConfig.metrics_callback(step, logs)`` gets the trainer's metrics at each
+logging step; ``PolicyConfig.should_stop()`` is checked after
 each step, and a True answer saves a checkpoint and stops, returning a result
 with ``completed=False``.
 """
@@ -54,6 +56,7 @@ DEFAULT_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "
 
 ProgressCallback = Callable[[int, int, float | None], None]
 StopCheck = Callable[[], bool]
+MetricsCallback = Callable[[int, dict], None]
 
 
 @dataclass
@@ -97,9 +100,10 @@ class PolicyConfig:
 
     progress_callback: ProgressCallback | None = field(default=None, repr=False, compare=False)
     should_stop: StopCheck | None = field(default=None, repr=False, compare=False)
+    metrics_callback: MetricsCallback | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        skip = {"progress_callback", "should_stop"}
+        skip = {"progress_callback", "should_stop", "metrics_callback"}
         out = {}
         for f in fields(self):
             if f.name in skip:
@@ -359,12 +363,21 @@ def make_callbacks(config: PolicyConfig, state_providers: list[Callable[[], dict
     class ProgressAndStopCallback(TrainerCallback):
         def __init__(self):
             self.stopped = False
+            self.loss = None
 
         def on_log(self, args, state, control, logs=None, **kwargs):
-            if config.progress_callback is not None and logs is not None and "loss" in logs:
-                config.progress_callback(state.global_step, state.max_steps, float(logs["loss"]))
+            if logs is None:
+                return
+            if "loss" in logs:
+                self.loss = float(logs["loss"])
+                if config.progress_callback is not None:
+                    config.progress_callback(state.global_step, state.max_steps, self.loss)
+            if config.metrics_callback is not None:
+                config.metrics_callback(state.global_step, dict(logs))
 
         def on_step_end(self, args, state, control, **kwargs):
+            if config.progress_callback is not None:
+                config.progress_callback(state.global_step, state.max_steps, self.loss)
             if config.should_stop is not None and config.should_stop():
                 self.stopped = True
                 control.should_save = True  # keep the work done so far
