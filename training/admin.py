@@ -1,7 +1,7 @@
 """Researchers start, watch, cancel and retry experiments from the admin."""
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.http import JsonResponse
+from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 from django.utils.html import format_html
@@ -24,10 +24,16 @@ class ExperimentAdmin(ReadOnlyAdmin):
     list_display = ["name", "preset", "created_by", "created_at", "report_link"]
     list_filter = ["preset"]
     search_fields = ["name"]
-    readonly_fields = ["name", "preset", "config", "created_by", "created_at", "output_dir"]
+    # The configuration is shown as a labelled table (change_form.html), not as a JSON field.
+    fields = readonly_fields = ["name", "preset", "created_by", "created_at", "output_dir"]
     # The live job table (change_form.html) shows the jobs; experiments are records, not edited.
     change_form_template = "admin/training/experiment/change_form.html"
     change_list_template = "admin/training/experiment/change_list.html"
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        experiment = self.get_object(request, object_id)
+        extra = {"settings_rows": selectors.experiment_settings(experiment=experiment)} if experiment else {}
+        return super().change_view(request, object_id, form_url, {**(extra_context or {}), **extra})
 
     @admin.display(description="report")
     def report_link(self, obj):
@@ -135,21 +141,13 @@ class ExperimentAdmin(ReadOnlyAdmin):
         return self._job_action_response(request, job, outcome)
 
     def _job_action_response(self, request, job, outcome):
+        refused = outcome.startswith("not ")  # the services say "not cancelled: …" / "not retried: …"
         if request.headers.get("Accept", "").startswith("application/json"):
-            return JsonResponse({"job": job.pk, "outcome": outcome})
-        messages.info(request, f"{job.key}: {outcome}")
+            return JsonResponse({"job": job.pk, "outcome": outcome, "refused": refused}, status=409 if refused else 200)
+        (messages.warning if refused else messages.success)(request, f"Job {job.key}: {outcome}")
+        if request.POST.get("return_to") == "job":
+            return redirect("admin:training_job_change", job.pk)
         return redirect("admin:training_experiment_change", job.experiment_id)
-
-
-class ArtifactInline(admin.TabularInline):
-    model = Artifact
-    extra = 0
-    can_delete = False
-    fields = ["kind", "name", "path", "sha256", "model_version", "metrics"]
-    readonly_fields = fields
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 def _withdrawal_cell(job: Job) -> str:
@@ -179,7 +177,31 @@ class JobAdmin(admin.ModelAdmin):
                     "heartbeat_at", "withdrawal"]
     list_filter = ["state", "kind", "queue", WithdrawnFilter]
     readonly_fields = ["withdrawal_note", "recovery"] + [f.name for f in Job._meta.fields] + ["depends_on"]
-    inlines = [ArtifactInline]
+
+    def get_urls(self):
+        wrap = self.admin_site.admin_view
+        return [path("<int:pk>/status.json", wrap(self.status_view), name="training_job_status")] + super().get_urls()
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        """A job is a record of a run, not a form: its page is read-only and refreshes itself while it runs."""
+        if not str(object_id).isdigit():
+            raise Http404("No such job")
+        job = get_object_or_404(Job.objects.select_related("experiment"), pk=int(object_id))
+        if not self.has_view_permission(request, job):
+            raise PermissionDenied
+        context = {
+            **self.admin_site.each_context(request), "opts": self.model._meta, "original": job,
+            "title": f"Job {job.key} of {job.experiment.name}",
+            "can_act": request.user.has_perm("training.change_job"),
+            **selectors.job_page(job=job),
+        }
+        return render(request, "admin/training/job/detail.html", context)
+
+    def status_view(self, request, pk):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        job = get_object_or_404(Job.objects.select_related("experiment"), pk=pk)
+        return JsonResponse(selectors.job_progress(job=job, log_chars=selectors.PAGE_LOG_CHARS))
 
     @admin.display(description="recovery")
     def recovery(self, obj):

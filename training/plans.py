@@ -111,6 +111,25 @@ class ExperimentConfig:
         return asdict(self)
 
 
+# How the admin labels each setting where its field name alone would not say it (training.selectors.experiment_settings).
+SETTING_LABELS = {
+    "base_model": "Base policy model", "reward_backbone": "Reward-model backbone", "judge": "Judge",
+    "criteria_set": "Criteria set", "criteria_sets": "Criteria sets compared (phase 2)", "primary": "Primary criterion",
+    "modpo_weights": "MODPO weights", "joint_weights": "Joint-loss DPO weights", "merge_weights": "Merged-adapter weights",
+    "merge_method": "Adapter merge method", "safety_floor": "MODPO safety floor", "persona_source": "Persona source",
+    "survey_study": "Survey study (slug)", "clinician_studies": "Clinician rating studies (ids)",
+    "test_split": "Train/test split", "personas_train": "Training personas", "personas_test": "Test personas",
+    "personas_per_scenario": "Personas per scenario", "train_scenarios": "Training scenarios",
+    "test_scenarios": "Test scenarios", "candidates_per_scenario": "Candidate replies per scenario",
+    "max_new_tokens": "Longest reply (new tokens)", "system_prompt": "System prompt",
+    "policy_max_steps": "Policy training steps", "policy_batch_size": "Policy batch size",
+    "policy_save_steps": "Checkpoint every (steps)", "lora_rank": "LoRA rank", "beta": "DPO β",
+    "learning_rate": "Learning rate", "reward_max_steps": "Reward-model training steps",
+    "reward_validation_fraction": "Reward-model held-out share", "evaluation_criteria": "Evaluation criteria",
+    "weight_vectors": "Personalised weight vectors", "seed": "Random seed",
+}
+
+
 # The validation run (issue 12): the packaged models with the rubric judge, sized to the issue's minimums:
 # 120 training and 40 test scenarios (of the bank's 172), the test set stratified by risk level and topic so
 # that about 30% of it carries risk signals. The `validation` preset is the method comparison at this scale;

@@ -6,8 +6,10 @@ from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
+from django.urls import reverse
 from django.utils import timezone
 
+from .jobs.joblog import job_log_path, read_log_tail
 from .models import Experiment, Job
 
 # A running job whose heartbeat is this many intervals late is taken for lost (its lease will lapse).
@@ -45,30 +47,56 @@ def job_recovery_note(job: Job, *, now=None) -> str:
     return ""
 
 
+LIST_LOG_CHARS = 2000
+PAGE_LOG_CHARS = 12000
+
+
+def job_log_tail(*, job: Job, max_chars: int) -> str:
+    """The end of the job's log: its log file (written through, so it has the lines
+    a killed attempt wrote last), or the row's tail when the file is gone."""
+    text = read_log_tail(job_log_path(job.work_dir()), max_chars)
+    return (job.log_tail or "")[-max_chars:] if text is None else text
+
+
+def job_url(job: Job) -> str:
+    return reverse("admin:training_job_change", args=[job.pk])
+
+
+def job_progress(*, job: Job, log_chars: int = LIST_LOG_CHARS) -> dict:
+    """What the live pages show of one job and refresh as it runs."""
+    return {
+        "id": job.pk,
+        "url": job_url(job),
+        "key": job.key,
+        "kind": job.kind,
+        "queue": job.queue,
+        "state": job.state,
+        "state_label": job.get_state_display(),
+        "step": job.progress_step,
+        "total": job.progress_total,
+        "percent": round(100 * job.progress_step / job.progress_total, 1) if job.progress_total else (100.0 if job.state == Job.State.SUCCEEDED else 0.0),
+        "loss": job.current_loss,
+        "eta_seconds": job.eta_seconds if job.state == Job.State.RUNNING else None,
+        "attempts": job.attempts,
+        "heartbeat_at": job.heartbeat_at.isoformat() if job.heartbeat_at else None,
+        "cancel_requested": job.cancel_requested,
+        "can_cancel": job.state in (Job.State.WAITING, Job.State.QUEUED, Job.State.RUNNING),
+        "can_retry": job.state in (Job.State.FAILED, Job.State.CANCELLED),
+        "error": job.error.splitlines()[0] if job.error else "",
+        "log_tail": job_log_tail(job=job, max_chars=log_chars),
+        "recovery": job_recovery_note(job),
+    }
+
+
 def experiment_status(*, experiment: Experiment) -> dict:
     jobs = []
-    for job in experiment.jobs.prefetch_related("depends_on", "artifacts").order_by("position"):
+    for job in experiment.jobs.select_related("experiment").prefetch_related("depends_on", "artifacts").order_by("position"):
         jobs.append({
-            "id": job.pk,
-            "key": job.key,
-            "kind": job.kind,
-            "queue": job.queue,
-            "state": job.state,
-            "step": job.progress_step,
-            "total": job.progress_total,
-            "percent": round(100 * job.progress_step / job.progress_total, 1) if job.progress_total else (100.0 if job.state == Job.State.SUCCEEDED else 0.0),
-            "loss": job.current_loss,
-            "eta_seconds": job.eta_seconds,
-            "attempts": job.attempts,
-            "heartbeat_at": job.heartbeat_at.isoformat() if job.heartbeat_at else None,
-            "cancel_requested": job.cancel_requested,
-            "error": job.error.splitlines()[0] if job.error else "",
-            "log_tail": job.log_tail[-2000:],
+            **job_progress(job=job),
             "depends_on": sorted(d.key for d in job.depends_on.all()),
             "artifacts": [{"kind": a.kind, "name": a.name, "path": a.path, "sha256": a.sha256} for a in job.artifacts.all()],
             "lineage": job.lineage,
             "withdrawal": job.withdrawal_note,
-            "recovery": job_recovery_note(job),
         })
     states = [j["state"] for j in jobs]
     if states and all(s == Job.State.SUCCEEDED for s in states):
@@ -102,3 +130,97 @@ def experiment_reward_models(*, experiment: Experiment) -> list[dict]:
     for job in experiment.jobs.filter(kind="reward_model", state=Job.State.SUCCEEDED).order_by("position"):
         rows.append({"criterion": job.params.get("criterion"), **{k: job.result.get(k) for k in ("validation_accuracy", "train_accuracy", "train_pairs", "validation_pairs")}})
     return rows
+
+
+# --- The job page --------------------------------------------------------------
+
+def _path_size(path: Path) -> int | None:
+    if path.is_file():
+        return path.stat().st_size
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return None
+
+
+def job_artifacts(*, job: Job) -> list[dict]:
+    return [{"kind": a.get_kind_display(), "name": a.name, "path": a.path, "size": _path_size(Path(a.path)),
+             "sha256": a.sha256, "model_version": a.model_version} for a in job.artifacts.select_related("model_version")]
+
+
+def job_lineage(*, job: Job) -> dict:
+    """Inputs (the jobs it consumed and their artifacts, and what the stage recorded reading)
+    and outputs (its artifacts and the jobs that consume them)."""
+    inputs = [{"job": upstream, "url": job_url(upstream), "artifacts": list(upstream.artifacts.all())}
+              for upstream in job.depends_on.order_by("position").prefetch_related("artifacts")]
+    consumers = [{"job": dependent, "url": job_url(dependent)} for dependent in job.dependents.order_by("position")]
+    recorded = [{"name": name.replace("_", " "), "value": value if isinstance(value, str) else json.dumps(value, default=str)}
+                for name, value in sorted((job.lineage or {}).items()) if value not in (None, "", [], {})]
+    return {"inputs": inputs, "recorded": recorded, "outputs": job_artifacts(job=job), "consumers": consumers}
+
+
+def job_attempts(*, job: Job) -> list[dict]:
+    rows = []
+    for attempt in job.attempt_records.order_by("number"):
+        # An attempt left open on a job that is no longer running was lost without a takeover (e.g. reaped and failed).
+        lost_open = attempt.ended_at is None and job.state != Job.State.RUNNING
+        outcome = "Lost (never closed)" if lost_open else attempt.get_outcome_display()
+        ended = attempt.ended_at
+        duration = (ended - attempt.started_at).total_seconds() if ended else None
+        rows.append({"number": attempt.number, "worker": attempt.worker, "started_at": attempt.started_at, "ended_at": ended,
+                     "duration_seconds": duration, "outcome": outcome, "outcome_key": "lost" if lost_open else attempt.outcome,
+                     "error": attempt.error})
+    return rows
+
+
+def job_page(*, job: Job) -> dict:
+    return {"job": job, "progress": job_progress(job=job, log_chars=PAGE_LOG_CHARS), "log_path": str(job_log_path(job.work_dir())),
+            "artifacts": job_artifacts(job=job),
+            "lineage": job_lineage(job=job), "attempts": job_attempts(job=job)}
+
+
+# --- The experiment's settings ---------------------------------------------------
+
+def experiment_settings(*, experiment: Experiment) -> list[dict]:
+    """The experiment's configuration as labelled rows, in the config dataclass's
+    field order, each marked when it is its preset's default."""
+    from dataclasses import fields
+
+    from .plans import SETTING_LABELS, ConfigError, ExperimentConfig, default_config
+
+    config = experiment.config or {}
+    try:
+        defaults = default_config(experiment.preset)
+    except ConfigError:
+        defaults = ExperimentConfig().to_dict()
+    rows, known = [], set()
+    for f in fields(ExperimentConfig):
+        known.add(f.name)
+        if f.name not in config:
+            continue
+        value = config[f.name]
+        rows.append({"name": f.name, "label": f.metadata.get("label") or SETTING_LABELS.get(f.name) or setting_label(f.name),
+                     "help": f.metadata.get("help", ""), "value": _setting_value(value),
+                     "is_default": f.name in defaults and value == defaults[f.name]})
+    for name in sorted(set(config) - known):  # from an older version of the plan
+        rows.append({"name": name, "label": setting_label(name), "help": "", "value": _setting_value(config[name]), "is_default": False})
+    return rows
+
+
+SETTING_WORDS = {"lora": "LoRA", "modpo": "MODPO", "dpo": "DPO", "sft": "SFT", "eta": "ETA"}
+
+
+def setting_label(name: str) -> str:
+    words = [SETTING_WORDS.get(word, word) for word in name.split("_")]
+    return " ".join([words[0][:1].upper() + words[0][1:]] + words[1:])
+
+
+def _setting_value(value) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value) if value else "—"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {_setting_value(v)}" for k, v in value.items()) if value else "—"
+    return str(value)

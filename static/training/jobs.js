@@ -1,4 +1,6 @@
-// Live job table on the experiment page: polls the JSON status endpoint.
+// Live job table on the experiment page: polls the JSON status endpoint and
+// updates each job's row in place, so an opened log stays open (and keeps its
+// scroll position) while the job runs.
 (function () {
   "use strict";
   const root = document.getElementById("job-status");
@@ -7,9 +9,9 @@
   const csrf = (document.querySelector("input[name=csrfmiddlewaretoken]") || {}).value;
   const rows = document.getElementById("job-rows");
   const overall = document.getElementById("experiment-state");
+  const active = ["waiting", "queued", "running"];
 
-  function cell(text) { const td = document.createElement("td"); td.textContent = text; return td; }
-  function fmtEta(s) { if (s == null) return ""; s = Math.round(s); return s >= 60 ? Math.floor(s / 60) + " min " + (s % 60) + " s" : s + " s"; }
+  function setText(node, text) { if (node.textContent !== text) node.textContent = text; }
 
   function actionButton(label, urlTemplate, jobId) {
     const button = document.createElement("button");
@@ -24,46 +26,65 @@
     return button;
   }
 
+  function buildRow(job) {
+    const tr = document.createElement("tr");
+    tr.dataset.jobId = job.id;
+    tr.dataset.jobKey = job.key;
+    tr.innerHTML = '<th scope="row"><a class="job-link"></a></th><td class="job-queue"></td><td class="job-state"></td>' +
+      '<td class="job-progress"><progress max="100"></progress> <span class="job-steps"></span></td>' +
+      '<td class="job-loss"></td><td class="job-eta"></td>' +
+      '<td class="job-actions"><span class="job-buttons"></span>' +
+      '<details class="job-log" hidden><summary></summary><pre tabindex="0"></pre></details></td>';
+    const link = tr.querySelector(".job-link");
+    link.href = job.url;
+    link.textContent = job.key;
+    tr.querySelector("progress").setAttribute("aria-label", job.key + " progress");
+    return tr;
+  }
+
+  function updateRow(tr, job) {
+    setText(tr.querySelector(".job-queue"), job.queue);
+    const state = tr.querySelector(".job-state");
+    setText(state, job.state + (job.cancel_requested && job.state === "running" ? " (cancelling)" : ""));
+    state.className = "job-state state-" + job.state;
+    const bar = tr.querySelector("progress");
+    if (bar.value !== job.percent) bar.value = job.percent;
+    setText(tr.querySelector(".job-steps"), job.total ? job.step + " of " + job.total : "");
+    setText(tr.querySelector(".job-loss"), job.loss == null ? "" : Number(job.loss).toFixed(4));
+    setText(tr.querySelector(".job-eta"), job.state === "running" ? window.attuneFormatEta(job.eta_seconds) : "");
+    // Buttons change only with the state, so a focused button is not replaced under the pointer.
+    const buttons = tr.querySelector(".job-buttons");
+    const wanted = (job.can_cancel ? "cancel" : "") + (job.can_retry ? "retry" : "");
+    if (buttons.dataset.shown !== wanted) {
+      buttons.replaceChildren();
+      if (job.can_cancel) buttons.appendChild(actionButton("Cancel", root.dataset.cancelUrl, job.id));
+      if (job.can_retry) buttons.appendChild(actionButton("Retry", root.dataset.retryUrl, job.id));
+      buttons.dataset.shown = wanted;
+    }
+    const details = tr.querySelector(".job-log");
+    const text = (job.error ? job.error + "\n\n" : "") + job.log_tail;
+    details.hidden = !text;
+    setText(details.querySelector("summary"), job.error ? "error and log" : "log");
+    const pre = details.querySelector("pre");
+    if (pre.textContent !== text) {
+      const atEnd = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
+      pre.textContent = text;
+      if (atEnd) pre.scrollTop = pre.scrollHeight;
+    }
+  }
+
   function render(data) {
-    overall.textContent = "Experiment " + data.state + ".";
-    rows.replaceChildren();
-    data.jobs.forEach(function (job) {
-      const tr = document.createElement("tr");
-      tr.dataset.jobKey = job.key;
-      const keyCell = document.createElement("td");
-      const link = document.createElement("a");
-      link.href = "../../job/" + job.id + "/change/";
-      link.textContent = job.key;
-      keyCell.appendChild(link);
-      tr.appendChild(keyCell);
-      tr.appendChild(cell(job.queue));
-      const state = cell(job.state + (job.cancel_requested && job.state === "running" ? " (cancelling)" : ""));
-      state.className = "state-" + job.state;
-      tr.appendChild(state);
-      const progressCell = document.createElement("td");
-      const bar = document.createElement("progress");
-      bar.max = 100; bar.value = job.percent;
-      bar.setAttribute("aria-label", job.key + " progress");
-      progressCell.appendChild(bar);
-      progressCell.appendChild(document.createTextNode(job.total ? " " + job.step + " of " + job.total : ""));
-      tr.appendChild(progressCell);
-      tr.appendChild(cell(job.loss == null ? "" : Number(job.loss).toFixed(4)));
-      tr.appendChild(cell(job.state === "running" ? fmtEta(job.eta_seconds) : ""));
-      const actions = document.createElement("td");
-      if (["waiting", "queued", "running"].includes(job.state)) actions.appendChild(actionButton("Cancel", root.dataset.cancelUrl, job.id));
-      if (["failed", "cancelled"].includes(job.state)) actions.appendChild(actionButton("Retry", root.dataset.retryUrl, job.id));
-      if (job.log_tail || job.error) {
-        const details = document.createElement("details");
-        const summary = document.createElement("summary");
-        summary.textContent = job.error ? "error and log" : "log";
-        const pre = document.createElement("pre");
-        pre.textContent = (job.error ? job.error + "\n\n" : "") + job.log_tail;
-        details.appendChild(summary); details.appendChild(pre);
-        actions.appendChild(details);
-      }
-      tr.appendChild(actions);
-      rows.appendChild(tr);
+    setText(overall, "Experiment " + data.state + ".");
+    const existing = {};
+    Array.prototype.forEach.call(rows.children, function (tr) { existing[tr.dataset.jobId] = tr; });
+    data.jobs.forEach(function (job, index) {
+      let tr = existing[job.id];
+      if (!tr) tr = buildRow(job);
+      delete existing[job.id];
+      if (rows.children[index] !== tr) rows.insertBefore(tr, rows.children[index] || null);
+      updateRow(tr, job);
     });
+    Object.keys(existing).forEach(function (id) { existing[id].remove(); });
     return data;
   }
 
@@ -73,8 +94,8 @@
   }
   function loop() {
     refresh().then(function (data) {
-      const active = data.jobs.some(function (j) { return ["waiting", "queued", "running"].includes(j.state); });
-      setTimeout(loop, active ? 2000 : 10000);
+      const running = data.jobs.some(function (j) { return active.includes(j.state); });
+      setTimeout(loop, running ? 2000 : 10000);
     }).catch(function () { setTimeout(loop, 5000); });
   }
   loop();

@@ -1,6 +1,8 @@
 import pytest
 
+from training import registry
 from training.jobs.queue import inline_queue
+from training.stages import StageOutcome
 
 
 @pytest.fixture
@@ -10,3 +12,40 @@ def published(settings):
     settings.ATTUNE_JOB_QUEUE = "inline"
     with inline_queue.held() as pending:
         yield pending
+
+
+# A stage kind "fake" for runtime and admin tests, registered like any other stage kind.
+_FAKE_RUNNERS = {}
+
+
+def fake_runner(job, run):
+    return _FAKE_RUNNERS["fake"](job, run)
+
+
+@pytest.fixture
+def register_fake_stage(monkeypatch):
+    """`register_fake_stage(run)`: jobs of kind "fake" run `run(job, run)`, found through the stage registry."""
+
+    def register(run):
+        monkeypatch.setitem(_FAKE_RUNNERS, "fake", run)
+        monkeypatch.setitem(registry.STAGE_KINDS, "fake", registry.StageKind("fake", runner=f"{__name__}:fake_runner"))
+
+    return register
+
+
+@pytest.fixture
+def fake_stage(register_fake_stage, tmp_path):
+    calls = []
+
+    def run(job, run):
+        calls.append(job.pk)
+        for step in range(1, 4):
+            run.progress(step, 3, loss=1.0 / step)
+            run.check_cancelled()
+        path = tmp_path / f"out-{job.pk}.txt"
+        path.write_text("result")
+        return StageOutcome(result={"path": str(path)}, lineage={"from": "test"},
+                            artifacts=[{"kind": "evaluation", "name": "out", "path": path}])
+
+    register_fake_stage(run)
+    return calls

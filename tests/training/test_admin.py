@@ -117,3 +117,110 @@ def test_personalised_preset_starts_from_the_survey_weight_vectors(client, resea
     config = json.loads(page[start:page.index("</textarea>", start)].replace("&quot;", '"'))
     weights = config["weight_vectors"]["everyone"]
     assert max(weights, key=weights.get) == "empathy" and min(weights, key=weights.get) == "patient_autonomy"
+
+
+# --- The job page ----------------------------------------------------------------
+
+@pytest.fixture
+def finished_job(db, researcher, published, settings, tmp_path, register_fake_stage):
+    """A started experiment whose first job ran (through the fake stage) and left a log, an artifact and an attempt."""
+    from training.jobs import runtime
+    from training.stages import StageOutcome
+
+    settings.ARTIFACT_ROOT = tmp_path / "artifacts"
+    experiment = services.experiment_start(name="job page", config={"preset": "cpu_demo"}, actor=researcher)
+    job = experiment.jobs.get(key="scenarios")
+    Job.objects.filter(pk=job.pk).update(kind="fake")
+
+    def write(job, run):
+        run.log("wrote the scenarios")
+        path = job.work_dir() / "scenarios.jsonl"
+        path.write_text("x" * 1500)
+        return StageOutcome(lineage={"split": "bank"}, artifacts=[{"kind": "scenarios", "name": "scenarios", "path": path}])
+
+    register_fake_stage(write)
+    assert runtime.job_execute(job_id=job.pk) == Job.State.SUCCEEDED
+    return Job.objects.get(pk=job.pk)
+
+
+def test_the_job_page_is_a_read_only_view_of_the_job(client, researcher, finished_job):
+    client.force_login(researcher)
+    response = client.get(f"/admin/training/job/{finished_job.pk}/change/")
+    assert response.status_code == 200
+    text = response.content.decode()
+    assert "<title>Job scenarios of job page" in text and "<h1>Job scenarios of job page</h1>" in text
+    assert 'name="_save"' not in text and 'name="_continue"' not in text and "Change job" not in text
+    artifact = finished_job.artifacts.get()
+    assert artifact.sha256 in text and artifact.path in text and "1.5\xa0KB" in text  # path, size, sha256
+    assert "wrote the scenarios" in text  # the log tail, read from job.log
+    assert 'id="job-attempts"' in text and "Succeeded" in text
+    generate = finished_job.experiment.jobs.get(key="generate")
+    assert f'href="/admin/training/job/{generate.pk}/change/"' in text  # lineage: the job that consumes its output
+    assert "split" in text and "bank" in text
+    assert 'id="job-retry"' not in text and 'id="job-cancel"' not in text  # neither applies to a succeeded job
+
+
+def test_the_job_status_endpoint_and_experiment_status_link_to_the_job_page(client, researcher, finished_job):
+    client.force_login(researcher)
+    status = client.get(f"/admin/training/job/{finished_job.pk}/status.json").json()
+    assert status["state"] == "succeeded" and "wrote the scenarios" in status["log_tail"] and status["eta_seconds"] is None
+    experiment_status = client.get(f"/admin/training/experiment/{finished_job.experiment_id}/status.json").json()
+    urls = {job["key"]: job["url"] for job in experiment_status["jobs"]}
+    assert urls["scenarios"] == f"/admin/training/job/{finished_job.pk}/change/"
+    assert client.get(urls["generate"]).status_code == 200
+
+
+def test_the_log_tail_comes_from_the_log_file_even_past_the_last_heartbeat(client, researcher, finished_job):
+    with open(finished_job.work_dir() / "job.log", "a") as log:
+        log.write("2026-01-01 00:00:00 a line written just before a kill\n")
+    client.force_login(researcher)
+    assert "a line written just before a kill" in client.get(f"/admin/training/job/{finished_job.pk}/status.json").json()["log_tail"]
+    assert "a line written just before a kill" not in Job.objects.get(pk=finished_job.pk).log_tail
+
+
+def test_cancel_and_retry_from_the_job_page_are_audited_and_refused_with_a_message_when_they_do_not_apply(
+        client, researcher, finished_job, django_capture_on_commit_callbacks):
+    client.force_login(researcher)
+    refused = client.post(f"/admin/training/experiment/job/{finished_job.pk}/cancel/", {"return_to": "job"}, follow=True)
+    assert refused.redirect_chain[-1][0] == f"/admin/training/job/{finished_job.pk}/change/"
+    assert "Job scenarios: not cancelled: the job has already succeeded" in refused.content.decode()
+    assert not AuditEvent.objects.filter(action="job.cancel").exists()
+    assert client.post(f"/admin/training/experiment/job/{finished_job.pk}/retry/", HTTP_ACCEPT="application/json").status_code == 409
+
+    waiting = finished_job.experiment.jobs.get(key="generate")
+    page = client.get(f"/admin/training/job/{waiting.pk}/change/").content.decode()
+    assert 'id="job-cancel"' in page and "csrfmiddlewaretoken" in page
+    cancelled = client.post(f"/admin/training/experiment/job/{waiting.pk}/cancel/", {"return_to": "job"}, follow=True)
+    assert "Job generate: cancelled" in cancelled.content.decode()
+    assert AuditEvent.objects.filter(action="job.cancel", target_id=str(waiting.pk), actor=researcher).exists()
+    assert 'id="job-retry"' in cancelled.content.decode()
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(f"/admin/training/experiment/job/{waiting.pk}/retry/", {"return_to": "job"})
+    assert AuditEvent.objects.filter(action="job.retry", target_id=str(waiting.pk)).exists()
+    assert Job.objects.get(pk=waiting.pk).state == Job.State.QUEUED
+
+
+def test_clinicians_cannot_see_job_pages(client, clinician, finished_job):
+    client.force_login(clinician)
+    assert client.get(f"/admin/training/job/{finished_job.pk}/change/").status_code in (302, 403)
+    assert client.get(f"/admin/training/job/{finished_job.pk}/status.json").status_code in (302, 403)
+
+
+def test_a_job_page_that_does_not_exist_is_not_found(client, researcher, db):
+    client.force_login(researcher)
+    assert client.get("/admin/training/job/999999/change/").status_code == 404
+
+
+# --- The experiment's settings ---------------------------------------------------
+
+def test_the_experiment_settings_are_a_labelled_table_with_defaults_dimmed(client, researcher, published):
+    experiment = services.experiment_start(name="settings", config={"preset": "cpu_demo", "policy_max_steps": 3, "lora_rank": 4},
+                                           actor=researcher)
+    client.force_login(researcher)
+    text = client.get(f"/admin/training/experiment/{experiment.pk}/change/").content.decode()
+    assert 'id="experiment-settings"' in text
+    assert '<tr class="is-changed" data-setting="policy_max_steps">' in text and "Policy training steps" in text
+    assert '<tr class="is-changed" data-setting="lora_rank">' in text and "LoRA rank" in text
+    assert '<tr class="is-default" data-setting="seed">' in text and "Random seed" in text
+    assert "MODPO weights" in text and "empathy: 0.5" in text and "safety: 0.5" in text
+    assert '"policy_max_steps":' not in text  # no raw JSON blob
