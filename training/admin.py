@@ -25,7 +25,8 @@ class ExperimentAdmin(ReadOnlyAdmin):
     list_filter = ["preset"]
     search_fields = ["name"]
     # The configuration is shown as a labelled table (change_form.html), not as a JSON field.
-    fields = readonly_fields = ["name", "preset", "created_by", "created_at", "output_dir"]
+    # Who started it as plain text: a link to the user's page would be a 403 for researchers.
+    fields = readonly_fields = ["name", "preset", "started_by", "created_at", "output_dir"]
     # The live job table (change_form.html) shows the jobs; experiments are records, not edited.
     change_form_template = "admin/training/experiment/change_form.html"
     change_list_template = "admin/training/experiment/change_list.html"
@@ -34,6 +35,10 @@ class ExperimentAdmin(ReadOnlyAdmin):
         experiment = self.get_object(request, object_id)
         extra = {"settings_rows": selectors.experiment_settings(experiment=experiment)} if experiment else {}
         return super().change_view(request, object_id, form_url, {**(extra_context or {}), **extra})
+
+    @admin.display(description="started by")
+    def started_by(self, obj):
+        return obj.created_by.get_username() if obj.created_by else "—"
 
     @admin.display(description="report")
     def report_link(self, obj):

@@ -1,0 +1,132 @@
+"""The experiment and job pages in real headless Chromium: every link opens
+what it names, and the live job table refreshes without closing an opened log."""
+import re
+import time
+from urllib.parse import urljoin, urlparse
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.test_annotation import PASSWORD
+from tests.training.conftest import published, register_fake_stage  # noqa: F401 - fixtures
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def experiment(settings, tmp_path, published, register_fake_stage):
+    """A started CPU-demo experiment whose first job ran (artifact, attempt, log) and whose second is running."""
+    from tests.factories import ResearcherFactory
+    from training import services
+    from training.jobs import runtime
+    from training.models import Job
+    from training.stages import StageOutcome
+
+    settings.ARTIFACT_ROOT = tmp_path / "artifacts"
+    researcher = ResearcherFactory()
+    experiment = services.experiment_start(name="links", config={"preset": "cpu_demo"}, actor=researcher)
+    first = experiment.jobs.get(key="scenarios")
+    Job.objects.filter(pk=first.pk).update(kind="fake")
+
+    def write(job, run):
+        run.log("wrote the scenarios")
+        path = job.work_dir() / "scenarios.jsonl"
+        path.write_text("{}\n")
+        return StageOutcome(lineage={"split": "bank"}, artifacts=[{"kind": "scenarios", "name": "scenarios", "path": path}])
+
+    register_fake_stage(write)
+    assert runtime.job_execute(job_id=first.pk) == Job.State.SUCCEEDED
+    running = experiment.jobs.get(key="generate")
+    runtime.job_claim(job_id=running.pk, owner="elsewhere:1")
+    Job.objects.filter(pk=running.pk).update(progress_step=3, progress_total=10, log_tail="12:00:00 step 3/10: loss=0.7")
+    return {"experiment": experiment, "researcher": researcher, "first": first, "running": running}
+
+
+def login(page, live_server, username):
+    page.goto(live_server.url + "/admin/login/?next=/admin/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    with page.expect_navigation():
+        page.click("input[type=submit]")
+
+
+def _links(page, base):
+    hrefs = page.eval_on_selector_all("#content a[href], #container a[href]", "els => els.map(e => e.getAttribute('href'))")
+    seen = []
+    for href in hrefs:
+        url = urljoin(base, href)
+        if urlparse(url).netloc != urlparse(base).netloc or href.startswith("#") or "/logout/" in url:
+            continue
+        if url.split("#")[0] not in seen:
+            seen.append(url.split("#")[0])
+    return seen
+
+
+def _follow_every_link(page, url):
+    page.goto(url)
+    page.wait_for_selector("#job-rows tr", state="attached") if "/experiment/" in url else None
+    links = _links(page, url)
+    assert links, f"no links on {url}"
+    for link in links:
+        response = page.goto(link)
+        text = page.inner_text("body")
+        assert response.status < 400, f"{link} from {url}: HTTP {response.status}"
+        assert "doesn’t exist" not in text and "doesn't exist" not in text, f"{link} from {url}: {text[:300]}"
+        if urlparse(link).path != "/admin/":
+            assert urlparse(page.url).path != "/admin/", f"{link} from {url} landed on the admin index"
+    return links
+
+
+def test_every_link_on_the_experiment_and_job_pages_opens_what_it_names(browser, live_server, experiment):
+    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    login(page, live_server, experiment["researcher"].username)
+    experiment_url = f"{live_server.url}/admin/training/experiment/{experiment['experiment'].pk}/change/"
+    links = _follow_every_link(page, experiment_url)
+    job_links = [link for link in links if re.search(r"/admin/training/job/\d+/change/$", link)]
+    assert len(job_links) == experiment["experiment"].jobs.count()
+    # Each job link opens that job's page.
+    for job in experiment["experiment"].jobs.all():
+        page.goto(experiment_url)
+        page.wait_for_selector("#job-rows tr")
+        with page.expect_navigation():
+            page.click(f"#job-rows tr[data-job-key='{job.key}'] a.job-link")
+        assert page.inner_text("h1") == f"Job {job.key} of links"
+    for job in (experiment["first"], experiment["running"]):
+        job_links = _follow_every_link(page, f"{live_server.url}/admin/training/job/{job.pk}/change/")
+        assert any("/admin/training/job/" in link for link in job_links)  # lineage links to other jobs
+    page.context.close()
+
+
+def test_an_opened_log_stays_open_and_follows_the_running_job(browser, live_server, experiment):
+    from training.models import Job
+
+    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    login(page, live_server, experiment["researcher"].username)
+    page.goto(f"{live_server.url}/admin/training/experiment/{experiment['experiment'].pk}/change/")
+    row = "#job-rows tr[data-job-key='generate']"
+    page.wait_for_selector(f"{row} details.job-log summary")
+    page.click(f"{row} details.job-log summary")
+    page.evaluate(f"document.querySelector(\"{row} details.job-log pre\").dataset.marker = 'same element'")
+    Job.objects.filter(pk=experiment["running"].pk).update(
+        progress_step=4, log_tail="12:00:00 step 3/10: loss=0.7\n12:00:02 step 4/10: loss=0.6")
+    expect(page.locator(f"{row} .job-steps")).to_have_text("4 of 10", timeout=10000)
+    time.sleep(2.5)  # at least one more refresh
+    assert page.eval_on_selector(f"{row} details.job-log", "e => e.open")
+    assert page.eval_on_selector(f"{row} details.job-log pre", "e => e.dataset.marker") == "same element"
+    assert "step 4/10: loss=0.6" in page.inner_text(f"{row} details.job-log pre")
+    page.context.close()
+
+
+def test_the_job_page_refreshes_its_progress_and_log_while_the_job_runs(browser, live_server, experiment):
+    from training.models import Job
+
+    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    login(page, live_server, experiment["researcher"].username)
+    running = experiment["running"]
+    page.goto(f"{live_server.url}/admin/training/job/{running.pk}/change/")
+    assert page.inner_text("h1") == "Job generate of links"
+    assert page.locator("input[name=_save]").count() == 0
+    Job.objects.filter(pk=running.pk).update(progress_step=5, log_tail="12:00:04 step 5/10: loss=0.5")
+    expect(page.locator("#job-steps")).to_have_text("5 of 10", timeout=10000)
+    expect(page.locator("#job-log")).to_have_text("12:00:04 step 5/10: loss=0.5")
+    page.context.close()
