@@ -48,7 +48,7 @@
     setText(state, job.state + (job.cancel_requested && job.state === "running" ? " (cancelling)" : ""));
     state.className = "job-state state-" + job.state;
     const bar = tr.querySelector("progress");
-    if (bar.value !== job.percent) bar.value = job.percent;
+    bar.value = job.percent;  // always set: a progress element without a value shows as indeterminate
     setText(tr.querySelector(".job-steps"), job.total ? job.step + " of " + job.total : "");
     setText(tr.querySelector(".job-loss"), job.loss == null ? "" : Number(job.loss).toFixed(4));
     setText(tr.querySelector(".job-eta"), job.state === "running" ? window.attuneFormatEta(job.eta_seconds) : "");

@@ -82,3 +82,40 @@ def test_killed_training_resumes_from_its_checkpoint(researcher, artifact_root, 
     assert sft.attempts == 2
     assert sft.result["resumed_from"] and "checkpoint-" in sft.result["resumed_from"]
     assert sft.result["metrics"]["global_step"] == total_steps
+
+
+def test_a_killed_attempts_log_survives_and_each_attempt_is_recorded(researcher, artifact_root):
+    """A worker child killed with SIGKILL between heartbeats: the lines it logged
+    are in job.log (written through), though they never reached the job row; its
+    attempt is closed as lost and the takeover is a new attempt with its own start."""
+    from training.models import JobAttempt
+
+    scenario_bank_load()
+    config = {**TINY_DEMO, "policy_max_steps": 30, "policy_save_steps": 10}
+    experiment = services.experiment_start(name="log kill test", config=config, actor=researcher)
+    sft = experiment.jobs.get(key="sft")
+    log_path = sft.work_dir() / "job.log"
+    # No heartbeat during the attempt: whatever the row shows of the log was not written by it.
+    worker = WorkerProcess(extra_env={**artifact_root, "ATTUNE_JOB_HEARTBEAT_SECONDS": "3600"}, name="logkill", pool="prefork").start()
+    try:
+        wait_for(lambda: log_path.exists() and "step 3/30: loss=" in log_path.read_text(), 240, worker, "the SFT job's metrics in its log")
+        sft.refresh_from_db()
+        assert sft.state == Job.State.RUNNING
+        child_pid = int(sft.lease_owner.rsplit(":", 1)[1])
+        first_started = sft.started_at
+        os.kill(child_pid, signal.SIGKILL)
+        before_kill = log_path.read_text()
+        assert "step 3/30" not in Job.objects.get(pk=sft.pk).log_tail
+        wait_for(lambda: Job.objects.get(pk=sft.pk).state in Job.FINISHED, 240, worker, "the SFT job to finish after the kill")
+    finally:
+        worker.stop()
+    sft.refresh_from_db()
+    assert sft.state == Job.State.SUCCEEDED, sft.error
+    text = log_path.read_text()
+    assert text.startswith(before_kill)  # attempt 1's lines, up to the kill, are all there
+    assert "attempt 1 on" in before_kill and "training sft" in before_kill
+    assert "attempt 2 on" in text and "step 30/30: loss=" in text  # killed before its first checkpoint: from scratch
+    lost, second = sft.attempt_records.order_by("number")
+    assert (lost.outcome, second.outcome) == (JobAttempt.Outcome.LOST, JobAttempt.Outcome.SUCCEEDED)
+    assert lost.worker != second.worker and lost.ended_at <= second.started_at
+    assert sft.started_at == second.started_at > first_started and sft.error == ""

@@ -7,6 +7,7 @@ are copied into it."""
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import traceback as traceback_module
 from datetime import datetime, timezone
@@ -15,6 +16,10 @@ from pathlib import Path
 LOG_FILE_NAME = "job.log"
 # Loggers whose INFO messages belong in a job's log: the ML library's and the trainers'.
 INFO_LOGGERS = ("training.pipeline", "training.stages", "transformers.trainer")
+# Progress bars (tqdm, through Celery's stdout redirection): the job's own progress says this better.
+# Celery logs what a task prints (stdout/stderr) under this name, at WARNING.
+REDIRECTED_OUTPUT = "celery.redirected"
+PROGRESS_BAR = re.compile(r"\d+%\|")
 
 
 def job_log_path(work_dir: Path) -> Path:
@@ -87,10 +92,15 @@ class JobLogHandler(logging.Handler):
         if record.levelno < logging.WARNING and not record.name.startswith(INFO_LOGGERS):
             return
         try:
-            message = record.getMessage()
+            message = record.getMessage().strip()
+            if not message or PROGRESS_BAR.search(message):
+                return
             if record.exc_info:
                 message += "\n" + "".join(traceback_module.format_exception(*record.exc_info))
-            self._sink(f"{record.name}: {message}", record.levelname)
+            if record.name == REDIRECTED_OUTPUT:
+                self._sink(message, "")  # a library's print(), not a warning
+            else:
+                self._sink(f"{record.name}: {message}", record.levelname)
         except Exception:  # noqa: BLE001 - logging must never break the job
             self.handleError(record)
 
