@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('training', '0004_validation_preset'),
+        ('training', '0005_job_published_at'),
     ]
 
     operations = [
