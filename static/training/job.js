@@ -14,7 +14,8 @@
 
   function show(job) {
     if (job.state !== root.dataset.state) { window.location.reload(); return false; }
-    state.textContent = job.state_label + (job.cancel_requested && job.state === "running" ? " (cancelling)" : "");
+    state.textContent = job.state_label + (job.cancel_requested && job.state === "running" ? " (cancelling)" : "") +
+      (job.recovery ? " — " + job.recovery : "");
     bar.value = job.percent;
     steps.textContent = job.total ? job.step + " of " + job.total : "";
     loss.textContent = job.loss == null ? "—" : Number(job.loss).toFixed(4);

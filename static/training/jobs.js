@@ -45,7 +45,8 @@
   function updateRow(tr, job) {
     setText(tr.querySelector(".job-queue"), job.queue);
     const state = tr.querySelector(".job-state");
-    setText(state, job.state + (job.cancel_requested && job.state === "running" ? " (cancelling)" : ""));
+    setText(state, job.state + (job.cancel_requested && job.state === "running" ? " (cancelling)" : "") +
+      (job.recovery ? " — " + job.recovery : ""));
     state.className = "job-state state-" + job.state;
     const bar = tr.querySelector("progress");
     bar.value = job.percent;  // always set: a progress element without a value shows as indeterminate

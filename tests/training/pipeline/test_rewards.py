@@ -29,8 +29,20 @@ def trained_rm(tiny_classifier_dir, preference_dataset_dir, tmp_path_factory):
         batch_size=2,
         validation_fraction=0.34,
         save_steps=3,
+        progress_callback=lambda step, total, loss: REPORTED["progress"].append((step, total)),
+        metrics_callback=lambda step, logs: REPORTED["metrics"].append((step, sorted(logs))),
     )
     return train_reward_model(config)
+
+
+REPORTED = {"progress": [], "metrics": []}
+
+
+def test_reward_model_training_reports_its_steps_and_metrics(trained_rm):
+    """Through the same progress and metrics hooks as the policies (so its job shows "3 of 6", not "0 of 0")."""
+    assert REPORTED["progress"] == [(step, 6) for step in range(1, 7)]
+    assert [step for step, _ in REPORTED["metrics"]][:6] == [1, 2, 3, 4, 5, 6]
+    assert "loss" in REPORTED["metrics"][0][1]
 
 
 def test_reward_model_trains_and_stores_its_scale(trained_rm):

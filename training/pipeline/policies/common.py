@@ -376,7 +376,8 @@ def make_callbacks(config: PolicyConfig, state_providers: list[Callable[[], dict
                 config.metrics_callback(state.global_step, dict(logs))
 
         def on_step_end(self, args, state, control, **kwargs):
-            if config.progress_callback is not None:
+            # A step that is logged reports from on_log (with its own loss); the others report here.
+            if config.progress_callback is not None and not control.should_log:
                 config.progress_callback(state.global_step, state.max_steps, self.loss)
             if config.should_stop is not None and config.should_stop():
                 self.stopped = True
