@@ -114,11 +114,11 @@ def _lease_end(job: Job, now):
     return now
 
 
-def attempts_close_lost(*, job: Job, at) -> int:
+def attempts_close_lost(*, job: Job, at,
+                        error: str = "the worker stopped answering (lease expired) and the job was taken over") -> int:
     """Close the job's open attempts as lost at `at` (their holder died or stopped answering)."""
     return JobAttempt.objects.filter(job=job, ended_at__isnull=True).update(
-        outcome=JobAttempt.Outcome.LOST, ended_at=at,
-        error="the worker stopped answering (lease expired) and the job was taken over",
+        outcome=JobAttempt.Outcome.LOST, ended_at=at, error=error,
     )
 
 
@@ -319,9 +319,11 @@ def jobs_reap() -> dict:
         stalled = Job.objects.select_for_update(skip_locked=True).filter(state=Job.State.RUNNING, lease_expires_at__lt=now)
         for job in stalled:
             if job.attempts >= job.max_attempts:
+                error = f"heartbeat stopped on attempt {job.attempts} of {job.max_attempts}; not retried again"
+                # No later claim will close the last attempt: close it here, at the moment its lease ran out.
+                attempts_close_lost(job=job, at=job.lease_expires_at, error=error)
                 Job.objects.filter(pk=job.pk).update(
-                    state=Job.State.FAILED, finished_at=now, lease_owner="", lease_expires_at=None,
-                    error=f"heartbeat stopped on attempt {job.attempts} of {job.max_attempts}; not retried again",
+                    state=Job.State.FAILED, finished_at=now, lease_owner="", lease_expires_at=None, error=error,
                 )
                 counts["failed"] += 1
             else:

@@ -253,6 +253,17 @@ def test_a_job_requeued_by_the_reaper_closes_the_old_attempt_on_its_next_claim(d
     assert list(job.attempt_records.values_list("worker", "outcome")) == [("gone:1", "lost"), ("w:2", "running")]
 
 
+def test_a_job_failed_by_recovery_after_its_last_attempt_has_that_attempt_closed_as_lost(db, published):
+    job = JobFactory(max_attempts=1)
+    runtime.job_claim(job_id=job.pk, owner="gone:1")
+    expired = timezone.now() - timedelta(seconds=5)
+    Job.objects.filter(pk=job.pk).update(lease_expires_at=expired)
+    assert runtime.jobs_reap()["failed"] == 1
+    attempt = job.attempt_records.get()
+    assert (attempt.outcome, attempt.ended_at) == ("lost", expired)
+    assert "not retried again" in attempt.error
+
+
 def test_retry_numbers_attempts_on_after_the_earlier_ones(db, register_fake_stage, researcher):
     def broken(job, run):
         raise ValueError("no pairs")
