@@ -8,7 +8,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from core.audit import audit_record
+from core.audit import AuditAction, audit_record
 
 from .jobs.runtime import job_enqueue
 from .models import Experiment, Job
@@ -64,7 +64,7 @@ def experiment_start(*, name: str, config: dict, actor=None) -> Experiment:
         for spec in plan:
             if spec.depends_on:
                 jobs[spec.key].depends_on.set([jobs[key] for key in spec.depends_on])
-        audit_record(actor=actor, action="experiment.start", target=experiment,
+        audit_record(actor=actor, action=AuditAction.EXPERIMENT_START, target=experiment,
                      details={"preset": checked.preset, "jobs": len(plan)})
         for spec in plan:
             if not spec.depends_on:
@@ -86,7 +86,7 @@ def job_cancel(*, job: Job, actor=None) -> str:
             outcome = "cancel requested"
         else:
             return f"not cancelled: the job has already {job.state}"
-        audit_record(actor=actor, action="job.cancel", target=job, details={"key": job.key, "outcome": outcome})
+        audit_record(actor=actor, action=AuditAction.JOB_CANCEL, target=job, details={"key": job.key, "outcome": outcome})
     return outcome
 
 
@@ -102,7 +102,7 @@ def job_retry(*, job: Job, actor=None) -> str:
             Job.objects.filter(pk=job.pk).update(state=Job.State.WAITING)
         else:
             job_enqueue(job=job)
-        audit_record(actor=actor, action="job.retry", target=job, details={"key": job.key})
+        audit_record(actor=actor, action=AuditAction.JOB_RETRY, target=job, details={"key": job.key})
     return "waiting for earlier stages" if blocked else "queued"
 
 
@@ -155,6 +155,6 @@ def experiment_send_for_rating(*, experiment: Experiment, model_key: str, n_scen
             actor=actor, rows=rows, skip_unmatched=True,
             source_names={model_key: "source_a", "base": "source_b"} if chosen_is_a else {model_key: "source_b", "base": "source_a"},
         )
-        audit_record(actor=actor, action="experiment.send_for_rating", target=experiment,
+        audit_record(actor=actor, action=AuditAction.EXPERIMENT_SEND_FOR_RATING, target=experiment,
                      details={"rating_study": study.pk, "model": model_key, "scenarios": n_scenarios})
     return study
