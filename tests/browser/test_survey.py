@@ -231,18 +231,9 @@ def test_whole_survey_by_keyboard_with_resume_back_and_one_answer_each(browser, 
 
 def test_ranking_works_without_javascript(browser, live_server, survey_study):
     """Plain rank selects, checked on the server: a repeated rank is refused, a permutation saved."""
-    from survey import selectors, services
     from survey.models import CriteriaRanking
-    from tests.survey.factories import attitudes_data, background_data
 
-    participant = services.participant_start(study=survey_study)
-    version = selectors.consent_version_current(survey_study)
-    services.consent_give(participant=participant, consent_version_id=version.pk, agreed=[0, 1, 2])
-    services.eligibility_submit(participant=participant, answers={"adult": "yes", "lived": "yes"})
-    services.background_save(participant=participant, data=background_data())
-    services.attitudes_save(participant=participant, data=attitudes_data())
-    keys = [c.key for c in selectors.study_criteria()]
-    services.importance_save(participant=participant, ratings={k: "4" for k in keys}, attention="strongly_agree")
+    participant = participant_at_ranking(survey_study)
 
     context = browser.new_context(java_script_enabled=False, viewport={"width": WIDTH, "height": 640})
     page = context.new_page()
@@ -266,17 +257,7 @@ def test_ranking_works_without_javascript(browser, live_server, survey_study):
 
 
 def test_drag_and_drop_reorders_and_announces(page, live_server, survey_study):
-    from survey import selectors, services
-    from tests.survey.factories import attitudes_data, background_data
-
-    participant = services.participant_start(study=survey_study)
-    version = selectors.consent_version_current(survey_study)
-    services.consent_give(participant=participant, consent_version_id=version.pk, agreed=[0, 1, 2])
-    services.eligibility_submit(participant=participant, answers={"adult": "yes", "lived": "yes"})
-    services.background_save(participant=participant, data=background_data())
-    services.attitudes_save(participant=participant, data=attitudes_data())
-    keys = [c.key for c in selectors.study_criteria()]
-    services.importance_save(participant=participant, ratings={k: "4" for k in keys}, attention="strongly_agree")
+    participant = participant_at_ranking(survey_study)
     page.set_viewport_size({"width": 1000, "height": 2000})  # source and target both on screen: no scrolling mid-drag
     page.goto(f"{live_server.url}/study/r/{participant.token}/criteria-ranking/")
     shown = ranking_order(page)
