@@ -150,8 +150,8 @@ def append_jsonl(path: str | Path, records: Iterable[dict], *, fsync: bool = Tru
     return len(lines)
 
 
-def atomic_write_json(path: str | Path, obj: Any, *, indent: int | None = 2) -> Path:
-    return atomic_write_text(path, json.dumps(obj, indent=indent, ensure_ascii=False, sort_keys=False) + "\n")
+def atomic_write_json(path: str | Path, obj: Any, *, indent: int | None = 2, sort_keys: bool = False, default=None) -> Path:
+    return atomic_write_text(path, json.dumps(obj, indent=indent, ensure_ascii=False, sort_keys=sort_keys, default=default) + "\n")
 
 
 def write_jsonl_atomic(path: str | Path, records: Iterable[dict]) -> Path:

@@ -43,6 +43,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .io import atomic_write_json
 from .models import resolve_model
 from .stats import accuracy_with_interval
 
@@ -299,9 +300,10 @@ def train_reward_model(config: RewardModelConfig) -> RewardModelResult:
         "truncation_side": "left",
         "config": config.to_dict(),
     }
-    _write_json(output_dir / REWARD_CARD_FILE, card)
-    _write_json(output_dir / METRICS_FILE, metrics)
-    _write_json(output_dir / SCALE_FILE, scale)  # written last: its presence marks a finished reward model
+    atomic_write_json(output_dir / REWARD_CARD_FILE, card, sort_keys=True, default=str)
+    atomic_write_json(output_dir / METRICS_FILE, metrics, sort_keys=True, default=str)
+    # Written last: its presence marks a finished reward model.
+    atomic_write_json(output_dir / SCALE_FILE, scale, sort_keys=True, default=str)
     shutil.rmtree(checkpoint_dir, ignore_errors=True)
     return RewardModelResult(
         output_dir=output_dir,
@@ -324,12 +326,6 @@ def _pairwise_accuracy(chosen: Sequence[float], rejected: Sequence[float]) -> fl
     if not chosen:
         return float("nan")
     return sum(1 for c, r in zip(chosen, rejected) if c > r) / len(chosen)
-
-
-def _write_json(path: Path, payload: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, path)
 
 
 # ---------------------------------------------------------------------------
@@ -489,7 +485,7 @@ def compute_margins(
     result.save_to_disk(str(tmp))
     card["pairs"] = len(result)
     card["margin_mean"] = sum(margins) / len(margins) if margins else 0.0
-    _write_json(tmp / MARGINS_CARD_FILE, card)
+    atomic_write_json(tmp / MARGINS_CARD_FILE, card, sort_keys=True, default=str)
     if output_dir.exists():
         shutil.rmtree(output_dir)  # an unfinished earlier attempt (no card)
     os.rename(tmp, output_dir)

@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from ..io import sha256_file
+from ..io import atomic_write_json, sha256_file
 from ..models import load_causal_lm, load_tokenizer, resolve_model
 
 logger = logging.getLogger(__name__)
@@ -351,9 +351,7 @@ def read_checkpoint_state(checkpoint: Path | None) -> dict[str, Any]:
 
 
 def _write_json_atomic(path: Path, payload: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, path)
+    atomic_write_json(path, payload, sort_keys=True, default=str)
 
 
 def make_callbacks(config: PolicyConfig, state_providers: list[Callable[[], dict]] | None = None):
