@@ -10,6 +10,16 @@ from django.conf import settings
 from django.core.cache import cache
 
 
+def counter_increment(cache_backend, key: str, *, timeout: float) -> int:
+    """Add one to a counter that lives ``timeout`` seconds, atomically (Redis INCR), and return it."""
+    cache_backend.add(key, 0, timeout=timeout)
+    try:
+        return cache_backend.incr(key)
+    except ValueError:  # expired between add and incr
+        cache_backend.set(key, 1, timeout=timeout)
+        return 1
+
+
 class FailureLimit:
     """At most ``limit`` failures per ``window_seconds`` for each value of one kind (e.g. "address")."""
 
@@ -26,10 +36,4 @@ class FailureLimit:
         return (cache.get(self._key(value)) or 0) >= self.limit
 
     def record_failure(self, value: str) -> int:
-        key = self._key(value)
-        cache.add(key, 0, timeout=self.window_seconds)
-        try:
-            return cache.incr(key)
-        except ValueError:  # expired between add and incr
-            cache.set(key, 1, timeout=self.window_seconds)
-            return 1
+        return counter_increment(cache, self._key(value), timeout=self.window_seconds)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from rest_framework import throttling
 
+from .ratelimit import counter_increment
+
 
 class AtomicWindowMixin:
     def allow_request(self, request, view):
@@ -22,12 +24,7 @@ class AtomicWindowMixin:
         self.now = self.timer()
         window = int(self.now // self.duration)
         counter = f"{self.key}:w{window}"
-        self.cache.add(counter, 0, timeout=self.duration * 2)
-        try:
-            count = self.cache.incr(counter)
-        except ValueError:  # expired between add and incr
-            self.cache.set(counter, 1, timeout=self.duration * 2)
-            count = 1
+        count = counter_increment(self.cache, counter, timeout=self.duration * 2)
         self.window_ends = (window + 1) * self.duration
         return count <= self.num_requests
 
