@@ -134,7 +134,7 @@ class RewardModelResult:
 # Training
 
 
-def _split_by_scenario(dataset, fraction: float, seed: int):
+def split_by_scenario(dataset, fraction: float, seed: int):
     """Hold out whole scenarios (not single rows) so the validation accuracy is on unseen situations."""
     if fraction <= 0 or len(dataset) < 2:
         return dataset, None
@@ -181,7 +181,7 @@ def train_reward_model(config: RewardModelConfig) -> RewardModelResult:
     pairs = data[config.criterion]
     if len(pairs) == 0:
         raise ValueError(f"no pairs for {config.criterion!r} in {config.dataset_dir}")
-    train_pairs, val_pairs = _split_by_scenario(pairs, config.validation_fraction, config.seed)
+    train_pairs, val_pairs = split_by_scenario(pairs, config.validation_fraction, config.seed)
 
     backbone_dir = resolve_model(config.backbone, config.model_cache_dir)
     tokenizer = AutoTokenizer.from_pretrained(str(backbone_dir))

@@ -80,7 +80,7 @@ def test_training_scale_is_standard_on_training_pairs(trained_rm, preference_dat
     from datasets import load_from_disk
 
     pairs = load_from_disk(str(preference_dataset_dir))["empathy"]
-    train_pairs, _ = rewards._split_by_scenario(pairs, 0.34, 0)
+    train_pairs, _ = rewards.split_by_scenario(pairs, 0.34, 0)
     scorer = RewardScorer.load(trained_rm.output_dir)
     scores = scorer.score(train_pairs["prompt"], train_pairs["chosen"]) + scorer.score(
         train_pairs["prompt"], train_pairs["rejected"]
