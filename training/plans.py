@@ -10,6 +10,7 @@ from core.errors import ApplicationError
 from training import registry
 from training.pipeline.criteria import ALL_CRITERIA, ALL_CRITERIA_SETS
 from training.pipeline.io import ConfigError as JudgeConfigError
+from training.pipeline.quantization import QUANTIZATIONS
 
 # Preset, judge and stage-kind names live in training.registry.
 PRESETS = tuple(registry.PRESETS)
@@ -105,6 +106,13 @@ class ExperimentConfig:
     reward_validation_fraction: float = 0.1
     evaluation_criteria: list = field(default_factory=lambda: ["empathy", "safety", "overall"])
     weight_vectors: dict = field(default_factory=dict)  # personalised: name -> {criterion: weight}
+    # Inference servers (OpenAI-compatible: vLLM, llama.cpp's server, TGI) by model: "base" (its candidates and
+    # its evaluation answers) or a policy of the plan ("dpo:empathy", "merge", ...; a LoRA policy by its adapter
+    # name on the server) -> training.pipeline.server_generation.ServerConfig settings. Models not named here
+    # generate in the worker.
+    servers: dict = field(default_factory=dict)
+    # "nf4": policies train as 4-bit QLoRA (training.pipeline.quantization); None: full precision.
+    policy_quantization: str | None = None
     seed: int = 0
 
     def to_dict(self) -> dict:
@@ -126,7 +134,8 @@ SETTING_LABELS = {
     "policy_save_steps": "Checkpoint every (steps)", "lora_rank": "LoRA rank", "beta": "DPO β",
     "learning_rate": "Learning rate", "reward_max_steps": "Reward-model training steps",
     "reward_validation_fraction": "Reward-model held-out share", "evaluation_criteria": "Evaluation criteria",
-    "weight_vectors": "Personalised weight vectors", "seed": "Random seed",
+    "weight_vectors": "Personalised weight vectors", "servers": "Inference servers (by model)",
+    "policy_quantization": "Policy quantisation (4-bit QLoRA)", "seed": "Random seed",
 }
 
 
@@ -265,9 +274,65 @@ def validate_config(raw: dict) -> ExperimentConfig:
         else:
             for name, weights in config.weight_vectors.items():
                 _check_weights(f"weight_vectors[{name}]", weights, errors)
+    if config.policy_quantization is not None and config.policy_quantization not in QUANTIZATIONS:
+        errors.append(f"policy_quantization must be one of: {', '.join(QUANTIZATIONS)}, or null "
+                      f"(got {_shown(config.policy_quantization)})")
+    servers = _check_servers_shape(config.servers, errors)
+    if errors:
+        raise ConfigError(errors)
+    _check_servers_against_plan(config, servers, errors)
+    if errors:
+        raise ConfigError(errors)
+    # What needs this process to look outside itself comes last, once the settings are known to be sound.
+    if config.policy_quantization is not None:
+        from training.pipeline.quantization import quantization_problem
+
+        problem = quantization_problem(config.policy_quantization)
+        if problem:
+            errors.append(f"policy_quantization {config.policy_quantization!r} cannot run: {problem}")
+    errors.extend(server_problems(servers))
     if errors:
         raise ConfigError(errors)
     return config
+
+
+def _check_servers_shape(servers, errors: list[str]) -> dict:
+    """{model key: ServerConfig} for the ``servers`` setting; problems go to ``errors``."""
+    from training.pipeline.server_generation import server_config
+
+    if not isinstance(servers, dict):
+        errors.append("servers must be a mapping of model (\"base\" or a policy of the plan) to server settings")
+        return {}
+    checked = {}
+    for key, spec in servers.items():
+        try:
+            checked[key] = server_config(spec, f"servers[{key}]")
+        except JudgeConfigError as exc:
+            errors.append(str(exc))
+    return checked
+
+
+def _check_servers_against_plan(config: ExperimentConfig, servers: dict, errors: list[str]) -> None:
+    if not servers:
+        return
+    evaluated = next(j for j in build_plan(config) if j.kind == "evaluate").params["models"]
+    for key in servers:
+        if key not in evaluated:
+            errors.append(f"servers: {key!r} is not a model of this plan; its models are: {', '.join(evaluated)}")
+
+
+def server_problems(servers: dict) -> list[str]:
+    """Each named server must answer now and list its model (asked once per address and model)."""
+    from training.pipeline.server_generation import server_problem
+
+    problems, seen = [], {}
+    for key, server in servers.items():
+        probe = (server.base_url, server.model, server.api_key_env)
+        if probe not in seen:
+            seen[probe] = server_problem(server)
+        if seen[probe]:
+            problems.append(f"servers[{key}]: {seen[probe]}")
+    return problems
 
 
 @dataclass

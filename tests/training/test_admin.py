@@ -224,3 +224,29 @@ def test_the_experiment_settings_are_a_labelled_table_with_defaults_dimmed(clien
     assert '<tr class="is-default" data-setting="seed">' in text and "Random seed" in text
     assert "MODPO weights" in text and "empathy: 0.5" in text and "safety: 0.5" in text
     assert '"policy_max_steps":' not in text  # no raw JSON blob
+
+
+def test_a_server_that_is_down_or_lacks_the_model_is_refused_at_start(client, researcher, published):
+    from training.pipeline.judges.loopback import LoopbackChatServer
+
+    client.force_login(researcher)
+    with LoopbackChatServer(models=("smol",)) as server:
+        response = client.post(START_URL, {"name": "served", "preset": "cpu_demo", "config": json.dumps(
+            {"servers": {"base": {"base_url": server.url, "model": "mistral"}}})})
+        assert response.status_code == 400
+        assert "does not list the model &#x27;mistral&#x27; (it lists: smol)" in response.content.decode()
+        url = server.url
+    response = client.post(START_URL, {"name": "served", "preset": "cpu_demo", "config": json.dumps(
+        {"servers": {"base": {"base_url": url, "model": "smol"}}})})
+    assert response.status_code == 400 and "cannot be reached" in response.content.decode()
+    assert not Experiment.objects.exists() and not Job.objects.exists() and published == []
+
+
+def test_qlora_is_refused_at_start_on_a_worker_without_cuda(client, researcher, published):
+    client.force_login(researcher)
+    response = client.post(START_URL, {"name": "qlora", "preset": "cpu_demo",
+                                       "config": json.dumps({"policy_quantization": "nf4"})})
+    assert response.status_code == 400
+    text = response.content.decode()
+    assert "policy_quantization &#x27;nf4&#x27; cannot run: 4-bit QLoRA needs" in text
+    assert not Experiment.objects.exists() and published == []

@@ -100,3 +100,69 @@ def test_criteria_comparison_at_validation_scale():
     assert config.judge == {"backend": "rubric"} and config.test_scenarios == 40 and config.test_split == "stratified"
     assert config.evaluation_criteria == ["overall", "safety"]  # phase 2's criteria, kept
     assert "modpo:gricean_safety" in build_plan(config)[-1].params["models"]
+
+
+# --- Inference servers and 4-bit QLoRA, checked at Start ---------------------------------------------------
+
+@pytest.fixture
+def model_server():
+    from training.pipeline.judges.loopback import LoopbackChatServer
+
+    with LoopbackChatServer(models=("smol", "dpo_empathy")) as running:
+        yield running
+
+
+def test_servers_that_answer_and_list_their_model_are_accepted(model_server):
+    config = validate_config({"preset": "cpu_demo", "servers": {
+        "base": {"base_url": model_server.url, "model": "smol"},
+        "dpo:empathy": {"base_url": model_server.url, "model": "dpo_empathy"}}})
+    assert config.servers["dpo:empathy"]["model"] == "dpo_empathy"
+    assert model_server.requests == 0  # the check lists models; it generates nothing
+
+
+def test_a_server_that_does_not_list_the_model_is_refused(model_server):
+    with pytest.raises(ConfigError) as caught:
+        validate_config({"preset": "cpu_demo", "servers": {"base": {"base_url": model_server.url, "model": "mistral-7b"}}})
+    assert caught.value.messages == [f"servers[base]: the server at {model_server.url} does not list the model "
+                                     "'mistral-7b' (it lists: smol, dpo_empathy)"]
+
+
+def test_an_unreachable_server_is_refused():
+    from training.pipeline.judges.loopback import LoopbackChatServer
+
+    with LoopbackChatServer() as gone:
+        url = gone.url  # stopped on leaving: nothing listens there now
+    with pytest.raises(ConfigError) as caught:
+        validate_config({"preset": "cpu_demo", "servers": {"base": {"base_url": url, "model": "smol"}}})
+    assert len(caught.value.messages) == 1 and "is not usable" in caught.value.messages[0]
+    assert "cannot be reached" in caught.value.messages[0]
+
+
+@pytest.mark.parametrize(
+    "servers,message",
+    [
+        ({"dpo:kindness": {"base_url": "http://127.0.0.1:9/v1", "model": "m"}},
+         "servers: 'dpo:kindness' is not a model of this plan; its models are: base, sft,"),
+        ({"base": {"base_url": "http://127.0.0.1:9/v1", "modle": "m"}}, "servers[base]: unknown key 'modle'"),
+        ({"base": {"base_url": "127.0.0.1:9", "model": "m"}}, "base_url: must start with http"),
+        ({"base": "http://127.0.0.1:9/v1"}, "servers[base]: expected a table of settings"),
+        (["base"], "servers must be a mapping"),
+    ],
+)
+def test_bad_server_settings_are_refused_before_any_network_check(servers, message):
+    with pytest.raises(ConfigError) as caught:
+        validate_config({"preset": "cpu_demo", "servers": servers})
+    assert any(message in m for m in caught.value.messages), caught.value.messages
+
+
+def test_qlora_is_refused_where_this_process_cannot_run_it():
+    from training.pipeline.quantization import qlora_problem
+
+    problem = qlora_problem()
+    assert problem is not None  # the test machine has no CUDA GPU
+    with pytest.raises(ConfigError) as caught:
+        validate_config({"preset": "cpu_demo", "policy_quantization": "nf4"})
+    assert caught.value.messages == [f"policy_quantization 'nf4' cannot run: {problem}"]
+    with pytest.raises(ConfigError, match="policy_quantization must be one of: nf4, or null"):
+        validate_config({"preset": "cpu_demo", "policy_quantization": "int3"})
+    assert validate_config({"preset": "cpu_demo", "policy_quantization": None}).policy_quantization is None

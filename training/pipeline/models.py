@@ -33,6 +33,7 @@ __all__ = [
     "ModelNotFoundError",
     "default_cache_dir",
     "resolve_model",
+    "packaged_model_file",
     "build_tiny_causal_lm",
     "build_tiny_sequence_classifier",
     "load_causal_lm",
@@ -136,6 +137,21 @@ def resolve_model(ref: str | Path, cache_dir: str | Path | None = None) -> Path:
         [f"packaged models ({known})", f"local directory {path.resolve()} (does not exist)"],
         f"Use one of the packaged names ({known}) or the path of a local Hugging Face model directory.",
     )
+
+
+def packaged_model_file(name: str) -> Path:
+    """The file (a GGUF) or folder a packaged model ships as, unconverted: what an inference server such as
+    llama.cpp's loads. Raises ModelNotFoundError when the package is not installed."""
+    packaged = PACKAGED_MODELS.get(name)
+    if packaged is None:
+        raise ModelNotFoundError(name, [f"packaged models ({', '.join(sorted(PACKAGED_MODELS))})"],
+                                 "Name one of the packaged models.")
+    pkg_dir = _package_dir(packaged.module)
+    source = pkg_dir / packaged.relative_path if pkg_dir is not None else None
+    if source is None or not source.exists():
+        raise ModelNotFoundError(name, [f"{source}" if source else f"importable module {packaged.module!r} (not installed)"],
+                                 f"Install the packaged model with: {packaged.install_hint()}")
+    return source
 
 
 def _resolve_packaged(packaged: PackagedModel, cache_dir: str | Path | None) -> Path:

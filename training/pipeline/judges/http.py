@@ -1,5 +1,8 @@
 """A judge that asks any OpenAI-compatible chat endpoint (hosted model, vLLM, llama.cpp server).
 
+Transport is the shared ``openai_client.OpenAIClient`` (the server generation
+backend uses the same one):
+
 - Concurrency: at most ``max_concurrency`` requests in flight (an asyncio
   semaphore held only for the HTTP call, not during backoff sleeps).
 - Transport failures (429, 408, 5xx, timeouts, dropped connections) are retried
@@ -20,10 +23,7 @@
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
-import os
-import random
 import sqlite3
 import threading
 import time
@@ -32,13 +32,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..io import sha256_json
+from ..openai_client import (
+    ClientSettings,
+    OpenAIClient,
+    RequestRejected,
+    ServerMisconfigured,
+    Unavailable,
+    retry_after_seconds,
+    run_coroutine,
+)
 from .base import Judge, JudgeError, JudgeRequest, JudgeResult
 from .prompts import InvalidReply, parse_ranking_reply, ranking_messages
 
 __all__ = ["HTTPJudgeConfig", "HTTPJudge", "ReplyCache"]
 
-_RETRY_STATUS = {408, 409, 425, 429}
-_FATAL_STATUS = {401, 403, 404}
+_retry_after_seconds = retry_after_seconds  # older callers
 
 
 @dataclass
@@ -103,25 +111,6 @@ class ReplyCache:
             self._conn.close()
 
 
-class _Unavailable(Exception):
-    """Transport retries exhausted for one request."""
-
-
-def _retry_after_seconds(value: str | None) -> float | None:
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
 def _reply_content(body: str) -> str:
     """The assistant message text of an OpenAI chat completion; the raw body when it isn't one."""
     try:
@@ -141,6 +130,12 @@ class HTTPJudge(Judge):
         self.model = config.model
         self.cache = ReplyCache(config.cache_path) if config.cache_path else None
         self.stats = {"http_requests": 0, "cache_hits": 0, "transport_retries": 0, "invalid_replies": 0, "unavailable": 0}
+        self.client = OpenAIClient(ClientSettings(
+            base_url=config.base_url, api_key_env=config.api_key_env, timeout_s=config.timeout_s,
+            max_concurrency=config.max_concurrency, max_retries=config.max_retries,
+            backoff_initial_s=config.backoff_initial_s, backoff_max_s=config.backoff_max_s,
+            max_retry_after_s=config.max_retry_after_s,
+        ), stats=self.stats)
 
     # -- request shape ------------------------------------------------------
 
@@ -169,54 +164,18 @@ class HTTPJudge(Judge):
         payload.update(c.extra_body)
         return payload
 
-    def _headers(self) -> dict:
-        headers = {"Content-Type": "application/json"}
-        key = os.environ.get(self.config.api_key_env) if self.config.api_key_env else None
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        return headers
+    # -- transport (the shared client) -------------------------------------------
 
-    def _backoff(self, attempt: int) -> float:
-        base = min(self.config.backoff_max_s, self.config.backoff_initial_s * (2**attempt))
-        return base * (0.5 + random.random() / 2)
+    async def _post(self, payload: dict) -> str:
+        try:
+            reply = await self.client.post("chat/completions", payload)
+        except ServerMisconfigured as exc:
+            raise JudgeError(str(exc)) from None
+        except RequestRejected as exc:  # a 4xx about this request: not worth repeating
+            raise InvalidReply(str(exc)) from None
+        return _reply_content(reply.text)
 
-    # -- transport ------------------------------------------------------------
-
-    async def _post(self, client, semaphore: asyncio.Semaphore, payload: dict) -> str:
-        import httpx
-
-        url = self.config.base_url.rstrip("/") + "/chat/completions"
-        last = "no attempt"
-        for attempt in range(self.config.max_retries + 1):
-            delay = None
-            try:
-                async with semaphore:
-                    self.stats["http_requests"] += 1
-                    response = await client.post(url, json=payload, headers=self._headers())
-            except httpx.TimeoutException as exc:
-                last = f"timeout ({type(exc).__name__})"
-            except httpx.TransportError as exc:
-                last = f"transport error ({type(exc).__name__}: {exc})"
-            else:
-                status = response.status_code
-                if status == 200:
-                    return _reply_content(response.text)
-                if status in _FATAL_STATUS:
-                    raise JudgeError(f"{url} answered HTTP {status}: {response.text[:300]}")
-                if status not in _RETRY_STATUS and status < 500:
-                    raise InvalidReply(f"HTTP {status}: {response.text[:300]}")
-                last = f"HTTP {status}"
-                retry_after = _retry_after_seconds(response.headers.get("Retry-After"))
-                if retry_after is not None:
-                    delay = min(retry_after, self.config.max_retry_after_s)
-            if attempt == self.config.max_retries:
-                break
-            self.stats["transport_retries"] += 1
-            backoff = self._backoff(attempt)
-            await asyncio.sleep(max(backoff, delay) if delay is not None else backoff)
-        raise _Unavailable(f"gave up after {self.config.max_retries + 1} attempts: {last}")
-
-    async def _rank_async(self, client, semaphore, request: JudgeRequest) -> JudgeResult:
+    async def _rank_async(self, request: JudgeRequest) -> JudgeResult:
         labels = request.labels
         keys = [c.key for c in request.criteria]
         messages = ranking_messages(request)
@@ -232,8 +191,8 @@ class HTTPJudge(Judge):
             else:
                 all_cached = False
                 try:
-                    content = await self._post(client, semaphore, payload)
-                except _Unavailable as exc:
+                    content = await self._post(payload)
+                except Unavailable as exc:
                     self.stats["unavailable"] += 1
                     return JudgeResult(None, error=str(exc), attempts=attempt + 1, retryable=True)
                 except InvalidReply as exc:  # a 4xx about this request: not worth repeating
@@ -264,20 +223,13 @@ class HTTPJudge(Judge):
         )
 
     async def rank_many_async(self, requests: Sequence[JudgeRequest]) -> list[JudgeResult]:
-        _fast_missing_sniffio()
-        import httpx
-
-        limits = httpx.Limits(max_connections=self.config.max_concurrency, max_keepalive_connections=self.config.max_concurrency)
-        semaphore = asyncio.Semaphore(self.config.max_concurrency)
-        # Plain-HTTP endpoints (local vLLM / llama.cpp) need no CA bundle; loading it costs ~50 ms per client.
-        verify = not self.config.base_url.startswith("http://")
-        async with httpx.AsyncClient(timeout=httpx.Timeout(self.config.timeout_s), limits=limits, verify=verify) as client:
-            return list(await asyncio.gather(*(self._rank_async(client, semaphore, r) for r in requests)))
+        async with self.client.session():
+            return list(await asyncio.gather(*(self._rank_async(r) for r in requests)))
 
     def rank_many(self, requests: Sequence[JudgeRequest]) -> list[JudgeResult]:
         if not requests:
             return []
-        return _run_coroutine(self.rank_many_async(requests))
+        return run_coroutine(self.rank_many_async(requests))
 
     def rank(self, request: JudgeRequest) -> JudgeResult:
         return self.rank_many([request])[0]
@@ -286,37 +238,3 @@ class HTTPJudge(Judge):
         if self.cache is not None:
             self.cache.close()
             self.cache = None
-
-
-def _fast_missing_sniffio() -> None:
-    """httpcore runs ``import sniffio`` for every lock and event it creates; anyio >= 4 no longer installs
-    sniffio, and a failed import searches the whole path each time (milliseconds per request, most of the
-    client's CPU in the benchmark). Recording the module as absent makes the same ImportError immediate;
-    nothing changes where sniffio is installed."""
-    import importlib.util
-    import sys
-
-    if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
-        sys.modules["sniffio"] = None
-
-
-def _run_coroutine(coroutine):
-    """asyncio.run, or in a helper thread when the caller already runs an event loop."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coroutine)
-    box: dict = {}
-
-    def target():
-        try:
-            box["value"] = asyncio.run(coroutine)
-        except BaseException as exc:  # re-raised in the caller's thread
-            box["error"] = exc
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    return box["value"]

@@ -1,8 +1,10 @@
-"""A small OpenAI-compatible chat server on 127.0.0.1, for tests, benchmarks and offline demos.
+"""A small OpenAI-compatible server on 127.0.0.1, for tests, benchmarks and offline demos.
 
 It answers ``POST /v1/chat/completions`` with a ranking built by a reply
 function (default: the labels in the order shown, for every criterion the
-prompt asks about), after an optional fixed latency. A script of one-off
+prompt asks about), after an optional fixed latency. ``POST /v1/completions``
+answers with the same reply function (its payload carries ``prompt``), ``n``
+choices are that many calls of it, and ``GET /v1/models`` lists ``models``. A script of one-off
 actions (an HTTP status with headers, a delay, a literal reply) is consumed
 first, one action per request, to exercise retries. It counts requests and the
 most requests it ever had in flight.
@@ -39,12 +41,23 @@ def ordered_ranking_reply(payload: dict) -> str:
 
 
 def _completion(content: str, model: str) -> dict:
+    return _choices([content], model, chat=True)
+
+
+def _choices(contents: list[str], model: str, *, chat: bool) -> dict:
+    def choice(index: int, text: str) -> dict:
+        if chat:
+            return {"index": index, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+        return {"index": index, "text": text, "finish_reason": "stop"}
+
+    tokens = sum(len(text.split()) for text in contents)
     return {
-        "id": "chatcmpl-loopback",
-        "object": "chat.completion",
+        "id": "chatcmpl-loopback" if chat else "cmpl-loopback",
+        "object": "chat.completion" if chat else "text_completion",
         "created": int(time.time()),
         "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        "choices": [choice(i, text) for i, text in enumerate(contents)],
+        "usage": {"prompt_tokens": 0, "completion_tokens": tokens, "total_tokens": tokens},
     }
 
 
@@ -54,9 +67,12 @@ class _Server(ThreadingHTTPServer):
 
 
 class LoopbackChatServer:
-    def __init__(self, reply: Callable[[dict], str] = ordered_ranking_reply, *, latency_s: float = 0.0):
+    def __init__(self, reply: Callable[[dict], str] = ordered_ranking_reply, *, latency_s: float = 0.0,
+                 models: tuple[str, ...] = ("loopback",), answer_model: str | None = None):
         self.reply = reply
+        self.answer_model = answer_model  # the model name replies carry; None: the one asked for
         self.latency_s = latency_s
+        self.models = tuple(models)
         self.script: deque = deque()
         self.requests = 0
         self.in_flight = 0
@@ -66,7 +82,7 @@ class LoopbackChatServer:
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
-    # Script actions: ("status", code, headers, body), ("delay", seconds), ("content", text)
+    # Script actions: ("status", code, headers, body), ("delay", seconds), ("content", text), ("body", raw 200 body)
     def then_status(self, code: int, headers: dict | None = None, body: str = "") -> LoopbackChatServer:
         self.script.append(("status", code, headers or {}, body))
         return self
@@ -77,6 +93,11 @@ class LoopbackChatServer:
 
     def then_content(self, text: str) -> LoopbackChatServer:
         self.script.append(("content", text))
+        return self
+
+    def then_body(self, body: str) -> LoopbackChatServer:
+        """A 200 reply with this literal body (a malformed reply, for the clients' tests)."""
+        self.script.append(("body", body))
         return self
 
     @property
@@ -97,6 +118,12 @@ class LoopbackChatServer:
             def log_message(self, *args):  # quiet
                 pass
 
+            def do_GET(self):
+                if self.path.rstrip("/") != "/v1/models":
+                    return self._send(404, {}, json.dumps({"error": "not found"}))
+                data = [{"id": name, "object": "model", "owned_by": "loopback"} for name in owner.models]
+                return self._send(200, {}, json.dumps({"object": "list", "data": data}))
+
             def do_POST(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length)
@@ -114,7 +141,8 @@ class LoopbackChatServer:
                         owner.in_flight -= 1
 
             def _answer(self, raw: bytes, action):
-                if self.path.rstrip("/") != "/v1/chat/completions":
+                path = self.path.rstrip("/")
+                if path not in ("/v1/chat/completions", "/v1/completions"):
                     return self._send(404, {}, json.dumps({"error": "not found"}))
                 try:
                     payload = json.loads(raw)
@@ -128,8 +156,15 @@ class LoopbackChatServer:
                     return self._send(action[1], action[2], action[3] or json.dumps({"error": f"status {action[1]}"}))
                 if action is not None and action[0] == "delay":
                     time.sleep(action[1])
-                content = action[1] if action is not None and action[0] == "content" else owner.reply(payload)
-                return self._send(200, {}, json.dumps(_completion(content, payload.get("model", ""))))
+                if action is not None and action[0] == "body":
+                    return self._send(200, {}, action[1])
+                if action is not None and action[0] == "content":
+                    contents = [action[1]]
+                else:
+                    n = payload.get("n") if isinstance(payload.get("n"), int) and payload.get("n") > 0 else 1
+                    contents = [owner.reply(payload) for _ in range(n)]
+                body = _choices(contents, owner.answer_model or payload.get("model", ""), chat=path.endswith("chat/completions"))
+                return self._send(200, {}, json.dumps(body))
 
             def _send(self, code: int, headers: dict, body: str):
                 data = body.encode("utf-8")
