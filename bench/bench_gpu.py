@@ -144,10 +144,11 @@ def run_one(method: str, mode: str, model_dir: Path, data: dict, out: Path, args
     else:
         trainer = build_modpo_trainer(config, data["margins"], data["weights"], "empathy").trainer
     dataset = trainer.train_dataset
-    lengths = [len(p) + len(c) + len(p) + len(r) for p, c, r in zip(
-        dataset["prompt_input_ids"], dataset["chosen_input_ids"], dataset["rejected_input_ids"])]
-    seq_len = max(max(len(p) + len(c), len(p) + len(r)) for p, c, r in zip(
-        dataset["prompt_input_ids"], dataset["chosen_input_ids"], dataset["rejected_input_ids"]))
+    # Each pair is two sequences, prompt + chosen and prompt + rejected (each cut at max_length).
+    sequences = [(min(len(p) + len(c), args.max_length), min(len(p) + len(r), args.max_length))
+                 for p, c, r in zip(dataset["prompt_ids"], dataset["chosen_ids"], dataset["rejected_ids"])]
+    lengths = [a + b for a, b in sequences]
+    seq_len = max(max(pair) for pair in sequences)
     timer = StepTimer()
     trainer.add_callback(timer)
     if cuda:
@@ -192,6 +193,9 @@ def main() -> None:
 
     import torch
 
+    if not torch.cuda.is_available() and not args.tiny:
+        print("no CUDA GPU here: running the tiny smoke configuration (--tiny); its numbers are not a GPU figure")
+        args.tiny = True
     if args.tiny:
         args.prompt_words, args.response_words = min(args.prompt_words, 12), min(args.response_words, 24)
         args.batch_size = min(args.batch_size, 4)
@@ -217,7 +221,7 @@ def main() -> None:
                            model_tflops=flops / 1e12, mfu=(flops / 1e12 / peak) if peak else None)
                 results.append(run)
     print(f"device: {device}; bf16 peak {peak or 'unknown'} TFLOPS; model {'tiny' if args.tiny else '~1B Llama'} "
-          f"({facts['parameters'] / 1e9:.3f} B parameters, {facts['layers']} layers, d={facts['hidden']}); "
+          f"({facts['parameters'] / 1e6:,.1f} M parameters, {facts['layers']} layers, d={facts['hidden']}); "
           f"batch {args.batch_size} pairs, steps {args.steps} (warm-up {args.warmup}), ref log-probs precomputed, "
           f"{'bf16 autocast' if cuda else 'fp32 (CPU)'}{', gradient checkpointing' if args.gradient_checkpointing else ''}")
     for r in results:
