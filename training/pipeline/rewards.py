@@ -215,7 +215,7 @@ def train_reward_model(config: RewardModelConfig) -> RewardModelResult:
         logging_steps=1,
         save_strategy="steps",
         save_steps=config.save_steps,
-        save_total_limit=1,
+        save_total_limit=2,  # an older checkpoint to fall back to when the newest is damaged
         seed=config.seed,
         report_to="none",
         disable_tqdm=True,

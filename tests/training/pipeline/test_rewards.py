@@ -198,3 +198,102 @@ def test_minilm_reward_model_trains_and_scores(preference_dataset_dir, tmp_path)
     assert result.scale_std > 0
     scores = RewardScorer.load(result.output_dir).score(["I feel low."], ["I am here for you."])
     assert len(scores) == 1
+
+
+# --- Damaged checkpoints (as tests/training/pipeline/test_checkpoints.py does for the policies) ---------------------
+
+class _Killed(Exception):
+    """Stands in for the worker dying after step 5 (checkpoints 2 and 4 saved and marked)."""
+
+
+def rm_config(tiny_classifier_dir, preference_dataset_dir, out, **overrides):
+    values = dict(dataset_dir=preference_dataset_dir, criterion="empathy", output_dir=out,
+                  backbone=str(tiny_classifier_dir), max_length=24, max_steps=6, learning_rate=5e-3, batch_size=2,
+                  validation_fraction=0.34, save_steps=2)
+    values.update(overrides)
+    return RewardModelConfig(**values)
+
+
+def _die_after_step_5(step, total, loss):
+    if step >= 5:
+        raise _Killed
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_rm(tiny_classifier_dir, preference_dataset_dir, tmp_path_factory):
+    return train_reward_model(rm_config(tiny_classifier_dir, preference_dataset_dir, tmp_path_factory.mktemp("rm_whole")))
+
+
+@pytest.fixture(scope="module")
+def interrupted_rm(tiny_classifier_dir, preference_dataset_dir, tmp_path_factory):
+    """A reward-model run killed after step 5: its checkpoints are left as a worker's death leaves them."""
+    from training.pipeline.policies.common import list_checkpoints
+
+    out = tmp_path_factory.mktemp("rm_killed") / "run"
+    with pytest.raises(_Killed):
+        train_reward_model(rm_config(tiny_classifier_dir, preference_dataset_dir, out, progress_callback=_die_after_step_5))
+    assert [(step, complete) for step, _, complete in list_checkpoints(out / "checkpoints")] == [(2, True), (4, True)]
+    return out
+
+
+@pytest.fixture
+def rm_copy(interrupted_rm, tmp_path):
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(interrupted_rm, out)
+    return out
+
+
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[: max(1, path.stat().st_size // 3)])
+
+
+def _flip_last_byte(path):
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+RM_DAMAGE = {
+    "truncated model": ("model.safetensors", _truncate),
+    "truncated optimizer": ("optimizer.pt", _truncate),
+    "truncated trainer state": ("trainer_state.json", _truncate),
+    "missing scheduler": ("scheduler.pt", lambda path: path.unlink()),
+    "same size, other bytes": ("model.safetensors", _flip_last_byte),
+}
+
+
+@pytest.mark.parametrize("case", list(RM_DAMAGE))
+def test_a_damaged_reward_checkpoint_falls_back_to_the_newest_that_verifies(case, rm_copy, uninterrupted_rm,
+                                                                             tiny_classifier_dir, preference_dataset_dir,
+                                                                             caplog):
+    from training.pipeline.policies.common import DAMAGE_NOTE, DAMAGED_CHECKPOINTS_DIR, damaged_checkpoints
+
+    name, damage = RM_DAMAGE[case]
+    damage(rm_copy / "checkpoints" / "checkpoint-4" / name)
+    with caplog.at_level("ERROR"):
+        resumed = train_reward_model(rm_config(tiny_classifier_dir, preference_dataset_dir, rm_copy))
+    assert resumed.metrics["resumed_from"] == str(rm_copy / "checkpoints" / "checkpoint-2")
+    assert resumed.metrics["steps"] == 6
+    # Resuming from step 2 gives the model the uninterrupted run gave.
+    assert resumed.metrics["final_train_loss"] == pytest.approx(uninterrupted_rm.metrics["final_train_loss"], abs=1e-5)
+    assert resumed.train_accuracy == uninterrupted_rm.train_accuracy
+    assert (rm_copy / "reward_scale.json").is_file()
+    (aside,) = damaged_checkpoints(rm_copy / "checkpoints")
+    assert aside.startswith("checkpoint-4.damaged-")
+    assert name in (rm_copy / DAMAGED_CHECKPOINTS_DIR / aside / DAMAGE_NOTE).read_text()  # kept, with its note
+    assert "checkpoint-4" in caplog.text and name in caplog.text
+
+
+def test_a_reward_model_starts_over_when_no_checkpoint_verifies(rm_copy, uninterrupted_rm, tiny_classifier_dir,
+                                                                 preference_dataset_dir):
+    from training.pipeline.policies.common import damaged_checkpoints
+
+    _truncate(rm_copy / "checkpoints" / "checkpoint-4" / "trainer_state.json")
+    (rm_copy / "checkpoints" / "checkpoint-2" / "optimizer.pt").unlink()
+    result = train_reward_model(rm_config(tiny_classifier_dir, preference_dataset_dir, rm_copy))
+    assert result.metrics["resumed_from"] is None and result.metrics["steps"] == 6
+    assert result.metrics["final_train_loss"] == pytest.approx(uninterrupted_rm.metrics["final_train_loss"], abs=1e-5)
+    assert sorted(name.split(".")[0] for name in damaged_checkpoints(rm_copy / "checkpoints")) == [
+        "checkpoint-2", "checkpoint-4"]
