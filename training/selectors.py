@@ -9,6 +9,7 @@ from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 
+from . import registry
 from .jobs.joblog import job_log_path, read_log_tail
 from .models import Experiment, Job
 
@@ -198,8 +199,11 @@ def experiment_settings(*, experiment: Experiment) -> list[dict]:
         if f.name not in config:
             continue
         value = config[f.name]
+        shown = _setting_value(value)
+        if f.name == "preset" and value in registry.PRESETS:
+            shown = registry.PRESETS[value].label  # the name the start form offers, not the registry key
         rows.append({"name": f.name, "label": f.metadata.get("label") or SETTING_LABELS.get(f.name) or setting_label(f.name),
-                     "help": f.metadata.get("help", ""), "value": _setting_value(value),
+                     "help": f.metadata.get("help", ""), "value": shown,
                      "is_default": f.name in defaults and value == defaults[f.name]})
     for name in sorted(set(config) - known):  # from an older version of the plan
         rows.append({"name": name, "label": setting_label(name), "help": "", "value": _setting_value(config[name]), "is_default": False})

@@ -224,6 +224,8 @@ def test_the_experiment_settings_are_a_labelled_table_with_defaults_dimmed(clien
     assert '<tr class="is-default" data-setting="seed">' in text and "Random seed" in text
     assert "MODPO weights" in text and "empathy: 0.5" in text and "safety: 0.5" in text
     assert '"policy_max_steps":' not in text  # no raw JSON blob
+    preset_row = text.split('data-setting="preset">', 1)[1].split("</tr>", 1)[0]
+    assert "CPU demo (packaged models, rubric judge)" in preset_row and "cpu_demo" not in preset_row
 
 
 def test_a_server_that_is_down_or_lacks_the_model_is_refused_at_start(client, researcher, published):
