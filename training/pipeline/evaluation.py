@@ -116,6 +116,9 @@ class EvalModel:
     adapter: str | None = None  # PEFT adapter on top of `model`
     policy: str | None = None  # a trained policy folder (policies.load_policy_model handles SFT-merged bases)
     answers_path: str | None = None  # ready answers in the candidates format (first response per scenario)
+    # An OpenAI-compatible server that serves this model (server_generation.ServerConfig settings; a LoRA
+    # policy by its adapter name): its answers come from there, and model/policy only say what it is.
+    server: dict | None = None
 
     def __post_init__(self):
         given = [x for x in (self.model, self.policy, self.answers_path) if x]
@@ -123,6 +126,8 @@ class EvalModel:
             raise ValueError(f"model {self.name!r}: give exactly one of model, policy, answers_path")
         if self.adapter and not self.model:
             raise ValueError(f"model {self.name!r}: adapter needs model")
+        if self.server is not None and self.answers_path:
+            raise ValueError(f"model {self.name!r}: ready answers need no server")
 
 
 @dataclass
@@ -443,6 +448,15 @@ def _answers_for(model: EvalModel, scenarios: list[Scenario], settings: EvalGene
     from .generation import generate_answers
 
     out_path = out_dir / "answers" / f"{_file_name(model.name)}.jsonl"
+    if model.server is not None:
+        from .server_generation import generate_answers_with_server
+
+        answers = generate_answers_with_server(
+            model.server, scenarios, n=1, do_sample=settings.do_sample, temperature=settings.temperature,
+            top_p=settings.top_p, max_new_tokens=settings.max_new_tokens, seed=settings.seed,
+            system_prompt=settings.system_prompt, output_path=out_path, should_stop=should_stop,
+            progress_callback=progress)
+        return {sid: texts[0] for sid, texts in answers.items()}
     loaded = None
     label = model.model
     if model.policy:

@@ -72,6 +72,9 @@ class CandidateGenerationConfig:
     device: str | None = None  # None: cuda when available, else cpu
     dtype: str | None = None  # e.g. "bfloat16" on GPU; None: float32
     progress_bar: bool = True
+    # An OpenAI-compatible server (server_generation.ServerConfig settings) to generate with instead of
+    # loading ``model`` here; ``model`` then only names the model in the records' settings check.
+    server: dict | None = None
 
     def __post_init__(self):
         if self.n < 1:
@@ -355,6 +358,11 @@ def generate_candidates(
 
     ``model``/``tokenizer`` may be passed to reuse loaded objects; otherwise they are loaded from the config.
     """
+    if config.server is not None:
+        from .server_generation import generate_candidates_with_server
+
+        return generate_candidates_with_server(config, config.server, progress_callback=progress_callback,
+                                               should_stop=should_stop)
     started = time.monotonic()
     scenarios = load_scenarios(config.scenarios_path, split=config.split)
     if config.limit is not None:

@@ -31,6 +31,7 @@ from typing import Any
 
 __all__ = [
     "QUANTIZATIONS",
+    "QuantizationUnavailable",
     "QLORA_OPTIMIZER",
     "MIN_BITSANDBYTES",
     "qlora_problem",
@@ -39,6 +40,10 @@ __all__ = [
     "quantization_record",
     "load_quantized_base",
 ]
+
+class QuantizationUnavailable(RuntimeError):
+    """4-bit QLoRA asked for where this process cannot run it (the message says why)."""
+
 
 QUANTIZATIONS = ("nf4",)  # None: no quantisation (full precision)
 QLORA_OPTIMIZER = "paged_adamw_32bit"
@@ -53,8 +58,11 @@ def _version_tuple(text: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
-def qlora_problem() -> str | None:
-    """Why 4-bit QLoRA cannot run in this process, in words a researcher can act on; None when it can."""
+def qlora_problem(*, device: str = "cuda") -> str | None:
+    """Why 4-bit QLoRA cannot run in this process, in words a researcher can act on; None when it can.
+
+    Workers need a CUDA GPU (``device="cuda"``, what Start and the policy stage ask). ``device="cpu"`` asks
+    whether bitsandbytes' CPU backend (>= 0.49) can do it here: tests use it for a tiny 4-bit step."""
     try:
         version = importlib.metadata.version("bitsandbytes")
     except importlib.metadata.PackageNotFoundError:
@@ -65,6 +73,18 @@ def qlora_problem() -> str | None:
                 f"this worker has {version}")
     import torch
 
+    if device == "cpu":
+        if _version_tuple(version) < (0, 49, 0):
+            return f"bitsandbytes {version} has no CPU 4-bit backend (0.49 or later has)"
+        try:
+            import bitsandbytes.functional as bnb_functional
+
+            probe = torch.randn(64, 64, dtype=torch.bfloat16)
+            packed, state = bnb_functional.quantize_4bit(probe, quant_type="nf4", compress_statistics=True)
+            bnb_functional.dequantize_4bit(packed, state, quant_type="nf4")
+        except Exception as exc:
+            return f"bitsandbytes {version} cannot quantise to 4 bits on this CPU ({type(exc).__name__}: {exc})"
+        return None
     if not torch.cuda.is_available():
         return ("4-bit QLoRA needs a CUDA GPU and this worker has none (bitsandbytes' NF4 training kernels "
                 "and paged optimizers run on CUDA); leave policy_quantization unset to train in full precision")
@@ -139,19 +159,21 @@ def _merged_base_dir(base_dir: Path, base_adapter: Path, cache_dir: Path | None)
 
 
 def load_quantized_base(base_dir: str | Path, *, base_adapter: str | Path | None = None,
-                        cache_dir: str | Path | None = None, for_training: bool = True):
-    """The base (with ``base_adapter`` merged in first, if given) loaded in 4-bit NF4 on this process's GPU."""
-    problem = qlora_problem()
+                        cache_dir: str | Path | None = None, for_training: bool = True, device: str = "cuda"):
+    """The base (with ``base_adapter`` merged in first, if given) loaded in 4-bit NF4 on this process's GPU
+    (``device="cpu"``: bitsandbytes' CPU backend, for tests). Raises QuantizationUnavailable where it cannot."""
+    problem = qlora_problem(device=device)
     if problem:
-        raise RuntimeError(problem)
+        raise QuantizationUnavailable(problem)
     import torch
     from transformers import AutoModelForCausalLM
 
     source = Path(base_dir)
     if base_adapter is not None:
         source = _merged_base_dir(source, Path(base_adapter), Path(cache_dir) if cache_dir else None)
+    target = torch.cuda.current_device() if device == "cuda" else device
     model = AutoModelForCausalLM.from_pretrained(str(source), quantization_config=bitsandbytes_config(),
-                                                 dtype=torch.bfloat16, device_map={"": torch.cuda.current_device()})
+                                                 dtype=torch.bfloat16, device_map={"": target})
     if for_training:
         from peft import prepare_model_for_kbit_training
 

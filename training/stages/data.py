@@ -13,11 +13,12 @@ def run_generate(job: Job, run) -> StageOutcome:
     inputs = upstream(job, "scenarios").result
     output = job.work_dir() / "candidates.jsonl"
     base = base_model(job, config)
+    server = config.servers.get("base")  # the base model's inference server, if the experiment names one
     result = generate_candidates(
         CandidateGenerationConfig(
             model=base, scenarios_path=inputs["scenarios_path"], output_path=str(output), n=config.candidates_per_scenario,
             max_new_tokens=config.max_new_tokens, seed=config.seed, system_prompt=config.system_prompt, split="train",
-            progress_bar=False,
+            progress_bar=False, server=server,
         ),
         progress_callback=lambda done, total: run.progress(done, total),
         should_stop=run.should_stop,
@@ -25,9 +26,15 @@ def run_generate(job: Job, run) -> StageOutcome:
     stop_if_asked(run)
     return StageOutcome(
         result={"candidates_path": str(output), "generated": result.generated, "skipped": result.skipped, "base_model": base},
-        lineage={"base_model": base},
+        lineage={"base_model": base, **({"server": _server_lineage(server, result)} if server else {})},
         artifacts=[{"kind": Artifact.Kind.CANDIDATES, "name": "candidates", "path": output}],
     )
+
+
+def _server_lineage(server: dict, result) -> dict:
+    from training.pipeline.server_generation import server_config
+
+    return {**server_config(server).record(), "served_models": getattr(result, "served_models", [])}
 
 
 def run_label(job: Job, run) -> StageOutcome:

@@ -17,11 +17,12 @@ def run_evaluate(job: Job, run) -> StageOutcome:
     config = experiment_config(job)
     inputs = upstream(job, "scenarios").result
     base = base_model(job, config)
-    models = [EvalModel(name="base", model=base)]
+    # A model the experiment names a server for answers through it (a policy by its adapter name there).
+    models = [EvalModel(name="base", model=base, server=config.servers.get("base"))]
     for key in job.params["models"]:
         if key != "base":
             # A policy folder knows the base (and SFT adapter) it was trained on.
-            models.append(EvalModel(name=key, policy=upstream(job, key).result["adapter_dir"]))
+            models.append(EvalModel(name=key, policy=upstream(job, key).result["adapter_dir"], server=config.servers.get(key)))
     reward_dirs = {j.params["criterion"]: j.result["model_dir"]
                    for j in job.experiment.jobs.filter(kind="reward_model", state=Job.State.SUCCEEDED)}
     criteria = list(config.evaluation_criteria)
@@ -46,7 +47,9 @@ def run_evaluate(job: Job, run) -> StageOutcome:
     return StageOutcome(
         result={"evaluation_json": result.report_path, "judge_decisions": result.decisions_path,
                 "answers_dir": str(output / "answers"), "plots": list(result.plots), "synthetic": result.synthetic},
-        lineage={"models": [m.name for m in models], "reward_models": reward_dirs},
+        lineage={"models": [m.name for m in models], "reward_models": reward_dirs,
+                 **({"servers": {name: {"base_url": s.get("base_url"), "model": s.get("model")} for name, s in config.servers.items()}}
+                    if config.servers else {})},
         artifacts=[{"kind": Artifact.Kind.EVALUATION, "name": "evaluation", "path": Path(result.report_path)},
                    {"kind": Artifact.Kind.EVALUATION, "name": "judge-decisions", "path": Path(result.decisions_path)}]
         + [{"kind": Artifact.Kind.PLOT, "name": Path(p).name, "path": Path(p)} for p in result.plots],

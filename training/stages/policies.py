@@ -7,7 +7,7 @@ from pathlib import Path
 from django.conf import settings
 
 from core.models import ModelVersion
-from training.jobs.errors import JobCancelled
+from training.jobs.errors import JobCancelled, JobRefused
 from training.models import Artifact, Job
 
 from .common import StageOutcome, base_model, experiment_config, model_version_register, stop_if_asked, upstream
@@ -21,12 +21,18 @@ def _sft_adapter(job: Job) -> str | None:
 
 def _policy_config(job: Job, run):
     from training.pipeline.policies import PolicyConfig
+    from training.pipeline.quantization import quantization_problem
 
     config = experiment_config(job)
+    # Start checked this where the experiment was started; the worker that trains may be another machine.
+    problem = quantization_problem(config.policy_quantization)
+    if problem:
+        raise JobRefused(f"policy_quantization {config.policy_quantization!r} cannot run on this worker: {problem}")
     return PolicyConfig(
         output_dir=job.work_dir() / "policy", base_model=base_model(job, config), model_cache_dir=settings.MODEL_CACHE_DIR,
         base_adapter=_sft_adapter(job) if job.kind != "sft" else None,
-        system_prompt=config.system_prompt, lora_rank=config.lora_rank, lora_alpha=2 * config.lora_rank,
+        system_prompt=config.system_prompt, quantization=config.policy_quantization,
+        lora_rank=config.lora_rank, lora_alpha=2 * config.lora_rank,
         lora_init_seed=config.seed, beta=config.beta, learning_rate=config.learning_rate, max_steps=config.policy_max_steps,
         batch_size=config.policy_batch_size, save_steps=config.policy_save_steps, seed=config.seed,
         # 512, not 256: with the system prompt the bank's longest scenario is 390 prompt tokens, and at 256 TRL cut
@@ -49,6 +55,10 @@ def _policy_outcome(job: Job, run, result, *, method: str, extra_lineage: dict) 
                                       provenance={"method": method, **job.params})
     lineage = {"dataset": upstream(job, "preferences").result.get("version"), "base_model": config.base_model,
                "parent_checkpoint": _sft_adapter(job) if job.kind != "sft" else None, **extra_lineage}
+    if config.policy_quantization is not None:
+        from training.pipeline.quantization import quantization_record
+
+        lineage["quantization"] = quantization_record(config.policy_quantization)
     return StageOutcome(
         result={"adapter_dir": str(adapter), "metrics": result.metrics, "model_version": version.pk,
                 "resumed_from": str(result.resumed_from) if result.resumed_from else None},
@@ -173,6 +183,7 @@ def run_merge(job: Job, run) -> StageOutcome:
                                       provenance={"method": "merge", **job.params})
     return StageOutcome(
         result={"adapter_dir": str(path), "model_version": version.pk},
-        lineage={"adapters": adapters, "weights": weights, "base_model": config.base_model, "parent_checkpoint": sft_adapter},
+        lineage={"adapters": adapters, "weights": weights, "base_model": config.base_model, "parent_checkpoint": sft_adapter,
+                 **({"quantization": config.policy_quantization} if config.policy_quantization else {})},
         artifacts=[{"kind": Artifact.Kind.MERGED, "name": job.key.replace(":", "-"), "path": Path(path), "model_version": version}],
     )

@@ -76,6 +76,9 @@ class PolicyConfig:
     lora_dropout: float = 0.0
     lora_target_modules: tuple[str, ...] = DEFAULT_TARGET_MODULES
     lora_init_seed: int = 0
+    # "nf4": 4-bit QLoRA (quantization.py): the frozen base in NF4 with double quantisation and bf16 compute,
+    # paged AdamW; LoRA only; the adapter is evaluated and merged on the same quantised base. None: full precision.
+    quantization: str | None = None
 
     beta: float = 0.1
     learning_rate: float = 5e-5
@@ -175,12 +178,22 @@ def attach_lora(model, config: PolicyConfig, adapter_name: str = "default"):
 def load_base_model(config: PolicyConfig):
     """The model a policy starts from (and its reference): the base, with ``base_adapter`` merged in if given."""
     model_dir = resolve_model(config.base_model, config.model_cache_dir)
-    # fp32 master weights; bf16, where used, comes from autocast in the trainer.
-    model = load_causal_lm(model_dir)
-    if config.base_adapter is not None:
-        from peft import PeftModel
+    if config.quantization is not None:
+        from ..quantization import QUANTIZATIONS, load_quantized_base
 
-        model = PeftModel.from_pretrained(model, str(config.base_adapter)).merge_and_unload()
+        if config.quantization not in QUANTIZATIONS:
+            raise ValueError(f"unknown quantization {config.quantization!r}; choose one of {', '.join(QUANTIZATIONS)}")
+        if config.full_finetune:
+            raise ValueError("4-bit QLoRA trains LoRA adapters on a frozen quantised base; it cannot full fine-tune")
+        # The SFT adapter is merged into the bf16 base before quantising (quantization.load_quantized_base).
+        model = load_quantized_base(model_dir, base_adapter=config.base_adapter, cache_dir=config.model_cache_dir)
+    else:
+        # fp32 master weights; bf16, where used, comes from autocast in the trainer.
+        model = load_causal_lm(model_dir)
+        if config.base_adapter is not None:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, str(config.base_adapter)).merge_and_unload()
     tokenizer = load_tokenizer(model_dir)
     if tokenizer.chat_template is None:
         raise ValueError(f"the tokenizer of {config.base_model!r} has no chat template; policies train on chat turns")
@@ -228,6 +241,10 @@ def trainer_args_kwargs(config: PolicyConfig, checkpoint_dir: Path) -> dict[str,
         dataloader_num_workers=0,
         **device_kwargs(config.bf16),
     )
+    if config.quantization is not None:
+        from ..quantization import QLORA_OPTIMIZER
+
+        kwargs["optim"] = QLORA_OPTIMIZER
     kwargs.update(config.trainer_overrides)
     if kwargs.get("save_only_model"):
         raise ValueError("save_only_model=True makes checkpoints that cannot be resumed")
@@ -467,6 +484,10 @@ def finish(
         "base_adapter": str(config.base_adapter) if config.base_adapter is not None else None,
         "lora_init_seed": None if config.full_finetune else config.lora_init_seed,
     }
+    if config.quantization is not None:
+        from ..quantization import quantization_record
+
+        card["quantization"] = quantization_record(config.quantization)
     if completed:
         model = trainer.model
         target = output_dir / ("model" if config.full_finetune else "adapter")
@@ -493,6 +514,7 @@ def finish(
         "adapter_dir": str(adapter_dir) if adapter_dir else None,
         "model_dir": str(model_dir) if model_dir else None,
         "completed": completed,
+        "quantization": card.get("quantization"),
         **(extra_record or {}),
     }
     _write_json_atomic(output_dir / "policy.json", record)
@@ -524,9 +546,15 @@ def load_policy_model(path: str | Path, *, dtype=None):
         base = card.get("base_model_dir") or json.loads((path / "adapter_config.json").read_text())[
             "base_model_name_or_path"
         ]
-        model = load_causal_lm(base, dtype=dtype)
-        if card.get("base_adapter"):
-            model = PeftModel.from_pretrained(model, card["base_adapter"]).merge_and_unload()
+        if card.get("quantization"):
+            # Trained on a 4-bit base: evaluated on that same quantised base, never on full precision.
+            from ..quantization import load_quantized_base
+
+            model = load_quantized_base(resolve_model(base), base_adapter=card.get("base_adapter"), for_training=False)
+        else:
+            model = load_causal_lm(base, dtype=dtype)
+            if card.get("base_adapter"):
+                model = PeftModel.from_pretrained(model, card["base_adapter"]).merge_and_unload()
         model = PeftModel.from_pretrained(model, str(path))
     else:
         model = load_causal_lm(path, dtype=dtype)

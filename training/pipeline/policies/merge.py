@@ -90,6 +90,11 @@ def merge_adapters(
     trained_bases = {str(c["base_model_dir"]) for c in cards.values() if c.get("base_model_dir")}
     if trained_bases - {str(base_dir)}:
         raise ValueError(f"adapters were trained on {sorted(trained_bases)}, not on {base_dir}")
+    quantizations = {(c.get("quantization") or {}).get("quant_type") for c in cards.values() if c}
+    if len(quantizations) > 1:
+        raise ValueError("adapters trained on a 4-bit base and on a full-precision base cannot be merged: "
+                         f"{ {n: c.get('quantization') for n, c in cards.items()} }")
+    quantization = next((c.get("quantization") for c in cards.values() if c.get("quantization")), None)
     trained_base_adapters = {c.get("base_adapter") for c in cards.values() if c}
     if len(trained_base_adapters) > 1:
         raise ValueError(f"adapters were trained on different merged bases: {sorted(map(str, trained_base_adapters))}")
@@ -149,6 +154,8 @@ def merge_adapters(
         "method": f"merge_{method}",
         "base_model_dir": str(base_dir),
         "base_adapter": str(base_adapter) if base_adapter is not None else None,
+        # The LoRA arithmetic is exact whatever the base; the merged adapter is used on the base it was trained on.
+        **({"quantization": quantization} if quantization else {}),
     }, indent=2))
 
     if output_dir.exists():
