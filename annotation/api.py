@@ -60,8 +60,16 @@ class AnswersSerializer(serializers.Serializer):
     time_on_task_ms = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=0)
 
 
-def _answers(request):
-    serializer = AnswersSerializer(data=request.data)
+class JudgmentAnswersSerializer(AnswersSerializer):
+    """A submitted answer: ``choices`` is required and must name every dimension of the item's study
+    (``dimensions`` of GET items/{token}/), which is why a schema-valid body can still be refused with 400."""
+
+    choices = serializers.DictField(child=serializers.ChoiceField(choices=SCREEN_CHOICES, allow_blank=True),
+                                    help_text="One of left, right or tie for every dimension key of the item.")
+
+
+def _answers(request, serializer_class=AnswersSerializer):
+    serializer = serializer_class(data=request.data)
     if not serializer.is_valid():
         raise InvalidInput("the answers are malformed", errors=_serializer_errors(serializer))
     return serializer.validated_data
@@ -141,11 +149,12 @@ class DraftApi(JsonOnlyMixin, _AssignmentApi):
 
 
 class JudgmentApi(JsonOnlyMixin, _AssignmentApi):
-    @extend_schema(summary="Submit (or change) the answer for one item", request=AnswersSerializer,
+    @extend_schema(summary="Submit (or change) the answer for one item", request=JudgmentAnswersSerializer,
                    responses={200: dict, **error_responses(400, 403, 404, 409, 415, 429)})
     def post(self, request, token):
         assignment = self.assignment(request, token)
-        services.judgment_submit(assignment=assignment, clinician=request.user, **_answers(request))
+        services.judgment_submit(assignment=assignment, clinician=request.user,
+                                 **_answers(request, JudgmentAnswersSerializer))
         following = selectors.assignment_next(study=assignment.study, user=request.user)
         return Response({
             "saved": True,
@@ -178,7 +187,10 @@ class ResultsApi(APIView):
 
 class JudgeImportSerializer(serializers.Serializer):
     judge_name = serializers.CharField(max_length=200, min_length=1)
-    rows = serializers.ListField(child=serializers.DictField(), allow_empty=False, min_length=1)
+    rows = serializers.ListField(child=serializers.DictField(), allow_empty=False, min_length=1,
+                                 help_text="Each row names one of the study's items (item or scenario_id), a dimension "
+                                           "(criterion) and a decision (choice, or model_a/model_b/majority); a row "
+                                           "that names none of the study's items is refused with 400.")
     source_names = serializers.DictField(child=serializers.CharField(), required=False, default=dict)
     skip_unmatched = StrictBooleanField(required=False, default=False)
 

@@ -21,3 +21,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
 ]
+
+handler400 = "core.views.bad_request"
+handler404 = "core.views.not_found"

@@ -8,6 +8,11 @@ from __future__ import annotations
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
 
+# What the input guard (core/input.py, CONTROL_CHARACTERS) refuses anywhere in a request: Unicode Cc
+# except tab, newline and carriage return. As a JSON Schema pattern (ECMA-262 escapes).
+NO_CONTROL_CHARACTERS = "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*$"
+GUARDED_JSON = "GuardedJSON"
+
 
 class ErrorSerializer(serializers.Serializer):
     detail = serializers.CharField(help_text="What went wrong, for a person.")
@@ -52,3 +57,59 @@ class JsonOnlyMixin:
         media_type = (request.content_type or "").split(";")[0].strip().lower()
         if has_body and media_type != "application/json" and not media_type.endswith("+json"):
             raise UnsupportedMediaType(media_type or "none")
+
+
+def _guard(node, components: dict, seen: set) -> None:
+    """Add the input guard's rule to one schema and everything under it, in place."""
+    if not isinstance(node, dict):
+        return
+    if "$ref" in node:
+        name = node["$ref"].rsplit("/", 1)[-1]
+        if name not in seen and name in components:
+            seen.add(name)
+            _guard(components[name], components, seen)
+        return
+    types = node.get("type")
+    types = types if isinstance(types, list) else [types]
+    if "string" in types and "enum" not in node and "pattern" not in node:
+        node["pattern"] = NO_CONTROL_CHARACTERS
+    if "object" in types:
+        node.setdefault("propertyNames", {"pattern": NO_CONTROL_CHARACTERS})
+    for child in (node.get("properties") or {}).values():
+        _guard(child, components, seen)
+    for key in ("items", "additionalProperties"):
+        child = node.get(key)
+        if child == {} or child is True:  # any JSON value: any, with no control character in a string or key
+            node[key] = {"$ref": f"#/components/schemas/{GUARDED_JSON}"}
+        else:
+            _guard(child, components, seen)
+    for key in ("allOf", "anyOf", "oneOf"):
+        for child in node.get(key) or []:
+            _guard(child, components, seen)
+
+
+def guard_request_schemas(result, generator, request, public):
+    """drf-spectacular postprocessing hook: request schemas say what the input guard enforces, so a
+    request the schema allows is one the server takes (no control character in any string, object key
+    or path parameter; core/input.py)."""
+    components = result.setdefault("components", {}).setdefault("schemas", {})
+    components[GUARDED_JSON] = {
+        "description": "Any JSON value whose strings and object keys hold no control character.",
+        "anyOf": [
+            {"type": "string", "pattern": NO_CONTROL_CHARACTERS},
+            {"type": "number"},
+            {"type": "boolean"},
+            {"type": "null"},
+            {"type": "array", "items": {"$ref": f"#/components/schemas/{GUARDED_JSON}"}},
+            {"type": "object", "propertyNames": {"pattern": NO_CONTROL_CHARACTERS},
+             "additionalProperties": {"$ref": f"#/components/schemas/{GUARDED_JSON}"}},
+        ],
+    }
+    seen = {GUARDED_JSON}
+    for operations in result.get("paths", {}).values():
+        for operation in operations.values():
+            for parameter in operation.get("parameters", []):
+                _guard(parameter.get("schema"), components, seen)
+            for content in (operation.get("requestBody") or {}).get("content", {}).values():
+                _guard(content.get("schema"), components, seen)
+    return result

@@ -182,6 +182,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Survey, clinician rating and training endpoints of the Attune platform.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # 3.1: `propertyNames` (object keys) exists only from 3.1 on, and the input guard's rule covers keys too.
+    "OAS_VERSION": "3.1.0",
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "core.api_schema.guard_request_schemas"],
 }
 
 # Celery: PostgreSQL owns job state; the broker only carries wake-ups.
