@@ -69,7 +69,7 @@ from .io import (
 )
 from .judges import Judge, JudgeRequest, build_judge
 from .shape_checks import SHAPE_RULES, ShapeRoles, run_shape_checks
-from .stats import bootstrap_evaluation, holm_adjust, mcnemar_exact_p, percentile_interval, word_count
+from .stats import bootstrap_evaluation, ends_a_sentence, holm_adjust, mcnemar_exact_p, percentile_interval, word_count
 
 __all__ = [
     "EvalModel",
@@ -260,12 +260,8 @@ def answer_lengths(decisions: Sequence[dict], models: Sequence[str]) -> dict:
                   "mean_words": sum(word_count(t) for t in answers) / len(answers) if answers else None,
                   "mean_characters": sum(len(t) for t in answers) / len(answers) if answers else None,
                   # Answers that stop mid-sentence (cut by max_new_tokens, or a policy that learned to stop early).
-                  "unfinished_share": sum(1 for t in answers if not _ends_a_sentence(t)) / len(answers) if answers else None}
+                  "unfinished_share": sum(1 for t in answers if not ends_a_sentence(t)) / len(answers) if answers else None}
     return out
-
-
-def _ends_a_sentence(text: str) -> bool:
-    return text.rstrip().rstrip("\"'”’)*_").endswith((".", "!", "?", "…"))
 
 
 def _finite(value) -> float | None:

@@ -51,6 +51,7 @@ __all__ = [
     "bootstrap_evaluation",
     "fit_length_controlled",
     "word_count",
+    "ends_a_sentence",
 ]
 
 Z95 = 1.959963984540054
@@ -134,6 +135,11 @@ def percentile_interval(replicates: np.ndarray, level: float = 0.95) -> list[flo
 
 def word_count(text: str) -> int:
     return len(text.split())
+
+
+def ends_a_sentence(text: str) -> bool:
+    """Whether a reply ends a sentence; one that does not was cut (by max_new_tokens) or stopped mid-thought."""
+    return text.rstrip().rstrip("\"'”’)*_").endswith((".", "!", "?", "…"))
 
 
 @dataclass

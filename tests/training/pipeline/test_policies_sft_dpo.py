@@ -192,3 +192,27 @@ def test_dpo_step_on_the_default_policy_model(preference_dataset_dir, tmp_path):
     assert result.completed and (result.adapter_dir / "adapter_config.json").is_file()
     assert json.loads((result.adapter_dir / "attune_policy.json").read_text())["base_model_dir"].endswith(
         "smollm2-135m-instruct")
+
+
+def test_sft_trains_a_cut_reply_without_an_end_of_turn(tiny_lm_dir, tmp_path):
+    """A chosen reply cut by max_new_tokens (it stops mid-sentence) must not teach the model to end its turn there."""
+    from datasets import Dataset
+
+    from training.pipeline.policies.sft import build_sft_trainer, chosen_as_chat, completion_truncation
+
+    pairs = Dataset.from_list([
+        {"prompt": "I feel low today.", "chosen": "That sounds hard. I am here with you.", "rejected": "ok"},
+        {"prompt": "I feel low today.", "chosen": "That sounds hard, and I wonder whether you", "rejected": "ok"},
+    ])
+    rows = chosen_as_chat(pairs, "Be kind.")
+    assert rows["finished"] == [True, False]
+    trainer, _ = build_sft_trainer(config_for(tiny_lm_dir, tmp_path / "sft"), rows, checkpoint_dir=tmp_path / "ck")
+    tokenizer = trainer.processing_class
+    trained = []
+    for example in trainer.train_dataset:
+        labelled = [t for t, label in zip(example["input_ids"], example["labels"]) if label != -100]
+        assert labelled == example["input_ids"][-len(labelled):]  # the loss covers the reply, at the end
+        trained.append(tokenizer.decode(labelled))
+    assert trained[0].strip() == "That sounds hard. I am here with you.<|im_end|>"
+    assert trained[1].strip() == "That sounds hard, and I wonder whether you"  # nothing after it: no end of turn
+    assert completion_truncation(tokenizer, rows, 4096)["completions_cut"] == 1
