@@ -307,6 +307,7 @@ class RatingStudyAdmin(HideRatedStudiesMixin, admin.ModelAdmin):
 @admin.register(Judgment)
 class JudgmentAdmin(HideRatedStudiesMixin, ReadOnlyAdmin):
     list_display = ["study", "item", "clinician", "revision", "unsafe_a", "unsafe_b", "time_on_task_ms", "updated_at"]
+    list_select_related = ["study", "item", "clinician"]
     list_filter = ["study"]
     search_fields = ["clinician__username", "item__token"]
 
@@ -318,6 +319,7 @@ class JudgmentAdmin(HideRatedStudiesMixin, ReadOnlyAdmin):
 class JudgmentRevisionAdmin(HideRatedStudiesMixin, ReadOnlyAdmin):
     study_lookup = "assignment__study"
     list_display = ["assignment", "number", "event", "created_at"]
+    list_select_related = ["assignment__clinician"]
     list_filter = ["event", "assignment__study"]
 
 

@@ -144,7 +144,8 @@ class RatingItem(models.Model):
         ]
 
     def __str__(self):
-        return f"item {self.token}"
+        # Researchers' admin titles: where it is, never which model wrote what (nor the token).
+        return f"Study {self.study_id}, item {self.order + 1} (scenario {self.scenario_ref})"
 
     @property
     def scenario_ref(self) -> str:
@@ -215,7 +216,7 @@ class Assignment(models.Model):
         indexes = [models.Index(fields=["study", "clinician", "status", "position"])]
 
     def __str__(self):
-        return f"assignment {self.token}"
+        return f"{self.clinician.get_username()}'s item {self.position} in study {self.study_id}"
 
     def source_of(self, side: str) -> str:
         """'left'/'right' -> 'a'/'b'."""

@@ -292,3 +292,24 @@ def test_malformed_study_ids_in_admin_urls_never_give_a_500(client):
         for url in ("/admin/annotation/ratingstudy/abc/change/", "/admin/annotation/ratingstudy/99999999/change/",
                     "/admin/annotation/judgment/x/change/", "/admin/annotation/ratingstudy/abc/history/"):
             assert client.get(url).status_code in (302, 404), (user, url)
+
+
+def test_items_and_assignments_are_titled_for_people_not_by_token_or_model(client, rated_study):
+    from annotation.models import Judgment
+
+    client.force_login(ResearcherFactory())
+    item = rated_study.items.order_by("order").first()
+    assignment = item.assignments.select_related("clinician").first()
+    pages = {
+        "judgments": client.get(reverse("admin:annotation_judgment_changelist")).content.decode(),
+        "revisions": client.get(reverse("admin:annotation_judgmentrevision_changelist")).content.decode(),
+        "judgment": client.get(reverse("admin:annotation_judgment_change",
+                                       args=[Judgment.objects.filter(item=item).first().pk])).content.decode(),
+    }
+    assert f"Study {rated_study.pk}, item 1 (scenario s{item.scenario_id})" in pages["judgments"]
+    assert f"{assignment.clinician.username}&#x27;s item {assignment.position} in study {rated_study.pk}" in pages["revisions"]
+    for name, text in pages.items():
+        assert item.token not in text and assignment.token not in text, name
+    # Titles carry no model identity (the study's sources appear only in their own column).
+    assert rated_study.source_a.name not in str(item) + str(assignment)
+    assert rated_study.source_b.name not in str(item) + str(assignment)

@@ -119,3 +119,57 @@ def test_a_killed_attempts_log_survives_and_each_attempt_is_recorded(researcher,
     assert (lost.outcome, second.outcome) == (JobAttempt.Outcome.LOST, JobAttempt.Outcome.SUCCEEDED)
     assert lost.worker != second.worker and lost.ended_at <= second.started_at
     assert sft.started_at == second.started_at > first_started and sft.error == ""
+
+
+@pytest.mark.slow
+def test_a_whole_worker_killed_mid_training_is_recovered_and_the_job_finishes_once(researcher, artifact_root, capsys):
+    """The whole worker (parent and child) SIGKILLed mid-training, as a lost machine or an OOM-killed container
+    loses it, with `manage.py recover_jobs` running and the default lease (60 s), heartbeat (10 s) and pass
+    interval (5 s); a new worker is started at once, as a supervisor would. Measures kill → requeued →
+    claimed → finished (about lease + a pass, then the resume)."""
+    from tests.conftest import RecoveryProcess
+    from training.models import JobAttempt
+
+    scenario_bank_load()
+    config = {**TINY_DEMO, "policy_max_steps": 40, "policy_save_steps": 5}
+    experiment = services.experiment_start(name="whole worker kill", config=config, actor=researcher)
+    sft = experiment.jobs.get(key="sft")
+    checkpoints = sft.work_dir() / "policy"
+    recovery = RecoveryProcess(extra_env=artifact_root, name="recovery-whole-kill").start()
+    worker = WorkerProcess(extra_env=artifact_root, name="whole-kill", pool="prefork").start()
+    second = WorkerProcess(extra_env=artifact_root, name="whole-kill-new", pool="prefork")
+    try:
+        def first_checkpoint():
+            return any((p / "COMPLETE").exists() for p in checkpoints.rglob("checkpoint-*"))
+
+        wait_for(first_checkpoint, 300, worker, "the SFT job's first complete checkpoint")
+        sft.refresh_from_db()
+        assert sft.state == Job.State.RUNNING
+        child_pid = int(sft.lease_owner.rsplit(":", 1)[1])
+        os.kill(worker.process.pid, signal.SIGKILL)
+        os.kill(child_pid, signal.SIGKILL)
+        killed = time.monotonic()
+        worker.process.wait()
+        second.start()
+        wait_for(lambda: Job.objects.get(pk=sft.pk).state != Job.State.RUNNING or
+                 Job.objects.get(pk=sft.pk).lease_owner != sft.lease_owner, 150, second, "the job to be requeued")
+        requeued = time.monotonic()
+        wait_for(lambda: Job.objects.get(pk=sft.pk).attempts == 2 and Job.objects.get(pk=sft.pk).state == Job.State.RUNNING
+                 or Job.objects.get(pk=sft.pk).state in Job.FINISHED, 120, second, "the new worker to claim it")
+        claimed = time.monotonic()
+        wait_for(lambda: Job.objects.get(pk=sft.pk).state in Job.FINISHED, 300, second, "the SFT job to finish")
+        finished = time.monotonic()
+    finally:
+        for process in (worker, second, recovery):
+            process.stop()
+    sft.refresh_from_db()
+    assert sft.state == Job.State.SUCCEEDED, sft.error
+    assert sft.attempts == 2 and "checkpoint-" in (sft.result["resumed_from"] or "")
+    assert sft.result["metrics"]["global_step"] == 40
+    lost, taken_over = sft.attempt_records.order_by("number")
+    assert (lost.outcome, taken_over.outcome) == (JobAttempt.Outcome.LOST, JobAttempt.Outcome.SUCCEEDED)
+    with capsys.disabled():
+        print(f"\nwhole worker killed: requeued {requeued - killed:.1f} s after the kill, claimed by the new worker "
+              f"{claimed - killed:.1f} s, finished {finished - killed:.1f} s (resume and the rest of training "
+              f"{finished - claimed:.1f} s)")
+    assert requeued - killed <= 60 + 10 + 5 + 30  # lease + heartbeat + a pass, and margin for 2 busy cores
