@@ -284,7 +284,7 @@ def validate_config(raw: dict) -> ExperimentConfig:
     if errors:
         raise ConfigError(errors)
     # What needs this process to look outside itself comes last, once the settings are known to be sound.
-    if config.policy_quantization is not None:
+    if config.policy_quantization is not None and not _qlora_workers_declared():
         from training.pipeline.quantization import quantization_problem
 
         problem = quantization_problem(config.policy_quantization)
@@ -294,6 +294,13 @@ def validate_config(raw: dict) -> ExperimentConfig:
     if errors:
         raise ConfigError(errors)
     return config
+
+
+def _qlora_workers_declared() -> bool:
+    """settings.ATTUNE_QLORA_WORKERS: the deployment says its GPU workers can run QLoRA (Start runs elsewhere)."""
+    from django.conf import settings
+
+    return bool(getattr(settings, "ATTUNE_QLORA_WORKERS", False))
 
 
 def _check_servers_shape(servers, errors: list[str]) -> dict:

@@ -253,3 +253,7 @@ ATTUNE_JOB_QUEUE = env("ATTUNE_JOB_QUEUE", default="celery")
 # with N processes (one per GPU), optionally with an accelerate config file.
 ATTUNE_ACCELERATE_NUM_PROCESSES = env.int("ATTUNE_ACCELERATE_NUM_PROCESSES", default=0)
 ATTUNE_ACCELERATE_CONFIG = env("ATTUNE_ACCELERATE_CONFIG", default="") or None
+# Where Start runs on a machine without the GPU workers' hardware (the web container): "yes" says the GPU
+# workers can run 4-bit QLoRA, so Start does not probe its own process for it; the policy job still checks
+# on its worker and refuses there if not.
+ATTUNE_QLORA_WORKERS = env.bool("ATTUNE_QLORA_WORKERS", default=False)

@@ -166,3 +166,9 @@ def test_qlora_is_refused_where_this_process_cannot_run_it():
     with pytest.raises(ConfigError, match="policy_quantization must be one of: nf4, or null"):
         validate_config({"preset": "cpu_demo", "policy_quantization": "int3"})
     assert validate_config({"preset": "cpu_demo", "policy_quantization": None}).policy_quantization is None
+
+
+def test_a_deployment_can_declare_its_gpu_workers_run_qlora(settings):
+    # The web process that handles Start has no GPU in a split deployment; the policy job checks on its worker.
+    settings.ATTUNE_QLORA_WORKERS = True
+    assert validate_config({"preset": "cpu_demo", "policy_quantization": "nf4"}).policy_quantization == "nf4"

@@ -52,3 +52,17 @@ def test_candidates_and_answers_through_a_server(published, researcher, settings
     response = Response.objects.filter(model_version__name="served demo/modpo:empathy").first()
     assert response.generation_settings["server"]["requested_model"] == "modpo_empathy"
     assert evaluate.lineage["servers"]["modpo:empathy"]["model"] == "modpo_empathy"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_policy_job_on_a_worker_that_cannot_run_qlora_is_refused(published, researcher, settings, tmp_path):
+    settings.ARTIFACT_ROOT = tmp_path
+    settings.MODEL_CACHE_DIR = tmp_path / "models"
+    settings.ATTUNE_QLORA_WORKERS = True  # Start trusts the deployment; this worker has no CUDA
+    scenario_bank_load()
+    experiment = services.experiment_start(name="qlora demo", config={**TINY_DEMO, "policy_quantization": "nf4"},
+                                           actor=researcher)
+    inline_queue.run_pending()
+    sft = experiment.jobs.get(key="sft")
+    assert sft.state != Job.State.SUCCEEDED
+    assert "policy_quantization 'nf4' cannot run on this worker: 4-bit QLoRA needs a CUDA GPU" in sft.error
