@@ -4,7 +4,7 @@ import judge decisions and export. Judgments are read-only here."""
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q
-from django.http import HttpResponse
+from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -145,9 +145,36 @@ class RatingStudyAdmin(HideRatedStudiesMixin, admin.ModelAdmin):
             "title": "Create a rating study",
             "form": form,
             "opts": self.model._meta,
+            "scenario_search": self._scenario_search(request, request.GET.get("scenario_q", "")),
+            "scenario_count_url": reverse("admin:annotation_ratingstudy_scenario_count"),
             **(extra_context or {}),
         }
         return TemplateResponse(request, "admin/annotation/ratingstudy/create.html", context, status=400 if form.errors else 200)
+
+    SCENARIO_RESULTS_SHOWN = 50
+
+    def _scenario_matches(self, request, query: str):
+        """The scenarios a search finds: the scenario admin's own search (what the autocomplete uses too)."""
+        from core.models import Scenario
+
+        scenarios, duplicates = self.admin_site._registry[Scenario].get_search_results(
+            request, Scenario.objects.order_by("id"), query)
+        return scenarios.distinct() if duplicates else scenarios
+
+    def _scenario_search(self, request, query: str) -> dict | None:
+        """The page's own search (a plain GET form, so it works without JavaScript): count and first matches."""
+        query = query.strip()
+        if not query:
+            return None
+        matches = self._scenario_matches(request, query)
+        return {"query": query, "count": matches.count(), "results": list(matches[: self.SCENARIO_RESULTS_SHOWN]),
+                "shown": self.SCENARIO_RESULTS_SHOWN}
+
+    def scenario_count_view(self, request):
+        """How many scenarios a query matches, for the count beside the autocomplete."""
+        self._require_researcher(request)
+        query = request.GET.get("q", "").strip()
+        return JsonResponse({"query": query, "count": self._scenario_matches(request, query).count()})
 
     def save_model(self, request, obj, form, change):
         """Every field is read-only after creation; changes go through services."""
@@ -178,6 +205,7 @@ class RatingStudyAdmin(HideRatedStudiesMixin, admin.ModelAdmin):
     def get_urls(self):
         wrap = self.admin_site.admin_view
         return [
+            path("scenario-count/", wrap(self.scenario_count_view), name="annotation_ratingstudy_scenario_count"),
             path("<int:pk>/results/", wrap(self.results_view), name="annotation_ratingstudy_results"),
             path("<int:pk>/results/chart.svg", wrap(self.chart_view), name="annotation_ratingstudy_chart"),
             path("<int:pk>/export/judgments.csv", wrap(self.export_judgments_view), name="annotation_ratingstudy_export_judgments"),

@@ -79,3 +79,45 @@ def test_rating_study_scenarios_are_found_by_text_topic_and_risk_not_listed(brow
     picked = Scenario.objects.get(pk=int(chosen[0]))
     assert picked.risk_level == "high" and "grief" in picked.topics
     context.close()
+
+
+def test_scenario_search_works_without_javascript_and_counts_matches(browser, live_server):
+    from core.models import Scenario
+    from core.services import scenario_bank_load, vocabulary_seed
+
+    vocabulary_seed()
+    scenario_bank_load()
+    from django.db.models import Q
+
+    def words(word):  # the scenario admin's search: each word in the text, id, topics or risk level
+        return Q(text__icontains=word) | Q(external_id__icontains=word) | Q(topics__icontains=word) | Q(risk_level__icontains=word)
+
+    grief_high = list(Scenario.objects.filter(words("high")).filter(words("grief")))
+    context = browser.new_context(viewport={"width": 375, "height": 800}, java_script_enabled=False)
+    page = context.new_page()
+    researcher_login(page, live_server, "/admin/annotation/ratingstudy/add/")
+    page.fill("#id_scenario_q", "high grief")
+    with page.expect_navigation():
+        page.click("button[form=scenario-search]")
+    assert "scenario_q=high+grief" in page.url
+    count = page.locator("#scenario-match-count").inner_text()
+    assert count.startswith(f"{len(grief_high)} scenario") and "“high grief”" in count, count
+    boxes = page.locator(".scenario-results input[name=scenarios]")
+    assert boxes.count() == len(grief_high) > 0
+    assert sorted(int(v) for v in boxes.evaluate_all("bs => bs.map(b => b.value)")) == sorted(s.pk for s in grief_high)
+    # The ticked results belong to the study form (the POST one), not to the search form.
+    assert boxes.first.evaluate("b => b.form.method") == "post"
+    context.close()
+
+    # With JavaScript, the autocomplete's words get the same count.
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    researcher_login(page, live_server, "/admin/annotation/ratingstudy/add/")
+    search = page.locator("select[name=scenarios] + .select2 .select2-search__field")
+    search.click()
+    search.fill("high grief")
+    from playwright.sync_api import expect
+
+    expect(page.locator("#scenario-match-count")).to_contain_text("“high grief”")
+    assert page.locator("#scenario-match-count").inner_text().startswith(f"{len(grief_high)} scenario")
+    context.close()
