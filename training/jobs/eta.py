@@ -10,6 +10,11 @@ import time
 from collections.abc import Callable
 
 
+# Reports closer together than this came out of one batch (generation and evaluation report every row of a
+# batch at once): the timing starts after the batch, or one batch's rows would look like free steps.
+BURST_SECONDS = 0.5
+
+
 class StepTimeEstimator:
     """Feed it (step, total) reports; `remaining()` is seconds left, or None
     until at least one step has been timed after warm-up."""
@@ -29,6 +34,8 @@ class StepTimeEstimator:
         self._latest = (now, step)
         if self._anchor is None and step > max(self._first_step, 0):
             self._anchor = (now, step)
+        elif self._anchor is not None and now - self._anchor[0] < BURST_SECONDS:
+            self._anchor = (now, step)  # the rest of the first timed batch: not yet a measured step
         return self.remaining()
 
     def seconds_per_step(self) -> float | None:

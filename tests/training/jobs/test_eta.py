@@ -63,3 +63,23 @@ def test_no_estimate_without_a_total_or_past_it():
     for step in range(4):
         clock.advance(1)
         assert estimator.report(step, 0) is None
+
+
+def test_a_job_that_reports_a_batch_at_once_is_estimated_from_whole_batches():
+    """Generation and evaluation report each row of a batch in the same instant: the first batch's rows
+    are not free steps (measured on the demo before this: 0.3 s shown at 2 of 16 rows, 62 s at 6 of 168)."""
+    clock = FakeClock()
+    estimator = StepTimeEstimator(clock=clock)
+    total, batch, per_batch = 168, 6, 30.0
+    estimator.report(0, total)
+    clock.advance(120)  # model loading
+    for step in range(1, batch + 1):  # the first batch: all its rows at once
+        clock.advance(0.001)
+        assert estimator.report(step, total) is None
+    for done in range(2 * batch, total, batch):
+        clock.advance(per_batch)
+        for step in range(done - batch + 1, done + 1):
+            clock.advance(0.001)
+            eta = estimator.report(step, total)
+        actual = per_batch / batch * (total - done)
+        assert eta is not None and abs(eta - actual) <= 0.25 * actual, (done, eta, actual)
