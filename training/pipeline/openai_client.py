@@ -216,6 +216,8 @@ class OpenAIClient:
         try:
             response = httpx.get(url, headers=self.headers(), timeout=timeout,
                                  verify=not self.settings.base_url.startswith("http://"))
+        except httpx.InvalidURL as exc:
+            raise ServerMisconfigured(f"{url!r} is not a usable address ({exc})") from None
         except httpx.HTTPError as exc:
             raise Unavailable(f"{url} cannot be reached ({type(exc).__name__}: {exc})") from None
         if response.status_code != 200:

@@ -95,6 +95,10 @@ class ServerConfig:
                 problems.append(f"{name}: must not be empty")
         if isinstance(self.base_url, str) and self.base_url.strip() and not self.base_url.startswith(("http://", "https://")):
             problems.append(f"base_url: must start with http:// or https:// (got {self.base_url[:60]!r})")
+        for name in ("base_url", "model"):
+            value = getattr(self, name)
+            if isinstance(value, str) and any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in value):
+                problems.append(f"{name}: must not contain spaces or control characters")
         if self.api not in APIS:
             problems.append(f"api: must be one of {', '.join(APIS)} (got {self.api!r})")
         if self.api == "completions" and not self.prompt_model:
@@ -297,12 +301,18 @@ def generate_with_server(
     output_path: str | Path | None = None,
     should_stop: StopCheck | None = None,
     progress_callback: ProgressCallback | None = None,
+    control=None,
 ) -> ServerGenerationResult:
     """``n`` responses per scenario from the server (sampled, or greedy copied n times), stored as they finish.
+
+    ``control``: a run-control object (``progress(done, total)`` and ``should_stop()``), instead of the two
+    callables.
 
     Raises ``ServerGenerationError`` after the pass when some scenarios got no reply (retryable) or the server
     rejected the requests (not retryable); ``ServerMisconfigured`` at once for 401/403/404."""
     config = server_config(server)
+    if control is not None:
+        progress_callback, should_stop = control.progress, control.should_stop
     if n < 1:
         raise ValueError("n must be at least 1")
     if max_new_tokens < 1:
@@ -447,7 +457,7 @@ def generate_with_server(
 
 
 def generate_candidates_with_server(config, server: ServerConfig | dict, *, progress_callback: ProgressCallback | None = None,
-                                    should_stop: StopCheck | None = None) -> ServerGenerationResult:
+                                    should_stop: StopCheck | None = None, control=None) -> ServerGenerationResult:
     """The ``generate`` stage through a server: ``config`` is the local backend's candidate settings
     (scenarios, split, limit, output, n, temperature, top_p, max_new_tokens, seed, system prompt)."""
     scenarios = load_scenarios(config.scenarios_path, split=config.split)
@@ -456,7 +466,7 @@ def generate_candidates_with_server(config, server: ServerConfig | dict, *, prog
     return generate_with_server(
         server, scenarios, n=config.n, do_sample=True, temperature=config.temperature, top_p=config.top_p,
         max_new_tokens=config.max_new_tokens, seed=config.seed, system_prompt=config.system_prompt,
-        output_path=config.output_path, should_stop=should_stop, progress_callback=progress_callback,
+        output_path=config.output_path, should_stop=should_stop, progress_callback=progress_callback, control=control,
     )
 
 

@@ -199,6 +199,8 @@ def test_server_settings_are_checked():
         server_config({"base_url": "http://h/v1", "model": "x", "api": "completions"})
     with pytest.raises(ConfigError, match="api: must be one of"):
         server_config({"base_url": "http://h/v1", "model": "x", "api": "rpc"})
+    with pytest.raises(ConfigError, match="base_url: must not contain spaces or control characters"):
+        server_config({"base_url": "http://127.0.0.1:1/v1\x00", "model": "x"})
     with pytest.raises(ConfigError, match="extra_body: seed"):
         server_config({"base_url": "http://h/v1", "model": "x", "extra_body": {"seed": 1}})
 
@@ -210,9 +212,27 @@ def test_server_problem_reachable_listed_or_not(server):
     with LoopbackChatServer() as gone:
         url = gone.url
     assert "not usable" in server_problem(server_config({"base_url": url, "model": "smol"}))
+    assert "not a usable address" in server_problem(server_config({"base_url": "http://[::1/v1", "model": "smol"}))
 
 
 def test_the_judge_and_the_generator_share_one_client(server, tmp_path):
     judge = HTTPJudge(HTTPJudgeConfig(base_url=server.url, model="smol", api_key_env=None))
     assert type(judge.client) is OpenAIClient
     assert judge.client.list_models() == ["smol", "dpo_empathy"]
+
+
+def test_a_run_control_object_reports_and_stops(server, tmp_path):
+    class Control:
+        def __init__(self):
+            self.seen = []
+
+        def progress(self, done, total, loss=None):
+            self.seen.append((done, total))
+
+        def should_stop(self):
+            return len(self.seen) >= 2
+
+    control = Control()
+    result = generate_with_server(_server(server, max_concurrency=1), SCENARIOS, output_path=tmp_path / "a.jsonl",
+                                  control=control)
+    assert result.stopped and result.generated == 1 and control.seen == [(0, 4), (1, 4)]
