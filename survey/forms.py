@@ -25,15 +25,6 @@ def choices_from_post(post, items) -> dict:
     return data
 
 
-def eligibility_from_post(post, study_questions) -> dict[str, str]:
-    answers = {q.key: post.get(f"eligibility-{q.key}", "") for q in study_questions}
-    # Anything else named like an eligibility answer is reported, not ignored.
-    for name in post:
-        if name.startswith("eligibility-") and name[len("eligibility-"):] not in answers:
-            answers[name[len("eligibility-"):]] = post.get(name)
-    return answers
-
-
 def with_attention(items, check):
     position = questions.ATTENTION_POSITION[check.key]
     return (*items[:position], check, *items[position:])

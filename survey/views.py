@@ -80,6 +80,15 @@ def link_gone(request):
     return render(request, "survey/link_gone.html", {}, status=404)
 
 
+def _saved(participant: Participant, crisis: bool = False) -> SeeOther:
+    """The redirect after a service saved this participant's step: to where the progress the
+    service computed under the row lock says they go next (no further query)."""
+    progress = getattr(participant, "progress_after_save", None)
+    if progress is None:
+        return _next(participant, crisis)
+    return SeeOther(step_url(participant, progress.next_step) + ("?support=1" if crisis else ""))
+
+
 def _next(participant: Participant, crisis: bool = False) -> SeeOther:
     if not Participant.objects.filter(pk=participant.pk).exists():
         return SeeOther(reverse("survey:withdrawn"))  # withdrew (in another tab) while this page was open
@@ -95,7 +104,9 @@ def participant_step(step: str | None):
     def decorator(view):
         @wraps(view)
         def wrapper(request, token, *args, **kwargs):
-            participant = selectors.participant_by_token(token)
+            # A page shows the progress, so it is loaded with the participant; a POST is checked by
+            # the service, under the participant's row lock.
+            participant = selectors.participant_by_token(token, with_progress=request.method != "POST")
             if participant is None:
                 return link_gone(request)
             if request.method == "POST" and request.POST.get("participant") != participant.token:
@@ -108,7 +119,6 @@ def participant_step(step: str | None):
                 return SeeOther(elsewhere)
             progress = None
             if request.method != "POST":
-                # A POST is checked by the service, under the participant's row lock.
                 progress = selectors.participant_progress(participant)
                 this_step = step if step != "scenario" else f"scenario-{kwargs.get('number')}"
                 if this_step is not None and not progress.reachable(this_step):
@@ -184,22 +194,33 @@ def progress_api(request, token):
 @accepts_repeated("statement")
 @participant_step("consent")
 def consent(request, participant, progress):
-    record = selectors.participant_consent(participant)
-    version = record.consent_version if record else selectors.consent_version_current(participant.study)
-    if version is None:
-        return render(request, "survey/error.html", {"message": "This study is not open yet (no consent form)."}, status=503)
-    context = {"version": version, "statements": list(enumerate(version.statement_list)), "record": record, "ticked": set()}
-    if request.method == "POST" and record is None:
+    if request.method == "POST":
         agreed = request.POST.getlist("statement")
         try:
             services.consent_give(participant=participant, consent_version_id=request.POST.get("consent_version"), agreed=agreed)
         except InvalidAnswer as exc:
+            context = _consent_context(participant)
+            if context is None:
+                return _consent_not_open(request)
             context.update(errors=exc.field_errors, ticked={str(a) for a in agreed})
             return _page(request, "survey/consent.html", participant, progress, "consent", context, status=400)
-        return _next(participant)
-    if request.method == "POST":
-        return _next(participant)
+        return _saved(participant)
+    context = _consent_context(participant)
+    if context is None:
+        return _consent_not_open(request)
     return _page(request, "survey/consent.html", participant, progress, "consent", context)
+
+
+def _consent_context(participant):
+    record = selectors.participant_consent(participant)
+    version = record.consent_version if record else selectors.consent_version_current(participant.study)
+    if version is None:
+        return None
+    return {"version": version, "statements": list(enumerate(version.statement_list)), "record": record, "ticked": set()}
+
+
+def _consent_not_open(request):
+    return render(request, "survey/error.html", {"message": "This study is not open yet (no consent form)."}, status=503)
 
 
 def consent_copy(request, token):
@@ -224,24 +245,24 @@ def consent_copy(request, token):
 
 @participant_step("eligibility")
 def eligibility(request, participant, progress):
-    study_questions = list(participant.study.eligibility_questions.all())
     if participant.eligible_at:
         return _next(participant)
-    context = {"questions": study_questions, "values": {}}
     if request.method == "POST":
-        answers = forms.eligibility_from_post(request.POST, study_questions)
+        # The service checks the answers against the study's questions (unknown and missing ones too).
+        answers = forms.prefixed(request.POST, "eligibility-")
         try:
             eligible = services.eligibility_submit(participant=participant, answers=answers)
         except InvalidAnswer as exc:
-            context.update(errors=exc.field_errors, values=answers)
+            context = {"questions": list(participant.study.eligibility_questions.all()), "values": answers, "errors": exc.field_errors}
             return _page(request, "survey/eligibility.html", participant, progress, "eligibility", context, status=400)
         if eligible:
-            return _next(participant)
+            return _saved(participant)
         # Nothing of theirs is kept, so the end page is addressed by a signed note of the study and
         # whether they came from Prolific (for the screen-out code), not by their link.
         note = signing.dumps({"study": participant.study_id, "prolific": participant.arrived_from_prolific}, salt=SCREENED_OUT_SALT)
         return SeeOther(reverse("survey:screened-out", args=[note]))
-    return _page(request, "survey/eligibility.html", participant, progress, "eligibility", context)
+    return _page(request, "survey/eligibility.html", participant, progress, "eligibility",
+                 {"questions": list(participant.study.eligibility_questions.all()), "values": {}})
 
 
 # --- Background, attitudes, importance --------------------------------------------------------
@@ -256,7 +277,7 @@ def _choice_page(request, participant, progress, step, items, save, template, ex
             context = {"fields": forms.choice_fields(items, data, exc.field_errors), **(extra or {}),
                        "show_support": any(contains_crisis_language(entry["text"]) for entry in data.values())}
             return _page(request, template, participant, progress, step, {**context, "errors": exc.field_errors}, status=400)
-        return _next(participant, crisis)
+        return _saved(participant, crisis)
     saved = selectors.participant_answers(participant)
     data = {key: {"value": answer.value if not isinstance(answer.value, int) else str(answer.value), "text": answer.text}
             for key, answer in saved.items()}
@@ -280,7 +301,6 @@ def attitudes(request, participant, progress):
 
 @participant_step("importance")
 def importance(request, participant, progress):
-    criteria = selectors.criteria_shown_order(participant, selectors.study_criteria(), "importance")
     check = questions.ATTENTION_CHECKS[1]
     if request.method == "POST":
         ratings = forms.prefixed(request.POST, "importance-")
@@ -288,9 +308,11 @@ def importance(request, participant, progress):
         try:
             services.importance_save(participant=participant, ratings=ratings, attention=attention)
         except InvalidAnswer as exc:
+            criteria = selectors.criteria_shown_order(participant, selectors.study_criteria(), "importance")
             context = forms.importance_context(criteria, ratings, attention, check, exc.field_errors)
             return _page(request, "survey/importance.html", participant, progress, "importance", {**context, "errors": exc.field_errors}, status=400)
-        return _next(participant)
+        return _saved(participant)
+    criteria = selectors.criteria_shown_order(participant, selectors.study_criteria(), "importance")
     saved = selectors.participant_importance(participant)
     attention = selectors.participant_answers(participant).get(check.key)
     context = forms.importance_context(criteria, {k: str(v) for k, v in saved.items()}, attention.value if attention else "", check, {})
@@ -302,17 +324,18 @@ def importance(request, participant, progress):
 
 @participant_step("criteria-ranking")
 def criteria_ranking(request, participant, progress):
-    criteria = selectors.criteria_shown_order(participant, selectors.study_criteria(), "ranking")
     if request.method == "POST":
         ranks = forms.prefixed(request.POST, "rank-")
         order_confirmed = request.POST.get("order_confirmed") == "yes"
         try:
             services.criteria_ranking_save(participant=participant, ranks=ranks, order_confirmed=order_confirmed)
         except InvalidAnswer as exc:
+            criteria = selectors.criteria_shown_order(participant, selectors.study_criteria(), "ranking")
             context = {"ranking": forms.criteria_ranking_items(criteria, ranks), "errors": exc.field_errors,
                        "order_confirmed": order_confirmed}
             return _page(request, "survey/criteria_ranking.html", participant, progress, "criteria-ranking", context, status=400)
-        return _next(participant)
+        return _saved(participant)
+    criteria = selectors.criteria_shown_order(participant, selectors.study_criteria(), "ranking")
     saved = selectors.participant_criteria_ranking(participant)
     ranks = {key: str(i + 1) for i, key in enumerate(saved.ranking)} if saved else {}
     return _page(request, "survey/criteria_ranking.html", participant, progress, "criteria-ranking",
@@ -324,17 +347,17 @@ def criteria_ranking(request, participant, progress):
 def before_scenarios(request, participant, progress):
     if request.method == "POST":
         services.scenarios_begin(participant=participant)
-        return _next(participant)
-    participant = services.scenario_plan_fix(participant)
-    progress = selectors.participant_progress(participant)
+        return _saved(participant)
+    if participant.scenario_plan is None:
+        participant = services.scenario_plan_fix(participant)
+        progress = selectors.participant_progress(participant)
     return _page(request, "survey/before_scenarios.html", participant, progress, "before-scenarios",
                  {"screens": len(participant.scenario_plan or [])})
 
 
 @participant_step("scenario")
 def scenario(request, participant, progress, number):
-    screen = selectors.response_screen(participant, number)
-    if screen is None:
+    if not 1 <= number <= len(participant.scenario_plan or []):
         return _next(participant)
     if request.method == "POST":
         skip = "skip" in request.POST
@@ -342,9 +365,11 @@ def scenario(request, participant, progress, number):
         try:
             services.response_ranking_save(participant=participant, number=number, ranks=ranks, skip=skip)
         except InvalidAnswer as exc:
+            screen = selectors.response_screen(participant, number)
             context = {"screen": screen, "ranking": forms.response_ranking_items(screen["responses"], ranks), "errors": exc.field_errors}
             return _page(request, "survey/scenario.html", participant, progress, f"scenario-{number}", context, status=400)
-        return _next(participant)
+        return _saved(participant)
+    screen = selectors.response_screen(participant, number)
     saved = screen["saved"]
     ranks = {str(pk): str(i + 1) for i, pk in enumerate(saved.ranking)} if saved and saved.ranking else {}
     return _page(request, "survey/scenario.html", participant, progress, f"scenario-{number}",
@@ -362,7 +387,7 @@ def closing(request, participant, progress):
             return _page(request, "survey/closing.html", participant, progress, "closing",
                          {"feedback": feedback, "errors": exc.field_errors, "show_support": contains_crisis_language(feedback)},
                          status=400)
-        return _next(participant, crisis)
+        return _saved(participant, crisis)
     saved = selectors.participant_answers(participant).get(questions.FEEDBACK_KEY)
     return _page(request, "survey/closing.html", participant, progress, "closing",
                  {"feedback": saved.text if saved else "", "had_scenarios": bool(participant.scenario_plan)})

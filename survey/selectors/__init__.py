@@ -36,6 +36,8 @@ from .participants import (
     participant_criteria_ranking,
     participant_importance,
     participant_progress,
+    participant_with_progress,
+    progress_columns,
     response_screen,
     scenario_candidates,
     scenario_plan_compute,
@@ -50,7 +52,7 @@ __all__ = [
     "cohort_validate", "consent_version_current", "crisis_flag_text", "crisis_flags_open", "criteria_shown_order",
     "dataset_version_withdrawal_problem", "dataset_versions_containing", "participant_answers", "participant_by_token",
     "participant_by_withdrawal_code", "participant_consent", "participant_criteria_ranking", "participant_importance",
-    "participant_progress", "response_screen", "scenario_candidates", "scenario_plan_compute", "step_title", "study_criteria",
+    "participant_progress", "participant_with_progress", "progress_columns", "response_screen", "scenario_candidates", "scenario_plan_compute", "step_title", "study_criteria",
     "study_for_entry", "study_funnel", "study_report", "study_report_forget", "weight_vector_latest", "weight_vector_problem",
     "weight_vectors_for_training",
 ]

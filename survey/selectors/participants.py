@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from django.db import connection
+from django.db.models.expressions import RawSQL
 
 from core.models import Criterion, Response
 
@@ -15,10 +15,14 @@ from ..ordering import build_scenario_plan, shuffled
 # --- Participants --------------------------------------------------------------
 
 
-def participant_by_token(token: str) -> Participant | None:
+def participant_by_token(token: str, *, with_progress: bool = False) -> Participant | None:
+    """The participant of a link (with their study); ``with_progress`` loads the counts
+    participant_progress needs in the same query (for pages that show the progress)."""
     if not token or len(token) > 64:
         return None
-    return Participant.objects.select_related("study").filter(token=token).first()
+    # order_by(): the token is unique; the model's default order (by study) would only add a join.
+    queryset = Participant.objects.select_related("study").filter(token=token).order_by()
+    return participant_with_progress(queryset) if with_progress else queryset.first()
 
 
 def participant_by_withdrawal_code(code: str) -> Participant | None:
@@ -124,41 +128,54 @@ class Progress:
         """Done steps can be revisited; the next one can be answered; later ones wait."""
         return step in self.done or step == self.next_step
 
+    def with_done(self, step: str) -> "Progress":
+        """The progress once ``step`` is saved (every step's save completes it)."""
+        return Progress(self.steps, self.done | {step})
 
-_PROGRESS_SQL = None
+
+_PROGRESS_COLUMNS = None
+PROGRESS_COUNTS = ("has_consent", "background_n", "attitudes_n", "check_2", "ratings_n", "criteria_n", "has_ranking", "screens_n")
 
 
-def _progress_sql() -> tuple[str, list]:
-    """One statement with every count the progress needs. Written as SQL (portable:
-    PostgreSQL and SQLite) because building it with the ORM cost more than running it."""
-    global _PROGRESS_SQL
-    if _PROGRESS_SQL is None:
+def progress_columns() -> dict[str, RawSQL]:
+    """Every count the progress needs, as expressions on the participant's own row
+    (``Participant.objects.annotate(**progress_columns())``), so the progress comes with
+    the query that loads (or locks) the participant. Written as SQL (portable: PostgreSQL
+    and SQLite) because building it with the ORM cost more than running it."""
+    global _PROGRESS_COLUMNS
+    if _PROGRESS_COLUMNS is None:
         answer, rating, ranking = Answer._meta.db_table, ImportanceRating._meta.db_table, CriteriaRanking._meta.db_table
+        me = f'"{Participant._meta.db_table}"."id"'
         background = [i.key for i in questions.BACKGROUND]
         attitudes = [i.key for i in questions.ATTITUDES] + ["attention.1"]
 
         def marks(items):
             return ", ".join(["%s"] * len(items))
 
-        sql = (
-            f"SELECT EXISTS(SELECT 1 FROM {ConsentRecord._meta.db_table} WHERE participant_id = %s), "
-            f"(SELECT COUNT(*) FROM {answer} WHERE participant_id = %s AND item_key IN ({marks(background)})), "
-            f"(SELECT COUNT(*) FROM {answer} WHERE participant_id = %s AND item_key IN ({marks(attitudes)})), "
-            f"EXISTS(SELECT 1 FROM {answer} WHERE participant_id = %s AND item_key = %s), "
-            f"(SELECT COUNT(*) FROM {rating} WHERE participant_id = %s), "
-            f"(SELECT COUNT(*) FROM {Criterion._meta.db_table} WHERE is_therapeutic = %s), "
-            f"EXISTS(SELECT 1 FROM {ranking} WHERE participant_id = %s), "
-            f"(SELECT COUNT(*) FROM {ResponseRanking._meta.db_table} WHERE participant_id = %s)"
-        )
-        # None marks where the participant id goes.
-        params = [None, None, *background, None, *attitudes, None, "attention.2", None, True, None, None]
-        _PROGRESS_SQL = (sql, params, len(background), len(attitudes))
-    return _PROGRESS_SQL
+        _PROGRESS_COLUMNS = {
+            "has_consent": (f"EXISTS(SELECT 1 FROM {ConsentRecord._meta.db_table} WHERE participant_id = {me})", []),
+            "background_n": (f"(SELECT COUNT(*) FROM {answer} WHERE participant_id = {me} AND item_key IN ({marks(background)}))",
+                             background),
+            "attitudes_n": (f"(SELECT COUNT(*) FROM {answer} WHERE participant_id = {me} AND item_key IN ({marks(attitudes)}))",
+                            attitudes),
+            "check_2": (f"EXISTS(SELECT 1 FROM {answer} WHERE participant_id = {me} AND item_key = %s)", ["attention.2"]),
+            "ratings_n": (f"(SELECT COUNT(*) FROM {rating} WHERE participant_id = {me})", []),
+            "criteria_n": (f"(SELECT COUNT(*) FROM {Criterion._meta.db_table} WHERE is_therapeutic = %s)", [True]),
+            "has_ranking": (f"EXISTS(SELECT 1 FROM {ranking} WHERE participant_id = {me})", []),
+            "screens_n": (f"(SELECT COUNT(*) FROM {ResponseRanking._meta.db_table} WHERE participant_id = {me})", []),
+        }
+        _PROGRESS_COLUMNS["_background_total"] = len(background)
+        _PROGRESS_COLUMNS["_attitudes_total"] = len(attitudes)
+    return {name: RawSQL(sql, params) for name, (sql, params) in
+            ((k, v) for k, v in _PROGRESS_COLUMNS.items() if not k.startswith("_"))}
 
 
-def participant_progress(participant: Participant) -> Progress:
-    """Which steps are done, from the saved answers (never from the browser).
-    One query: every participant request computes this, often twice."""
+def participant_with_progress(queryset) -> Participant | None:
+    """The first participant of ``queryset`` with its progress counts, in one query."""
+    return queryset.annotate(**progress_columns()).first()
+
+
+def _steps(participant: Participant) -> list[str]:
     if participant.scenario_plan is not None:
         screens = len(participant.scenario_plan)
     else:
@@ -168,14 +185,25 @@ def participant_progress(participant: Participant) -> Progress:
     if screens:
         steps += ["before-scenarios"] + [f"scenario-{n}" for n in range(1, screens + 1)]
     steps.append("closing")
+    return steps
+
+
+def participant_progress(participant: Participant) -> Progress:
+    """Which steps are done, from the saved answers (never from the browser). Uses the
+    counts the participant was loaded with (participant_with_progress), else one query."""
+    steps = _steps(participant)
     if participant.status == Participant.Status.COMPLETED:
         return Progress(steps, set(steps))
-    sql, params, background_n, attitudes_n = _progress_sql()
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [participant.pk if p is None else p for p in params])
-        values = cursor.fetchone()
-    row = dict(zip(("has_consent", "background_n", "attitudes_n", "check_2", "ratings_n", "criteria_n", "has_ranking", "screens_n"),
-                   values))
+    if not hasattr(participant, "has_consent"):
+        fresh = participant_with_progress(Participant.objects.filter(pk=participant.pk).only("pk"))
+        row = {name: getattr(fresh, name) if fresh else 0 for name in PROGRESS_COUNTS}
+    else:
+        row = {name: getattr(participant, name) for name in PROGRESS_COUNTS}
+    return _progress(participant, steps, row)
+
+
+def _progress(participant: Participant, steps: list[str], row: dict) -> Progress:
+    background_n, attitudes_n = _PROGRESS_COLUMNS["_background_total"], _PROGRESS_COLUMNS["_attitudes_total"]
     done: set[str] = set()
     if row["has_consent"]:
         done.add("consent")
@@ -220,11 +248,13 @@ def response_screen(participant: Participant, number: int) -> dict | None:
     entry = plan[number - 1]
     from core.models import Scenario
 
-    responses = {r.pk: r for r in Response.objects.filter(pk__in=entry["responses"])}
+    # The responses are the scenario's, so the scenario comes with them (one query for both).
+    responses = {r.pk: r for r in Response.objects.select_related("scenario").filter(pk__in=entry["responses"])}
+    scenario = next((r.scenario for r in responses.values() if r.scenario_id == entry["scenario"]), None)
     return {
         "number": number,
         "position": number - 1,
-        "scenario": Scenario.objects.get(pk=entry["scenario"]),
+        "scenario": scenario if scenario is not None else Scenario.objects.get(pk=entry["scenario"]),
         "criterion": Criterion.objects.get(key=entry["criterion"]),
         "responses": [responses[pk] for pk in entry["responses"] if pk in responses],
         "saved": ResponseRanking.objects.filter(participant=participant, position=number - 1).first(),

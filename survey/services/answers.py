@@ -10,6 +10,9 @@ before anything is written.
 from __future__ import annotations
 
 from django.db import transaction
+from django.db.models import Count, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
+from django.db.models.lookups import GreaterThanOrEqual
 from django.utils import timezone
 
 from core.models import Criterion
@@ -17,9 +20,15 @@ from core.audit import AuditAction, audit_record
 
 from .. import questions, selectors
 from ..crisis import contains_crisis_language
-from ..exceptions import InvalidAnswer, StepNotAvailable
+from ..exceptions import InvalidAnswer
 from ..models import Answer, CriteriaRanking, CrisisFlag, ImportanceRating, Participant, ResponseRanking
-from .participants import PARTICIPANT_ACTOR, participant_audit_subject, participant_lock, participant_lock_row
+from .participants import (
+    PARTICIPANT_ACTOR,
+    participant_audit_subject,
+    participant_lock,
+    participant_lock_row,
+    participant_step_check,
+)
 from .personas import persona_build
 
 MAX_TEXT = 2000
@@ -115,10 +124,15 @@ def attitudes_save(*, participant: Participant, data: dict) -> bool:
 
 
 def _attention_update(participant: Participant):
-    given = dict(participant.answers.filter(item_key__startswith="attention.").values_list("item_key", "value"))
-    failures = sum(1 for item in questions.ATTENTION_CHECKS if item.key in given and given[item.key] != item.correct)
+    """Count the participant's failed attention checks and set the flag, in one UPDATE."""
+    failed = Q(pk__in=[])
+    for item in questions.ATTENTION_CHECKS:
+        failed |= Q(item_key=item.key) & ~Q(value=item.correct)
+    failures = Coalesce(Subquery(
+        Answer.objects.filter(failed, participant=OuterRef("pk")).order_by().values("participant").annotate(n=Count("pk")).values("n")
+    ), 0)
     Participant.objects.filter(pk=participant.pk).update(
-        attention_failures=failures, attention_flagged=failures >= questions.ATTENTION_FLAG_AFTER
+        attention_failures=failures, attention_flagged=GreaterThanOrEqual(failures, questions.ATTENTION_FLAG_AFTER)
     )
 
 
@@ -207,10 +221,7 @@ def criteria_ranking_save(*, participant: Participant, ranks: dict, order_confir
 def scenarios_begin(*, participant: Participant) -> list[dict]:
     """Fix the participant's ranking screens (scenarios, responses, criteria) and mark the support note read."""
     with transaction.atomic():
-        locked = participant_lock(participant)
-        progress = selectors.participant_progress(locked)
-        if not progress.reachable("before-scenarios"):
-            raise StepNotAvailable("the scenario section is not open yet")
+        locked = participant_lock(participant, "before-scenarios")
         fields = []
         if locked.scenario_plan is None:
             locked.scenario_plan = selectors.scenario_plan_compute(locked)
@@ -265,16 +276,16 @@ def participant_complete(*, participant: Participant, feedback: str = "") -> boo
     if len(feedback) > MAX_TEXT:
         raise InvalidAnswer({"feedback": f"Please keep this under {MAX_TEXT} characters."})
     with transaction.atomic():
-        locked = participant_lock_row(participant)
+        locked = participant_lock_row(participant, with_progress=True)
         if locked.status == Participant.Status.COMPLETED:
             return False
-        locked = participant_lock(participant, "closing")
+        participant_step_check(participant, locked, "closing")
         _upsert_answers([Answer(participant=locked, item_key=questions.FEEDBACK_KEY, value=None, text=feedback)])
         crisis = _crisis_check(locked, questions.FEEDBACK_KEY, feedback)
         locked.status = Participant.Status.COMPLETED
         locked.completed_at = timezone.now()
         locked.save(update_fields=["status", "completed_at", "updated_at"])
-        persona_build(participant=locked)
+        persona_build(participant=locked, new=True)
         return crisis
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from core.audit import audit_subject_create, audit_subject_erase
@@ -50,8 +50,6 @@ def participant_start(*, study: Study, nonce: str = "", prolific: dict | None = 
     prolific = prolific or {}
     pid = prolific_id_hash(study_id=study.pk, prolific_id=_clean_prolific(prolific.get("PROLIFIC_PID")))
     session_id = prolific_session_hash(study_id=study.pk, session_id=_clean_prolific(prolific.get("SESSION_ID")))
-    if pid and ProlificExclusion.objects.filter(study=study, prolific_pid_hash=pid).exists():
-        raise ProlificExcluded("This Prolific account has already taken part in this study and cannot start it again.")
     existing = _participant_existing(study, nonce, pid, session_id)
     if existing is not None:
         return existing
@@ -66,8 +64,7 @@ def participant_start(*, study: Study, nonce: str = "", prolific: dict | None = 
     try:
         with transaction.atomic():
             # The row lock on the study hands out consecutive sequence numbers.
-            Study.objects.filter(pk=study.pk).update(participant_counter=F("participant_counter") + 1)
-            sequence = Study.objects.values_list("participant_counter", flat=True).get(pk=study.pk)
+            sequence = _study_counter_next(study)
             return Participant.objects.create(
                 study=study, sequence=sequence, source=source, start_nonce=nonce[:64], audit_subject=audit_subject_create(),
                 prolific_pid_hash=pid, prolific_study_id=_clean_prolific(prolific.get("STUDY_ID")), prolific_session_hash=session_id,
@@ -80,68 +77,110 @@ def participant_start(*, study: Study, nonce: str = "", prolific: dict | None = 
         return existing
 
 
+def _study_counter_next(study: Study) -> int:
+    """Add one to the study's participant counter and return it, in one statement (PostgreSQL
+    and SQLite both have UPDATE ... RETURNING)."""
+    table = Study._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {table} SET participant_counter = participant_counter + 1 WHERE id = %s RETURNING participant_counter",
+                       [study.pk])
+        return cursor.fetchone()[0]
+
+
 def _participant_existing(study, nonce, pid_hash, session_hash=""):
+    """The participant this start belongs to (same start nonce, or same Prolific submission), if any.
+    A Prolific id that was excluded (screened out or withdrawn) raises ProlificExcluded."""
+    if not nonce and not pid_hash:
+        return None
+    match = Q(pk__in=[])
     if nonce:
-        found = Participant.objects.filter(study=study, start_nonce=nonce[:64]).first()
-        if found:
-            return found
+        match |= Q(start_nonce=nonce[:64])
     if pid_hash:
-        found = Participant.objects.filter(study=study, prolific_pid_hash=pid_hash).first()
-        if found is None:
+        match |= Q(prolific_pid_hash=pid_hash)
+    found = list(Participant.objects.filter(match, study=study)[:2])  # one query: both keys are unique per study
+    by_nonce = next((p for p in found if nonce and p.start_nonce == nonce[:64]), None)
+    if by_nonce is not None:
+        return by_nonce
+    if pid_hash:
+        by_pid = next((p for p in found if p.prolific_pid_hash == pid_hash), None)
+        if by_pid is None:
             if ProlificExclusion.objects.filter(study=study, prolific_pid_hash=pid_hash).exists():
                 raise ProlificExcluded("This Prolific account has already taken part in this study and cannot start it again.")
             return None
         # The Prolific id alone is not a secret: hand back the participant only for the same submission.
-        if session_hash and found.prolific_session_hash == session_hash:
-            return found
+        if session_hash and by_pid.prolific_session_hash == session_hash:
+            return by_pid
         raise AlreadyStarted("This Prolific account has already started this study.")
     return None
 
 
-def participant_lock_row(participant: Participant) -> Participant:
-    locked = Participant.objects.select_for_update().select_related("study").filter(pk=participant.pk).first()
+def participant_lock_row(participant: Participant, *, with_progress: bool = False) -> Participant:
+    """Lock the participant's row (only theirs: the study row stays free, so participants of one
+    study never wait for each other) and return it fresh; ``with_progress`` loads the progress
+    counts in the same query. Raises StepNotAvailable when the row is gone (withdrawn)."""
+    queryset = Participant.objects.select_for_update(of=("self",)).filter(pk=participant.pk).order_by()
+    study_cached = Participant._meta.get_field("study").is_cached(participant)
+    if not study_cached:
+        queryset = queryset.select_related("study")
+    locked = selectors.participant_with_progress(queryset) if with_progress else queryset.first()
     if locked is None:
         raise StepNotAvailable("this participant has withdrawn")  # their row is gone
+    if study_cached and locked.study_id == participant.study_id:
+        locked.study = participant.study  # read with the participant a moment ago; this transaction does not write it
     return locked
 
 
 def participant_lock(participant: Participant, step: str | None = None) -> Participant:
-    """Lock the participant's row for this transaction and check they may answer ``step``."""
-    locked = participant_lock_row(participant)
-    if locked.status != Participant.Status.IN_PROGRESS:
-        raise StepNotAvailable(f"this participant is {locked.get_status_display().lower()}")
-    if step is not None and not selectors.participant_progress(locked).reachable(step):
-        raise StepNotAvailable(f"the step {step!r} is not open yet")
+    """Lock the participant's row for this transaction and check they may answer ``step``
+    (one query: the row with its progress counts).
+
+    The progress as it will be once the caller's save commits (``step`` done) is left on
+    the caller's instance as ``participant.progress_after_save``, so the page can say where
+    the person goes next without asking the database again."""
+    locked = participant_lock_row(participant, with_progress=True)
+    participant_step_check(participant, locked, step)
     return locked
 
 
+def participant_step_check(participant: Participant, locked: Participant, step: str | None) -> None:
+    """Raise StepNotAvailable unless the locked participant is answering and ``step`` is open."""
+    if locked.status != Participant.Status.IN_PROGRESS:
+        raise StepNotAvailable(f"this participant is {locked.get_status_display().lower()}")
+    progress = selectors.participant_progress(locked)
+    if step is not None and not progress.reachable(step):
+        raise StepNotAvailable(f"the step {step!r} is not open yet")
+    participant.progress_after_save = progress.with_done(step) if step is not None else progress
+
+
 def consent_give(*, participant: Participant, consent_version_id, agreed: Iterable) -> ConsentRecord:
-    """Record consent to the version the person saw; every statement must be ticked."""
-    try:
-        version = ConsentVersion.objects.get(pk=int(consent_version_id), study_id=participant.study_id)
-    except (TypeError, ValueError, ConsentVersion.DoesNotExist):
-        raise InvalidAnswer("This consent form does not belong to this study; please reload the page.") from None
-    current = selectors.consent_version_current(participant.study)
-    if current is None or version.pk != current.pk:
-        # Consent counts only for the text the study asks people to agree to now.
-        raise InvalidAnswer("The information and consent form has been updated since this page was opened. "
-                            "Please reload the page, read the current version and tick the statements again. Nothing was saved.")
-    statements = version.statement_list
-    try:
-        ticked = sorted({int(i) for i in agreed})
-    except (TypeError, ValueError):
-        raise InvalidAnswer("The consent answers were not understood; please tick the boxes again.") from None
-    if ticked != list(range(len(statements))):
-        if any(i < 0 or i >= len(statements) for i in ticked):
-            raise InvalidAnswer("The consent answers do not match this consent form; please reload the page.")
-        raise InvalidAnswer({"statements": "To take part, please tick every statement. If you would rather not, you can simply close this page."})
+    """Record consent to the version the person saw; every statement must be ticked.
+    Consent is given once: a resubmitted form returns the record and changes nothing."""
     with transaction.atomic():
-        locked = participant_lock(participant)
-        record = ConsentRecord.objects.filter(participant=locked).first()
-        if record is not None:
-            return record  # consent is given once; a resubmitted form changes nothing
+        locked = participant_lock(participant, "consent")
+        if "consent" in selectors.participant_progress(locked).done:
+            return ConsentRecord.objects.get(participant=locked)
+        current = selectors.consent_version_current(participant.study)
+        try:
+            version_id = int(consent_version_id)
+        except (TypeError, ValueError):
+            version_id = None
+        if current is None or version_id != current.pk:
+            if version_id is None or not ConsentVersion.objects.filter(pk=version_id, study_id=participant.study_id).exists():
+                raise InvalidAnswer("This consent form does not belong to this study; please reload the page.")
+            # Consent counts only for the text the study asks people to agree to now.
+            raise InvalidAnswer("The information and consent form has been updated since this page was opened. "
+                                "Please reload the page, read the current version and tick the statements again. Nothing was saved.")
+        statements = current.statement_list
+        try:
+            ticked = sorted({int(i) for i in agreed})
+        except (TypeError, ValueError):
+            raise InvalidAnswer("The consent answers were not understood; please tick the boxes again.") from None
+        if ticked != list(range(len(statements))):
+            if any(i < 0 or i >= len(statements) for i in ticked):
+                raise InvalidAnswer("The consent answers do not match this consent form; please reload the page.")
+            raise InvalidAnswer({"statements": "To take part, please tick every statement. If you would rather not, you can simply close this page."})
         return ConsentRecord.objects.create(
-            participant=locked, consent_version=version, statements_agreed=[statements[i] for i in ticked]
+            participant=locked, consent_version=current, statements_agreed=[statements[i] for i in ticked]
         )
 
 

@@ -41,14 +41,15 @@ def _profile(participant: Participant, criteria: list[Criterion]) -> tuple[dict,
     return profile, tau
 
 
-def persona_build(*, participant: Participant, criteria: list[Criterion] | None = None) -> Persona:
+def persona_build(*, participant: Participant, criteria: list[Criterion] | None = None, new: bool = False) -> Persona:
     """Build (or refresh) the persona of a completed participant. A text a
-    researcher edited is kept; the scores and weights are refreshed."""
+    researcher edited is kept; the scores and weights are refreshed. ``new``: the
+    participant has just completed, so there is no persona yet to look for."""
     criteria = criteria if criteria is not None else selectors.study_criteria()
     profile, tau = _profile(participant, criteria)
     completeness, consistency, quality = persona_scores(profile, tau)
     values = dict(weights=persona_weights(profile["ratings"]), completeness=completeness, consistency=consistency, quality=quality)
-    persona = Persona.objects.filter(participant=participant).first()
+    persona = None if new else Persona.objects.filter(participant=participant).first()
     if persona is None:
         return Persona.objects.create(participant=participant, text=persona_text(profile), **values)
     if not persona.edited:
