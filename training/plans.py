@@ -143,8 +143,11 @@ SETTING_LABELS = {
 # 120 training and 40 test scenarios (of the bank's 172), the test set stratified by risk level and topic so
 # that about 30% of it carries risk signals. The `validation` preset is the method comparison at this scale;
 # `make validate-criteria` runs the criteria comparison with these settings as overrides.
-# FIRST CHOICE, AWAITING THE PILOT: policy_max_steps and reward_max_steps (and so the 90-minute budget on
-# 2 cores) are to be set from the pilot (win rate against steps for one policy); record its result here.
+# FIRST CHOICE, AWAITING THE PILOT'S RESULT: policy_max_steps (40) and reward_max_steps (60). The pilot is
+# `manage.py validation_pilot --from-experiment <validation run>` (training.pipeline.pilot: DPO-empathy at 10, 20,
+# 40 and 80 steps judged against base on the reward models' held-out scenarios); its run on the validation run
+# of 2026-12-02 (which used 40) was started beside it and had not finished when this was written. Record its
+# table and the chosen value here; if it says 40 is too few, raise policy_max_steps for the next run.
 VALIDATION_SCALE: dict = {
     "judge": {"backend": "rubric"}, "train_scenarios": 120, "test_scenarios": 40, "test_split": "stratified",
     "personas_train": 8, "personas_test": 8, "personas_per_scenario": 8, "candidates_per_scenario": 4,
