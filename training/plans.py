@@ -145,9 +145,11 @@ SETTING_LABELS = {
 # `make validate-criteria` runs the criteria comparison with these settings as overrides.
 # FIRST CHOICE, AWAITING THE PILOT'S RESULT: policy_max_steps (40) and reward_max_steps (60). The pilot is
 # `manage.py validation_pilot --from-experiment <validation run>` (training.pipeline.pilot: DPO-empathy at 10, 20,
-# 40 and 80 steps judged against base on the reward models' held-out scenarios); its run on the validation run
-# of 2026-12-02 (which used 40) was started beside it and had not finished when this was written. Record its
-# table and the chosen value here; if it says 40 is too few, raise policy_max_steps for the next run.
+# 40 and 80 steps judged against base on the reward models' held-out scenarios). The validation run of
+# 2026-12-02 (40 steps) was stopped at dpo:empathy after 1 h 54 min on a loaded 2-core machine; its pilot (on its
+# SFT adapter and pairs) was still running when this was written. At these settings the 90-minute budget is not
+# met (README: about 2.5-3.5 h projected on a quiet machine), so the pilot's answer decides whether fewer steps
+# suffice. Record its table and the chosen value here; if it says 40 is too few, raise policy_max_steps.
 VALIDATION_SCALE: dict = {
     "judge": {"backend": "rubric"}, "train_scenarios": 120, "test_scenarios": 40, "test_split": "stratified",
     "personas_train": 8, "personas_test": 8, "personas_per_scenario": 8, "candidates_per_scenario": 4,
