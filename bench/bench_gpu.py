@@ -85,7 +85,7 @@ def build_data(root: Path, *, pairs: int, prompt_words: int, response_words: int
     from datasets import Dataset, DatasetDict
 
     from training.pipeline.models import build_tiny_sequence_classifier
-    from training.pipeline.rewards import RewardModelConfig, compute_margins, train_reward_model
+    from training.pipeline.rewards import MarginsConfig, RewardModelConfig, compute_margins, train_reward_model
 
     words = "I hear how hard this has been and I am here with you while we talk it through together".split()
 
@@ -104,7 +104,8 @@ def build_data(root: Path, *, pairs: int, prompt_words: int, response_words: int
                                               backbone=str(build_tiny_sequence_classifier(root / "tiny_rm", seed=0)),
                                               max_steps=1, batch_size=4, validation_fraction=0.0))
     weights = {"empathy": 0.6, "safety": 0.4}
-    margins = compute_margins(prefs, "empathy", weights, {"safety": rm.output_dir}, root / "margins")
+    margins = compute_margins(MarginsConfig(dataset_dir=prefs, primary="empathy", weights=weights,
+                                            reward_model_dirs={"safety": rm.output_dir}, output_dir=root / "margins"))
     return {"prefs": str(prefs), "margins": str(margins), "weights": weights}
 
 
@@ -113,16 +114,15 @@ def run_one(method: str, mode: str, model_dir: Path, data: dict, out: Path, args
     import torch
     from transformers import TrainerCallback
 
-    from training.pipeline.policies.common import PolicyConfig, load_preference_split, to_conversational_preferences
-    from training.pipeline.policies.dpo import build_dpo_trainer
-    from training.pipeline.policies.modpo import build_modpo_trainer
+    from training.pipeline.policies.dpo import DPOConfig, build_dpo_trainer
+    from training.pipeline.policies.modpo import MODPOConfig, build_modpo_trainer
 
     cuda = torch.cuda.is_available()
-    config = PolicyConfig(output_dir=out, base_model=str(model_dir), max_steps=args.steps, batch_size=args.batch_size,
-                          save_steps=10**6, max_length=args.max_length, learning_rate=1e-5, beta=0.1, resume=False,
-                          full_finetune=(mode == "full"), lora_rank=16, lora_alpha=32, bf16=True if cuda else None,
-                          gradient_checkpointing=args.gradient_checkpointing, precompute_ref_log_probs=True,
-                          logging_steps=max(1, args.steps))
+    recipe = dict(output_dir=out, base_model=str(model_dir), max_steps=args.steps, batch_size=args.batch_size,
+                  save_steps=10**6, max_length=args.max_length, learning_rate=1e-5, beta=0.1, resume=False,
+                  full_finetune=(mode == "full"), lora_rank=16, lora_alpha=32, bf16=True if cuda else None,
+                  gradient_checkpointing=args.gradient_checkpointing, precompute_ref_log_probs=True,
+                  logging_steps=max(1, args.steps))
 
     class StepTimer(TrainerCallback):
         def __init__(self):
@@ -139,10 +139,10 @@ def run_one(method: str, mode: str, model_dir: Path, data: dict, out: Path, args
             self.times.append(time.perf_counter() - self._start)
 
     if method == "dpo":
-        pairs = load_preference_split(data["prefs"], "empathy")
-        trainer, _ = build_dpo_trainer(config, to_conversational_preferences(pairs, None), checkpoint_dir=out / "checkpoints")
+        trainer = build_dpo_trainer(DPOConfig(**recipe, dataset_dir=data["prefs"], criterion="empathy")).trainer
     else:
-        trainer = build_modpo_trainer(config, data["margins"], data["weights"], "empathy").trainer
+        trainer = build_modpo_trainer(MODPOConfig(**recipe, margin_dataset_dir=data["margins"], weights=data["weights"],
+                                                  primary="empathy")).trainer
     dataset = trainer.train_dataset
     # Each pair is two sequences, prompt + chosen and prompt + rejected (each cut at max_length).
     sequences = [(min(len(p) + len(c), args.max_length), min(len(p) + len(r), args.max_length))
@@ -155,7 +155,7 @@ def run_one(method: str, mode: str, model_dir: Path, data: dict, out: Path, args
         torch.cuda.reset_peak_memory_stats()
     trainer.train()
     result = {"method": method, "mode": mode, "step_times": timer.times,
-              "tokens_per_step": statistics.mean(lengths) * args.batch_size * max(1, config.gradient_accumulation_steps),
+              "tokens_per_step": statistics.mean(lengths) * args.batch_size * max(1, trainer.args.gradient_accumulation_steps),
               "seq_len": seq_len,
               "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None}
     del trainer

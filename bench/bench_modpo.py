@@ -49,7 +49,7 @@ def build_data(root: Path, n_pairs: int, model_ref: str | None) -> dict:
     from datasets import Dataset, DatasetDict
 
     from training.pipeline.models import build_tiny_causal_lm, build_tiny_sequence_classifier
-    from training.pipeline.rewards import RewardModelConfig, compute_margins, train_reward_model
+    from training.pipeline.rewards import MarginsConfig, RewardModelConfig, compute_margins, train_reward_model
 
     rows = {c: [] for c in ("empathy", "safety")}
     for i in range(n_pairs):
@@ -66,7 +66,8 @@ def build_data(root: Path, n_pairs: int, model_ref: str | None) -> dict:
                                               backbone=str(rm_backbone), max_steps=2, batch_size=4,
                                               validation_fraction=0.0))
     weights = {"empathy": 0.6, "safety": 0.4}
-    margins = compute_margins(prefs, "empathy", weights, {"safety": rm.output_dir}, root / "margins")
+    margins = compute_margins(MarginsConfig(dataset_dir=prefs, primary="empathy", weights=weights,
+                                            reward_model_dirs={"safety": rm.output_dir}, output_dir=root / "margins"))
     return {"prefs": str(prefs), "margins": str(margins), "model": model, "weights": weights}
 
 
@@ -77,16 +78,14 @@ def child(kind: str, spec: dict) -> dict:
     import torch
     from transformers import TrainerCallback
 
-    from training.pipeline.policies.common import PolicyConfig, to_conversational_preferences, load_preference_split
-    from training.pipeline.policies.dpo import build_dpo_trainer
-    from training.pipeline.policies.modpo import build_modpo_trainer
+    from training.pipeline.policies.dpo import DPOConfig, build_dpo_trainer
+    from training.pipeline.policies.modpo import MODPOConfig, build_modpo_trainer
 
     torch.set_num_threads(spec["threads"])
     cuda = torch.cuda.is_available()
     out = Path(spec["out"])
-    config = PolicyConfig(output_dir=out, base_model=spec["model"], max_steps=spec["steps"],
-                          batch_size=spec["batch_size"], save_steps=10**6, max_length=spec["max_length"],
-                          learning_rate=1e-4, beta=0.1, resume=False)
+    recipe = dict(output_dir=out, base_model=spec["model"], max_steps=spec["steps"], batch_size=spec["batch_size"],
+                  save_steps=10**6, max_length=spec["max_length"], learning_rate=1e-4, beta=0.1, resume=False)
 
     class StepTimer(TrainerCallback):
         def __init__(self):
@@ -103,11 +102,10 @@ def child(kind: str, spec: dict) -> dict:
             self.times.append(time.perf_counter() - self._start)
 
     if kind == "dpo":
-        pairs = load_preference_split(spec["prefs"], "empathy")
-        trainer, _ = build_dpo_trainer(config, to_conversational_preferences(pairs, None),
-                                       checkpoint_dir=out / "checkpoints")
+        trainer = build_dpo_trainer(DPOConfig(**recipe, dataset_dir=spec["prefs"], criterion="empathy")).trainer
     else:
-        trainer = build_modpo_trainer(config, spec["margins"], spec["weights"], "empathy").trainer
+        trainer = build_modpo_trainer(MODPOConfig(**recipe, margin_dataset_dir=spec["margins"], weights=spec["weights"],
+                                                  primary="empathy")).trainer
     timer = StepTimer()
     trainer.add_callback(timer)
     if cuda:

@@ -19,13 +19,13 @@ def _toml_value(value) -> str:
         return repr(value)
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, dict):  # TOML has no null: unset (None) settings are left out, as at the top level
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items() if v is not None) + " }"
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def write_stage_toml(path: Path, settings: dict) -> Path:
-    """A flat TOML file of the stage's settings (None values are left out)."""
+    """A TOML file of the stage's settings, nested tables inline (None values are left out)."""
     lines = [f"{key} = {_toml_value(value)}" for key, value in settings.items() if value is not None]
     atomic_write_text(path, "\n".join(lines) + "\n")
     tomllib.loads(Path(path).read_text())  # fail here, not in the child, if it does not parse

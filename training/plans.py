@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field, fields
 from core.errors import ApplicationError
 from training import registry
 from training.pipeline.criteria import ALL_CRITERIA, ALL_CRITERIA_SETS
-from training.pipeline.io import ConfigError as JudgeConfigError
+from training.pipeline.io import PipelineConfigError
 from training.pipeline.quantization import QUANTIZATIONS
 
 # Preset, judge and stage-kind names live in training.registry.
@@ -236,7 +236,7 @@ def validate_config(raw: dict) -> ExperimentConfig:
     try:
         # The check the label and evaluate jobs (and the pipeline CLI) make, here before anything runs.
         registry.judge_config(config.judge, "judge")
-    except JudgeConfigError as exc:
+    except PipelineConfigError as exc:
         errors.append(str(exc))
     if config.criteria_set not in ALL_CRITERIA_SETS:
         errors.append(f"unknown criteria_set {config.criteria_set!r}; choose one of: {', '.join(ALL_CRITERIA_SETS)}")
@@ -319,7 +319,7 @@ def _check_servers_shape(servers, errors: list[str]) -> dict:
     for key, spec in servers.items():
         try:
             checked[key] = server_config(spec, f"servers[{key}]")
-        except JudgeConfigError as exc:
+        except PipelineConfigError as exc:
             errors.append(str(exc))
     return checked
 

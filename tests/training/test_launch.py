@@ -26,27 +26,29 @@ def test_launch_command_for_several_gpus(tmp_path):
         build_launch_command(stage="sft", stage_config=tmp_path / "s.toml", accelerate_config=None, num_processes=0)
 
 
-def _policy_table(tmp_path):
-    from training.pipeline.policies import PolicyConfig
-
-    policy = PolicyConfig(output_dir=tmp_path / "out", base_model=str(tmp_path / "base"), lora_rank=4, max_steps=2,
-                          save_steps=1, batch_size=2, max_length=64, progress_callback=print, should_stop=lambda: False)
-    return {k: v for k, v in policy.to_dict().items() if v is not None}
+def _recipe(tmp_path):
+    return dict(output_dir=tmp_path / "out", base_model=str(tmp_path / "base"), lora_rank=4, max_steps=2,
+                save_steps=1, batch_size=2, max_length=64)
 
 
 @pytest.mark.parametrize(
-    "stage,extra",
+    "stage,config_class,extra",
     [
-        ("sft", {"dataset_dir": "d", "criterion": "empathy"}),
-        ("dpo", {"dataset_dir": "d", "criterion": "safety"}),
-        ("joint-dpo", {"dataset_dir": "d", "weights": {"empathy": 0.5, "safety": 0.5}}),
-        ("modpo", {"margin_dataset_dir": "m", "primary": "empathy", "weights": {"empathy": 0.5, "safety": 0.5},
-                   "safety": {"floor": 0.0, "eta": 1.0, "every_n_steps": 2}}),
+        ("sft", "SFTConfig", {"dataset_dir": "d", "criterion": "empathy"}),
+        ("dpo", "DPOConfig", {"dataset_dir": "d", "criterion": "safety"}),
+        ("joint-dpo", "JointDPOConfig", {"dataset_dir": "d", "weights": {"empathy": 0.5, "safety": 0.5}}),
+        ("modpo", "MODPOConfig", {"margin_dataset_dir": "m", "primary": "empathy",
+                                  "weights": {"empathy": 0.5, "safety": 0.5}}),
     ],
 )
-def test_stage_config_is_accepted_by_the_pipeline_cli(tmp_path, stage, extra):
-    path = write_stage_toml(tmp_path / f"{stage}.toml", {**extra, "policy": _policy_table(tmp_path)})
-    assert tomllib.loads(path.read_text())["policy"]["lora_rank"] == 4
+def test_stage_config_is_accepted_by_the_pipeline_cli(tmp_path, stage, config_class, extra):
+    from training.pipeline import policies
+
+    if stage == "modpo":  # None settings (eval_dataset_dir, max_lambda) must not reach the TOML
+        extra = {**extra, "safety": policies.SafetyConstraint(floor=0.0, eta=1.0, every_n_steps=2)}
+    config = getattr(policies, config_class)(**_recipe(tmp_path), **extra)
+    path = write_stage_toml(tmp_path / f"{stage}.toml", config.to_dict())
+    assert tomllib.loads(path.read_text())["lora_rank"] == 4
     checked = subprocess.run([sys.executable, "-m", "training.pipeline", stage, "--config", str(path), "--check"],
                              cwd=ROOT, capture_output=True, text=True)
     assert checked.returncode == 0, checked.stderr
@@ -67,11 +69,10 @@ def test_a_policy_stage_runs_through_accelerate_launch(tmp_path, settings):
              "chosen_score": 1.0, "rejected_score": -1.0} for i in range(4)]
     DatasetDict({"empathy": Dataset.from_list(rows)}).save_to_disk(str(tmp_path / "dataset"))
 
-    from training.pipeline.policies import PolicyConfig
+    from training.pipeline.policies import SFTConfig
 
-    policy = PolicyConfig(output_dir=tmp_path / "policy", base_model=str(base), lora_rank=4, max_steps=2, save_steps=1,
-                          batch_size=2, max_length=64)
-    table = {"dataset_dir": str(tmp_path / "dataset"), "criterion": "empathy", "policy": policy}
+    config = SFTConfig(output_dir=tmp_path / "policy", base_model=str(base), lora_rank=4, max_steps=2, save_steps=1,
+                       batch_size=2, max_length=64, dataset_dir=tmp_path / "dataset", criterion="empathy")
 
     class Run:
         lines = []
@@ -86,11 +87,11 @@ def test_a_policy_stage_runs_through_accelerate_launch(tmp_path, settings):
         def work_dir(self):
             return tmp_path
 
-    def not_in_process(policy):
+    def not_in_process(config, control):
         raise AssertionError("must go through accelerate launch")
 
     run = Run()
-    result = _train_policy(FakeJob(), run, "sft", table, not_in_process)
+    result = _train_policy(FakeJob(), run, "sft", config, not_in_process)
     assert result.completed and result.metrics["global_step"] == 2
     assert Path(result.adapter_dir, "adapter_config.json").is_file()
     assert any("accelerate.commands.launch" in line for line in run.lines)

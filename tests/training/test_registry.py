@@ -8,7 +8,7 @@ import pytest
 
 from training import registry
 from training.models import Experiment
-from training.pipeline.io import ConfigError as PipelineConfigError
+from training.pipeline.io import PipelineConfigError
 from training.pipeline.judges.registry import judge_config
 from training.plans import PRESET_DEFAULTS, ConfigError, build_plan, default_config, validate_config
 

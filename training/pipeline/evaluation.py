@@ -47,15 +47,16 @@ import random
 import re
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from itertools import combinations
 from pathlib import Path
 
+from .control import RunControl, run_control
 from .criteria import get_criterion
 from .io import (
-    ConfigError,
+    PipelineConfigError,
     Persona,
     Scenario,
     append_jsonl,
@@ -433,12 +434,12 @@ _file_name = answers_file_name  # older callers
 
 
 def _answers_for(model: EvalModel, scenarios: list[Scenario], settings: EvalGenerationSettings, out_dir: Path,
-                 should_stop, progress) -> dict[str, str]:
+                 control: RunControl) -> dict[str, str]:
     if model.answers_path:
         ready = {c.scenario_id: c.responses[0] for c in load_candidates(model.answers_path)}
         missing = [s.scenario_id for s in scenarios if s.scenario_id not in ready]
         if missing:
-            raise ConfigError(f"{model.answers_path} has no answer for scenarios {missing[:5]}{'...' if len(missing) > 5 else ''}")
+            raise PipelineConfigError(f"{model.answers_path} has no answer for scenarios {missing[:5]}{'...' if len(missing) > 5 else ''}")
         return {s.scenario_id: ready[s.scenario_id] for s in scenarios}
 
     from .generation import generate_answers
@@ -450,8 +451,7 @@ def _answers_for(model: EvalModel, scenarios: list[Scenario], settings: EvalGene
         answers = generate_answers_with_server(
             model.server, scenarios, n=1, do_sample=settings.do_sample, temperature=settings.temperature,
             top_p=settings.top_p, max_new_tokens=settings.max_new_tokens, seed=settings.seed,
-            system_prompt=settings.system_prompt, output_path=out_path, should_stop=should_stop,
-            progress_callback=progress)
+            system_prompt=settings.system_prompt, output_path=out_path, control=control)
         return {sid: texts[0] for sid, texts in answers.items()}
     loaded = None
     label = model.model
@@ -483,8 +483,7 @@ def _answers_for(model: EvalModel, scenarios: list[Scenario], settings: EvalGene
         device=settings.device,
         dtype=settings.dtype,
         output_path=out_path,
-        should_stop=should_stop,
-        progress_callback=progress,
+        control=control,
         loaded=loaded,
     )
     return {sid: texts[0] for sid, texts in answers.items()}
@@ -503,13 +502,9 @@ def _personas_for(scenario_id: str, personas: list[Persona], per_scenario: int |
     return [p for i, p in enumerate(personas) if i in picked]
 
 
-def run_evaluation(
-    config: EvaluationConfig,
-    *,
-    judge: Judge | None = None,
-    progress_callback: Callable[[int, int], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
-) -> EvaluationResult:
+def run_evaluation(config: EvaluationConfig, control: RunControl | None = None, *,
+                   judge: Judge | None = None) -> EvaluationResult:
+    control = run_control(control)
     started = time.monotonic()
     out_dir = Path(config.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -518,7 +513,7 @@ def run_evaluation(
         for key in config.pareto:
             get_criterion(key)
     except KeyError as exc:
-        raise ConfigError(str(exc.args[0])) from None
+        raise PipelineConfigError(str(exc.args[0])) from None
     keys = [c.key for c in criteria]
     judge = judge or build_judge(config.judge)
     judge_info = judge.info()
@@ -529,7 +524,7 @@ def run_evaluation(
         scenarios = scenarios[: config.limit]
     personas = load_personas(config.personas_path, split=config.persona_split)
     if not scenarios or not personas:
-        raise ConfigError(f"no scenarios in split {config.scenario_split!r} or no personas in split {config.persona_split!r}")
+        raise PipelineConfigError(f"no scenarios in split {config.scenario_split!r} or no personas in split {config.persona_split!r}")
     names = [m.name for m in config.models]
     pairs = list(combinations(names, 2))
     units = [(s, a, b) for s in scenarios for a, b in pairs]
@@ -537,16 +532,16 @@ def run_evaluation(
     done_work = 0
 
     def report_progress(extra: int = 0):
-        if progress_callback:
-            progress_callback(done_work + extra, total)
+        control.progress(done_work + extra, total)
 
     # 1. Answers
     answers: dict[str, dict[str, str]] = {}
     for model in config.models:
-        if should_stop is not None and should_stop():
+        if control.should_stop():
             return _stopped(out_dir, started, synthetic)
-        answers[model.name] = _answers_for(model, scenarios, config.generation, out_dir, should_stop,
-                                           lambda d, t: report_progress(d))
+        # The answers' own progress counts within this model's share of the work.
+        answers_control = replace(control, on_progress=lambda done, _total, _loss: report_progress(done))
+        answers[model.name] = _answers_for(model, scenarios, config.generation, out_dir, answers_control)
         if len(answers[model.name]) < len(scenarios):
             return _stopped(out_dir, started, synthetic)
         done_work += len(scenarios)
@@ -558,7 +553,7 @@ def run_evaluation(
     existing = read_jsonl(decisions_path) if decisions_path.exists() else []
     for record in existing[:1]:
         if record.get("judge") != judge_info:
-            raise ConfigError(f"{decisions_path} holds decisions from another judge ({record.get('judge')}); "
+            raise PipelineConfigError(f"{decisions_path} holds decisions from another judge ({record.get('judge')}); "
                               "use a new output_dir for a different judge")
     current = {(s.scenario_id, a, b): (answers[a][s.scenario_id], answers[b][s.scenario_id]) for s, a, b in units}
     done_units = set()
@@ -579,7 +574,7 @@ def run_evaluation(
     stopped = False
     try:
         for start in range(0, len(todo), config.chunk_size):
-            if should_stop is not None and should_stop():
+            if control.should_stop():
                 stopped = True
                 break
             chunk = todo[start : start + config.chunk_size]

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .control import RunControl, StopCheck, run_control
 from .io import Scenario, append_jsonl, derive_seed, load_scenarios, read_jsonl, repair_jsonl_tail
 
 __all__ = [
@@ -47,10 +48,6 @@ DEFAULT_SYSTEM_PROMPT = (
     "You are a supportive listener replying to someone who has shared what they are going through. "
     "Reply to them directly, with care, in a few short paragraphs."
 )
-
-ProgressCallback = Callable[[int, int], None]
-StopCheck = Callable[[], bool]
-
 
 @dataclass
 class CandidateGenerationConfig:
@@ -95,7 +92,7 @@ class GenerationResult:
     total: int  # scenarios asked for
     generated: int  # written by this run
     skipped: int  # already in the output file
-    stopped: bool  # should_stop() ended the run early
+    stopped: bool  # the run control asked it to stop early
     seconds: float
     new_tokens: int  # generated tokens in this run (padding excluded)
 
@@ -348,9 +345,8 @@ def _check_existing(existing: list[dict], model_label: str, generation: dict, pa
 
 def generate_candidates(
     config: CandidateGenerationConfig,
+    control: RunControl | None = None,
     *,
-    progress_callback: ProgressCallback | None = None,
-    should_stop: StopCheck | None = None,
     model=None,
     tokenizer=None,
 ) -> GenerationResult:
@@ -358,11 +354,11 @@ def generate_candidates(
 
     ``model``/``tokenizer`` may be passed to reuse loaded objects; otherwise they are loaded from the config.
     """
+    control = run_control(control)
     if config.server is not None:
         from .server_generation import generate_candidates_with_server
 
-        return generate_candidates_with_server(config, config.server, progress_callback=progress_callback,
-                                               should_stop=should_stop)
+        return generate_candidates_with_server(config, config.server, control=control)
     started = time.monotonic()
     scenarios = load_scenarios(config.scenarios_path, split=config.split)
     if config.limit is not None:
@@ -379,8 +375,7 @@ def generate_candidates(
     skipped = len(scenarios) - len(todo)
     total = len(scenarios)
 
-    if progress_callback:
-        progress_callback(skipped, total)
+    control.progress(skipped, total)
     if not todo:
         return GenerationResult(str(output), total, 0, skipped, False, time.monotonic() - started, 0)
     if model is None or tokenizer is None:
@@ -401,8 +396,7 @@ def generate_candidates(
         append_jsonl(output, [record])
         written += 1
         bar.update(1)
-        if progress_callback:
-            progress_callback(skipped + written, total)
+        control.progress(skipped + written, total)
 
     try:
         new_tokens = _run(
@@ -417,7 +411,7 @@ def generate_candidates(
             seed=config.seed,
             system_prompt=config.system_prompt,
             batch_size=config.batch_size,
-            should_stop=should_stop,
+            should_stop=control.should_stop,
             on_scenario=write,
         )
     finally:
@@ -464,17 +458,17 @@ def generate_answers(
     device: str | None = None,
     dtype: str | None = None,
     output_path: str | Path | None = None,
-    should_stop: StopCheck | None = None,
-    progress_callback: ProgressCallback | None = None,
+    control: RunControl | None = None,
     progress_bar: bool = False,
     loaded=None,
 ) -> dict[str, list[str]]:
     """Answers of one model (base ref +/- adapter) to scenarios: ``{scenario_id: [n texts]}``.
 
     Greedy by default (evaluation). With ``output_path`` the answers are appended there in the candidates
-    format and a rerun reuses them; if ``should_stop`` ends the run early the dict holds only finished
+    format and a rerun reuses them; if ``control`` stops the run early the dict holds only finished
     scenarios. ``loaded`` = (model, tokenizer) skips loading.
     """
+    control = run_control(control)
     scenario_list = _as_scenarios(scenarios)
     results: dict[str, list[str]] = {}
     output = Path(output_path) if output_path is not None else None
@@ -497,8 +491,7 @@ def generate_answers(
                     results[record["scenario_id"]] = list(record["responses"][:n])
     todo = [s for s in scenario_list if s.scenario_id not in results]
     total = len(scenario_list)
-    if progress_callback:
-        progress_callback(len(results), total)
+    control.progress(len(results), total)
     if not todo:
         return results
     if loaded is not None:
@@ -519,8 +512,7 @@ def generate_answers(
             }
             append_jsonl(output, [record])
         bar.update(1)
-        if progress_callback:
-            progress_callback(len(results), total)
+        control.progress(len(results), total)
 
     try:
         _run(
@@ -535,7 +527,7 @@ def generate_answers(
             seed=seed,
             system_prompt=system_prompt,
             batch_size=batch_size,
-            should_stop=should_stop,
+            should_stop=control.should_stop,
             on_scenario=keep,
         )
     finally:

@@ -44,7 +44,7 @@ __all__ = [
     "load_scenarios",
     "load_personas",
     "load_candidates",
-    "ConfigError",
+    "PipelineConfigError",
     "load_toml",
     "dataclass_from_dict",
 ]
@@ -279,8 +279,10 @@ def load_candidates(path: str | Path) -> list[CandidateSet]:
 # Config dataclasses from TOML / dicts
 
 
-class ConfigError(ValueError):
-    """A config that does not fit its dataclass: unknown or missing keys, wrong types."""
+class PipelineConfigError(ValueError):
+    """A pipeline stage's settings that cannot run: a TOML file or table that does not fit its config dataclass
+    (unknown or missing keys, wrong types), or inputs that do not fit the settings. The command line prints it and
+    exits with status 2. Not ``training.plans.PipelineConfigError``, which is an experiment plan's (an ApplicationError)."""
 
 
 def load_toml(path: str | Path) -> dict:
@@ -291,9 +293,9 @@ def load_toml(path: str | Path) -> dict:
         with open(path, "rb") as handle:
             return tomllib.load(handle)
     except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
+        raise PipelineConfigError(f"config file {path} does not exist") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+        raise PipelineConfigError(f"{path}: not valid TOML ({exc})") from None
 
 
 def dataclass_from_dict(cls, data: Any, where: str = "config"):
@@ -309,13 +311,13 @@ def dataclass_from_dict(cls, data: Any, where: str = "config"):
     if isinstance(data, cls):
         return data
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a table of settings, got {type(data).__name__}")
+        raise PipelineConfigError(f"{where}: expected a table of settings, got {type(data).__name__}")
     hints = _type_hints(cls)
     # Hooks (progress callbacks, stop checks) are set in code, never from a file.
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init and not _is_callable_type(hints.get(f.name))}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ConfigError(
+        raise PipelineConfigError(
             f"{where}: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
             f"allowed: {', '.join(fields)}"
         )
@@ -325,12 +327,12 @@ def dataclass_from_dict(cls, data: Any, where: str = "config"):
         if name not in data and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
     ]
     if missing:
-        raise ConfigError(f"{where}: missing required key{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))}")
+        raise PipelineConfigError(f"{where}: missing required key{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))}")
     values = {name: _coerce(hints.get(name, Any), value, f"{where}.{name}") for name, value in data.items()}
     try:
         return cls(**values)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where}: {exc}") from None
+        raise PipelineConfigError(f"{where}: {exc}") from None
 
 
 def _is_callable_type(kind: Any) -> bool:
@@ -373,23 +375,23 @@ def _coerce(kind: Any, value: Any, where: str):
         for option in (a for a in args if a is not type(None)):
             try:
                 return _coerce(option, value, where)
-            except ConfigError as exc:
+            except PipelineConfigError as exc:
                 errors.append(str(exc))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{where}: {value!r} fits none of {kind}")
+        raise PipelineConfigError(errors[0] if len(errors) == 1 else f"{where}: {value!r} fits none of {kind}")
     if origin is typing.Literal:
         if value not in args:
-            raise ConfigError(f"{where}: must be one of {', '.join(map(repr, args))}, got {value!r}")
+            raise PipelineConfigError(f"{where}: must be one of {', '.join(map(repr, args))}, got {value!r}")
         return value
     if dataclasses.is_dataclass(kind):
         return dataclass_from_dict(kind, value, where)
     if origin in (list, tuple, set, frozenset) or kind in (list, tuple):
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
+            raise PipelineConfigError(f"{where}: expected a list, got {value!r}")
         if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
             item_kinds = [args[0]] * len(value)
         elif origin is tuple and args:
             if len(args) != len(value):
-                raise ConfigError(f"{where}: expected {len(args)} items, got {len(value)}")
+                raise PipelineConfigError(f"{where}: expected {len(args)} items, got {len(value)}")
             item_kinds = list(args)
         else:
             item_kinds = [args[0] if args else Any] * len(value)
@@ -398,27 +400,27 @@ def _coerce(kind: Any, value: Any, where: str):
         return container(items) if container is not list else items
     if origin is dict or kind is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a table, got {value!r}")
+            raise PipelineConfigError(f"{where}: expected a table, got {value!r}")
         value_kind = args[1] if len(args) == 2 else Any
         return {str(k): _coerce(value_kind, v, f"{where}.{k}") for k, v in value.items()}
     if kind is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+            raise PipelineConfigError(f"{where}: expected true or false, got {value!r}")
         return value
     if kind is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+            raise PipelineConfigError(f"{where}: expected an integer, got {value!r}")
         return value
     if kind is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
+            raise PipelineConfigError(f"{where}: expected a number, got {value!r}")
         return float(value)
     if kind is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
+            raise PipelineConfigError(f"{where}: expected a string, got {value!r}")
         return value
     if isinstance(kind, type) and issubclass(kind, Path):
         if not isinstance(value, (str, Path)):
-            raise ConfigError(f"{where}: expected a path, got {value!r}")
+            raise PipelineConfigError(f"{where}: expected a path, got {value!r}")
         return Path(value)
     return value

@@ -22,14 +22,14 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .control import RunControl, run_control
 from .criteria import ALL_CRITERIA_SETS, CriterionSpec, get_criterion
 from .io import (
-    ConfigError,
+    PipelineConfigError,
     Persona,
     Scenario,
     append_jsonl,
@@ -84,9 +84,9 @@ def resolve_criteria(criteria: list[str] | None, criteria_set: str | None) -> tu
         try:
             return tuple(get_criterion(k) for k in criteria)
         except KeyError as exc:
-            raise ConfigError(str(exc.args[0])) from None
+            raise PipelineConfigError(str(exc.args[0])) from None
     if criteria_set not in ALL_CRITERIA_SETS:
-        raise ConfigError(f"unknown criteria_set {criteria_set!r}; known: {', '.join(ALL_CRITERIA_SETS)}")
+        raise PipelineConfigError(f"unknown criteria_set {criteria_set!r}; known: {', '.join(ALL_CRITERIA_SETS)}")
     return tuple(get_criterion(k) for k in ALL_CRITERIA_SETS[criteria_set].criteria)
 
 
@@ -113,21 +113,16 @@ def _personas_for(scenario_id: str, personas: list[Persona], per_scenario: int |
 def _check_same_run(existing: list[dict], judge_info: dict, keys: list[str], path: Path) -> None:
     for record in existing[:1]:
         if record.get("judge") != judge_info:
-            raise ConfigError(
+            raise PipelineConfigError(
                 f"{path} holds labels from another judge ({record.get('judge')}); this run's judge is {judge_info}. "
                 "Use a new output_path: one labels file, one judge."
             )
         if sorted(record.get("criteria", {})) != sorted(keys):
-            raise ConfigError(f"{path} holds labels for criteria {sorted(record.get('criteria', {}))}, not {sorted(keys)}")
+            raise PipelineConfigError(f"{path} holds labels for criteria {sorted(record.get('criteria', {}))}, not {sorted(keys)}")
 
 
-def run_labeling(
-    config: LabelingConfig,
-    *,
-    judge: Judge | None = None,
-    progress_callback: Callable[[int, int], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
-) -> LabelingResult:
+def run_labeling(config: LabelingConfig, control: RunControl | None = None, *, judge: Judge | None = None) -> LabelingResult:
+    control = run_control(control)
     started = time.monotonic()
     criteria = resolve_criteria(config.criteria, config.criteria_set)
     keys = [c.key for c in criteria]
@@ -137,13 +132,13 @@ def run_labeling(
     scenarios: dict[str, Scenario] = {s.scenario_id: s for s in load_scenarios(config.scenarios_path)}
     personas = load_personas(config.personas_path, split=config.persona_split)
     if not personas:
-        raise ConfigError(f"{config.personas_path}: no personas in split {config.persona_split!r}")
+        raise PipelineConfigError(f"{config.personas_path}: no personas in split {config.persona_split!r}")
     candidates = load_candidates(config.candidates_path)
     units = []
     for candidate in candidates:
         scenario = scenarios.get(candidate.scenario_id)
         if scenario is None:
-            raise ConfigError(f"scenario {candidate.scenario_id!r} of {config.candidates_path} is not in {config.scenarios_path}")
+            raise PipelineConfigError(f"scenario {candidate.scenario_id!r} of {config.candidates_path} is not in {config.scenarios_path}")
         if config.scenario_split is not None and scenario.split != config.scenario_split:
             continue
         for persona in _personas_for(candidate.scenario_id, personas, config.personas_per_scenario, config.seed):
@@ -166,8 +161,7 @@ def run_labeling(
     from tqdm.auto import tqdm
 
     bar = tqdm(total=total, initial=skipped, disable=not config.progress_bar, desc="label", unit="label")
-    if progress_callback:
-        progress_callback(skipped, total)
+    control.progress(skipped, total)
     labeled = rejected = unavailable = 0
     stopped = False
     # Counts kept incrementally: re-reading the output after every chunk would be quadratic on a full run.
@@ -178,7 +172,7 @@ def run_labeling(
         _write_summary(summary_path, counts, total, unavailable, judge_info, keys, config)
     try:
         for start in range(0, len(todo), config.chunk_size):
-            if should_stop is not None and should_stop():
+            if control.should_stop():
                 stopped = True
                 break
             chunk = todo[start : start + config.chunk_size]
@@ -222,8 +216,7 @@ def run_labeling(
             counts["labels"] += len(good)
             counts["rejected"] += len(bad)
             bar.update(len(good) + len(bad))
-            if progress_callback:
-                progress_callback(skipped + labeled + rejected, total)
+            control.progress(skipped + labeled + rejected, total)
             summary()
     finally:
         bar.close()

@@ -117,7 +117,7 @@ def run_step_pilot(config: StepPilotConfig) -> dict:
     from datasets import DatasetDict
 
     from .evaluation import EvalGenerationSettings, EvalModel, EvaluationConfig, run_evaluation
-    from .policies import train_dpo
+    from .policies import DPOConfig, PolicyConfig, train_dpo
     from .policies.common import POLICY_CARD, load_preference_split
     from .rewards import split_by_scenario
 
@@ -139,9 +139,10 @@ def run_step_pilot(config: StepPilotConfig) -> dict:
 
     # 2. One DPO run, every checkpoint kept.
     every = math.gcd(*config.steps)
-    policy = dataclasses.replace(config.policy, output_dir=out / "dpo", max_steps=max(config.steps), save_steps=every,
-                                 save_total_limit=None)
-    result = train_dpo(policy, train_dir, config.criterion)
+    recipe = {f.name: getattr(config.policy, f.name) for f in dataclasses.fields(PolicyConfig)}
+    policy = DPOConfig(**{**recipe, "output_dir": out / "dpo", "max_steps": max(config.steps), "save_steps": every,
+                          "save_total_limit": None}, dataset_dir=train_dir, criterion=config.criterion)
+    result = train_dpo(policy)
     if not result.completed:
         raise RuntimeError(f"the pilot's DPO run stopped at step {result.metrics.get('global_step')}")
     card = read_json(Path(result.adapter_dir) / POLICY_CARD)

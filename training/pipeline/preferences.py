@@ -38,9 +38,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .control import RunControl, run_control
 from .criteria import get_criterion
 from .io import (
-    ConfigError,
+    PipelineConfigError,
     atomic_write_json,
     load_candidates,
     load_personas,
@@ -198,7 +199,7 @@ def pairs_from_labels(
     """Judge labels -> rows. ``candidates``: scenario_id -> (prompt, responses). Returns (rows, dropped, judge)."""
     judges = {sha256_json(r["judge"]): r["judge"] for r in labels if "judge" in r}
     if len(judges) > 1:
-        raise ConfigError("the labels come from more than one judge; build one dataset per judge")
+        raise PipelineConfigError("the labels come from more than one judge; build one dataset per judge")
     judge = next(iter(judges.values()), None)
     source = f"judge:{judge['name']}" if judge else "judge:unknown"
     grouped: dict[tuple[str, str], list[list[int]]] = defaultdict(list)
@@ -234,9 +235,9 @@ def pairs_from_survey(records: Sequence[dict], *, criteria: Sequence[str] | None
     for number, record in enumerate(records, start=1):
         for key in ("prompt", "scenario_id", "criterion", "ranking"):
             if key not in record:
-                raise ConfigError(f"survey record {number}: missing {key!r}")
+                raise PipelineConfigError(f"survey record {number}: missing {key!r}")
         if not isinstance(record["ranking"], list) or len(record["ranking"]) < 2:
-            raise ConfigError(f"survey record {number}: ranking must list at least two response texts")
+            raise PipelineConfigError(f"survey record {number}: ranking must list at least two response texts")
         if criteria is None or record["criterion"] in criteria:
             grouped[(record["scenario_id"], record["criterion"])].append(record)
     rows: list[dict] = []
@@ -270,7 +271,7 @@ def pairs_from_clinicians(records: Sequence[dict], *, criteria: Sequence[str] | 
     for number, record in enumerate(records, start=1):
         for key in ("prompt", "scenario_id", "criterion", "chosen", "rejected"):
             if key not in record:
-                raise ConfigError(f"clinician record {number}: missing {key!r}")
+                raise PipelineConfigError(f"clinician record {number}: missing {key!r}")
         if criteria is None or record["criterion"] in criteria:
             rows.append(_row(record["prompt"], record["chosen"], record["rejected"], record["scenario_id"],
                              record["criterion"], "clinician", 10.0, -10.0))
@@ -298,17 +299,19 @@ def _features():
     )
 
 
-def build_preference_dataset(config: PreferenceConfig) -> PreferenceResult:
+def build_preference_dataset(config: PreferenceConfig, control: RunControl | None = None) -> PreferenceResult:
+    """Build (or find, if already built from the same inputs) the preference dataset; progress 1/1 when done."""
+    control = run_control(control)
     started = time.monotonic()
     if not (config.labels_path or config.survey_path or config.clinician_path):
-        raise ConfigError("give at least one source: labels_path, survey_path or clinician_path")
+        raise PipelineConfigError("give at least one source: labels_path, survey_path or clinician_path")
     criteria = list(config.criteria) if config.criteria else None
     if criteria:
         for key in criteria:
             try:
                 get_criterion(key)
             except KeyError as exc:
-                raise ConfigError(str(exc.args[0])) from None
+                raise PipelineConfigError(str(exc.args[0])) from None
 
     rows: list[dict] = []
     dropped: dict[str, Counter] = defaultdict(Counter)
@@ -327,7 +330,7 @@ def build_preference_dataset(config: PreferenceConfig) -> PreferenceResult:
 
     if config.labels_path:
         if not (config.candidates_path and config.scenarios_path):
-            raise ConfigError("labels_path needs candidates_path and scenarios_path")
+            raise PipelineConfigError("labels_path needs candidates_path and scenarios_path")
         labels = read_jsonl(config.labels_path)
         if config.personas_path:
             allowed = {p.persona_id for p in load_personas(config.personas_path, split=config.persona_split)}
@@ -375,14 +378,15 @@ def build_preference_dataset(config: PreferenceConfig) -> PreferenceResult:
     if card_path.exists():
         old = read_json(card_path)
         if old.get("version") == version:
+            control.progress(1, 1)
             return PreferenceResult(str(output), version, counts, dropped_plain, True, time.monotonic() - started, old)
         if not config.overwrite:
-            raise ConfigError(
+            raise PipelineConfigError(
                 f"{output} already holds preference dataset version {old.get('version')}; the inputs give {version}. "
                 "Choose a new output_dir or set overwrite = true."
             )
     elif output.exists() and any(output.iterdir()) and not config.overwrite:
-        raise ConfigError(f"{output} exists and is not a preference dataset; choose an empty or new output_dir")
+        raise PipelineConfigError(f"{output} exists and is not a preference dataset; choose an empty or new output_dir")
 
     card = {
         "format": CARD_FORMAT,
@@ -407,6 +411,7 @@ def build_preference_dataset(config: PreferenceConfig) -> PreferenceResult:
         "inputs": inputs,
     }
     _write_dataset(output, by_split, card)
+    control.progress(1, 1)
     return PreferenceResult(str(output), version, counts, dropped_plain, False, time.monotonic() - started, card)
 
 

@@ -43,6 +43,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .control import RunControl, run_control
 from .io import atomic_write_json
 from .models import resolve_model
 from .stats import accuracy_with_interval
@@ -103,14 +104,9 @@ class RewardModelConfig:
     resume: bool = True
     scoring_batch_size: int = 32
     trainer_overrides: dict[str, Any] = field(default_factory=dict)
-    # The same progress and metrics hooks as PolicyConfig's (policies/common.py).
-    progress_callback: Callable[[int, int, float | None], None] | None = field(default=None, repr=False, compare=False)
-    metrics_callback: Callable[[int, dict], None] | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        hooks = {"progress_callback", "metrics_callback"}
-        return {f.name: (str(v) if isinstance(v, Path) else v)
-                for f in fields(self) if f.name not in hooks for v in [getattr(self, f.name)]}
+        return {f.name: (str(v) if isinstance(v, Path) else v) for f in fields(self) for v in [getattr(self, f.name)]}
 
 
 @dataclass
@@ -128,6 +124,7 @@ class RewardModelResult:
     validation_correct: int = 0
     validation_accuracy_interval: list[float] | None = None  # 95% Wilson interval
     validation_warning: str | None = None  # set when there are too few held-out pairs to say anything
+    completed: bool = True  # False: the run control stopped it; the checkpoint stays, no model was written
 
 
 # ---------------------------------------------------------------------------
@@ -165,13 +162,15 @@ def _tokenise_pairs(tokenizer, dataset, max_length: int):
     return Dataset.from_dict({"chosen_ids": chosen["input_ids"], "rejected_ids": rejected["input_ids"]}), truncated
 
 
-def train_reward_model(config: RewardModelConfig) -> RewardModelResult:
+def train_reward_model(config: RewardModelConfig, control: RunControl | None = None) -> RewardModelResult:
+    """Train ``config.criterion``'s reward model; the run control hears its steps and metrics and can stop it
+    (a stopped run keeps its checkpoint and resumes on the next call; its result says ``completed=False``)."""
     import torch
     from datasets import load_from_disk
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from trl import RewardConfig, RewardTrainer
 
-    from .policies.common import device_kwargs, find_resumable_checkpoint
+    from .policies.common import build_trainer, device_kwargs, resume_point
 
     output_dir = Path(config.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -198,7 +197,7 @@ def train_reward_model(config: RewardModelConfig) -> RewardModelResult:
         model.config.pad_token_id = tokenizer.pad_token_id
 
     checkpoint_dir = output_dir / "checkpoints"
-    resume_from = find_resumable_checkpoint(checkpoint_dir, remove_incomplete=True, verify=True) if config.resume else None
+    resume_from = resume_point(checkpoint_dir, control) if config.resume else None
     args_kwargs = dict(
         output_dir=str(checkpoint_dir),
         learning_rate=config.learning_rate,
@@ -223,22 +222,20 @@ def train_reward_model(config: RewardModelConfig) -> RewardModelResult:
         **device_kwargs(config.bf16),
     )
     args_kwargs.update(config.trainer_overrides)
-    from .policies.common import PolicyConfig, make_callbacks, quiet
-
-    progress, marker = make_callbacks(PolicyConfig(
-        output_dir=output_dir, progress_callback=config.progress_callback, metrics_callback=config.metrics_callback,
-    ))
-    trainer = RewardTrainer(
-        model=model,
-        args=RewardConfig(**args_kwargs),
-        train_dataset=train_tok,
+    trainer, progress = build_trainer(
+        RewardTrainer, control, model=model, args=RewardConfig(**args_kwargs), train_dataset=train_tok,
         processing_class=tokenizer,
-        callbacks=[progress, marker],
     )
-    quiet(trainer)
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     train_losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     steps = int(trainer.state.global_step)
+    if progress.stopped:  # keep the checkpoint for the next call; write no model
+        return RewardModelResult(
+            output_dir=output_dir, criterion=config.criterion, train_pairs=len(train_pairs),
+            validation_pairs=len(val_pairs) if val_pairs is not None else 0, validation_accuracy=None,
+            train_accuracy=float("nan"), truncated_pairs=truncated, scale_mean=float("nan"), scale_std=float("nan"),
+            metrics={"criterion": config.criterion, "steps": steps, "completed": False}, completed=False,
+        )
     trained = trainer.model
     trained.eval()
     del trainer
@@ -413,25 +410,37 @@ class RewardScorer:
 # MODPO margins
 
 
+@dataclass(kw_only=True)
+class MarginsConfig:
+    """MODPO margins for ``primary``'s pairs of a preference dataset, from the other criteria's reward models."""
+
+    dataset_dir: str | Path
+    primary: str
+    weights: dict[str, float]
+    reward_model_dirs: dict[str, Path]
+    output_dir: str | Path
+    batch_size: int = 32  # scoring batch
+
+
 def compute_margins(
-    dataset_dir: str | Path,
-    primary: str,
-    weights: dict[str, float],
-    reward_model_dirs: dict[str, Path],
-    output_dir: str | Path,
+    config: MarginsConfig,
+    control: RunControl | None = None,
     *,
     scorer_loader: Callable[[Path], Any] | None = None,
-    batch_size: int = 32,
 ) -> Path:
     """Write the primary criterion's pairs plus ``margin`` (and per-criterion ``reward_delta_<c>``) to ``output_dir``.
 
     Every criterion with a reward model other than the primary gets a ``reward_delta_<c>`` column (standardised
     r_c(x, y_w) - r_c(x, y_l)); ``margin`` is their sum weighted by ``weights`` (missing weights count as 0).
     Idempotent: an existing result for the same inputs is returned; one for different inputs is an error.
+    Progress counts the reward models scored, then the dataset written.
     """
     from datasets import load_from_disk
 
-    output_dir = Path(output_dir)
+    control = run_control(control)
+    dataset_dir, primary, weights, batch_size = config.dataset_dir, config.primary, config.weights, config.batch_size
+    reward_model_dirs = {c: Path(d) for c, d in config.reward_model_dirs.items()}
+    output_dir = Path(config.output_dir)
     others = sorted(c for c in reward_model_dirs if c != primary)
     weighted_without_model = sorted(c for c, w in weights.items() if c != primary and w != 0 and c not in reward_model_dirs)
     if weighted_without_model:
@@ -452,6 +461,7 @@ def compute_margins(
         existing_inputs = {k: existing.get(k) for k in card}
         if existing_inputs != card:
             raise ValueError(f"{output_dir} holds margins for different inputs: {existing_inputs} != {card}")
+        control.progress(1, 1)
         return output_dir
 
     data = load_from_disk(str(dataset_dir), keep_in_memory=True)
@@ -463,7 +473,9 @@ def compute_margins(
 
     margins = [0.0] * len(pairs)
     deltas: dict[str, list[float]] = {}
-    for criterion in others:
+    steps = len(others) + 1
+    for done, criterion in enumerate(others):
+        control.progress(done, steps)
         scorer = load(Path(reward_model_dirs[criterion]))
         good = scorer.score(prompts, chosen, standardised=True, batch_size=batch_size)
         bad = scorer.score(prompts, rejected, standardised=True, batch_size=batch_size)
@@ -489,4 +501,5 @@ def compute_margins(
     if output_dir.exists():
         shutil.rmtree(output_dir)  # an unfinished earlier attempt (no card)
     os.rename(tmp, output_dir)
+    control.progress(steps, steps)
     return output_dir

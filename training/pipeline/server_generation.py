@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .io import ConfigError, Scenario, append_jsonl, dataclass_from_dict, load_scenarios, read_jsonl, repair_jsonl_tail
+from .io import PipelineConfigError, Scenario, append_jsonl, dataclass_from_dict, load_scenarios, read_jsonl, repair_jsonl_tail
 from .openai_client import (
     ClientSettings,
     MalformedReply,
@@ -115,7 +115,7 @@ class ServerConfig:
         if reserved:
             problems.append(f"extra_body: {', '.join(sorted(reserved))} are set by the backend")
         if problems:
-            raise ConfigError("; ".join(problems))
+            raise PipelineConfigError("; ".join(problems))
 
     def client_settings(self) -> ClientSettings:
         return ClientSettings(
@@ -136,14 +136,14 @@ class ServerConfig:
 
 
 def server_config(spec: Any, where: str = "server") -> ServerConfig:
-    """A checked ServerConfig from a settings table; ConfigError names the offending key."""
+    """A checked ServerConfig from a settings table; PipelineConfigError names the offending key."""
     if isinstance(spec, ServerConfig):
         return spec
     try:
         return dataclass_from_dict(ServerConfig, spec, where)
-    except ConfigError as exc:
+    except PipelineConfigError as exc:
         message = str(exc)
-        raise ConfigError(message if message.startswith(where) else f"{where}: {message}") from None
+        raise PipelineConfigError(message if message.startswith(where) else f"{where}: {message}") from None
 
 
 def server_problem(config: ServerConfig, *, timeout_s: float = 5.0) -> str | None:

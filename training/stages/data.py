@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from training.models import Artifact, Job
+from training.pipeline.control import RunControl
 
 from .common import StageOutcome, base_model, experiment_config, stop_if_asked, survey_study, upstream
 
@@ -20,8 +21,7 @@ def run_generate(job: Job, run) -> StageOutcome:
             max_new_tokens=config.max_new_tokens, seed=config.seed, system_prompt=config.system_prompt, split="train",
             progress_bar=False, server=server,
         ),
-        progress_callback=lambda done, total: run.progress(done, total),
-        should_stop=run.should_stop,
+        RunControl.of(run),
     )
     stop_if_asked(run)
     return StageOutcome(
@@ -50,8 +50,7 @@ def run_label(job: Job, run) -> StageOutcome:
             output_path=str(output), judge=config.judge, criteria=job.params["criteria"],
             personas_per_scenario=config.personas_per_scenario, seed=config.seed, progress_bar=False,
         ),
-        progress_callback=lambda done, total: run.progress(done, total),
-        should_stop=run.should_stop,
+        RunControl.of(run),
     )
     stop_if_asked(run)
     return StageOutcome(
@@ -94,8 +93,7 @@ def run_preferences(job: Job, run) -> StageOutcome:
         clinician_path=str(clinician_path) if clinician_path else None,
         criteria=job.experiment.jobs.get(key="label").params["criteria"],
         output_dir=str(output),
-    ))
-    run.progress(1, 1)
+    ), RunControl.of(run))
     return StageOutcome(
         result={"dataset_dir": str(output), "version": result.version, "counts": result.counts},
         lineage={"dataset": result.version, **lineage},

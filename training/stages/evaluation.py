@@ -6,6 +6,7 @@ from pathlib import Path
 from core.models import ModelVersion, Response
 from training.jobs.errors import JobCancelled
 from training.models import Artifact, Job
+from training.pipeline.control import RunControl
 
 from .common import StageOutcome, base_model, base_model_version, experiment_config, stop_if_asked, upstream
 from .inputs import scenario_from_id
@@ -37,8 +38,7 @@ def run_evaluate(job: Job, run) -> StageOutcome:
             generation=EvalGenerationSettings(max_new_tokens=config.max_new_tokens, system_prompt=config.system_prompt, seed=config.seed),
             reward_models=reward_dirs, pareto=pareto, progress_bar=False,
         ),
-        progress_callback=lambda done, total: run.progress(done, total),
-        should_stop=run.should_stop,
+        RunControl.of(run),
     )
     stop_if_asked(run)
     if result.stopped or not result.report_path:

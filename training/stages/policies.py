@@ -9,6 +9,7 @@ from django.conf import settings
 from core.models import ModelVersion
 from training.jobs.errors import JobCancelled, JobRefused
 from training.models import Artifact, Job
+from training.pipeline.control import RunControl
 
 from .common import StageOutcome, base_model, experiment_config, model_version_register, stop_if_asked, upstream
 
@@ -19,8 +20,8 @@ def _sft_adapter(job: Job) -> str | None:
     return sft.result["adapter_dir"] if sft else None
 
 
-def _policy_config(job: Job, run):
-    from training.pipeline.policies import PolicyConfig
+def _policy_recipe(job: Job) -> dict:
+    """The PolicyConfig fields an experiment's policy jobs share; each method's config adds its data fields."""
     from training.pipeline.quantization import quantization_problem
 
     config = experiment_config(job)
@@ -28,7 +29,7 @@ def _policy_config(job: Job, run):
     problem = quantization_problem(config.policy_quantization)
     if problem:
         raise JobRefused(f"policy_quantization {config.policy_quantization!r} cannot run on this worker: {problem}")
-    return PolicyConfig(
+    return dict(
         output_dir=job.work_dir() / "policy", base_model=base_model(job, config), model_cache_dir=settings.MODEL_CACHE_DIR,
         base_adapter=_sft_adapter(job) if job.kind != "sft" else None,
         system_prompt=config.system_prompt, quantization=config.policy_quantization,
@@ -38,7 +39,6 @@ def _policy_config(job: Job, run):
         # 512, not 256: with the system prompt the bank's longest scenario is 390 prompt tokens, and at 256 TRL cut
         # the completion of 42 of its 172 scenarios (training SFT on nothing for the longest, dropping DPO pairs).
         max_length=512,
-        progress_callback=run.progress, should_stop=run.should_stop, metrics_callback=run.metrics,
     )
 
 
@@ -81,104 +81,85 @@ class LaunchedPolicyResult:
     resumed_from: str | None = None
 
 
-def _train_policy(job: Job, run, stage: str, table: dict, train_in_process):
-    """Train in this process, or through `accelerate launch` on a multi-GPU worker; name in the job log any
-    damaged checkpoint the trainer set aside before resuming."""
-    from training.pipeline.policies.common import damaged_checkpoints
-
-    checkpoint_dir = Path(table["policy"].output_dir) / "checkpoints"
-    before = damaged_checkpoints(checkpoint_dir)
-    try:
-        return _train_policy_once(job, run, stage, table, train_in_process)
-    finally:
-        for name, note in damaged_checkpoints(checkpoint_dir).items():
-            if name not in before:
-                run.log(f"damaged checkpoint set aside as {name}: {note}")
-
-
-def _train_policy_once(job: Job, run, stage: str, table: dict, train_in_process):
-    policy = table["policy"]
-    run.log(f"training {stage} on {policy.base_model} for {policy.max_steps} steps (batch {policy.batch_size}), "
-            f"checkpoints every {policy.save_steps} steps in {policy.output_dir}")
+def _train_policy(job: Job, run, stage: str, config, train):
+    """Train in this process, or through `accelerate launch` on a multi-GPU worker (the child process runs the
+    pipeline's command line on the config written as TOML; its output goes to the job log)."""
+    run.log(f"training {stage} on {config.base_model} for {config.max_steps} steps (batch {config.batch_size}), "
+            f"checkpoints every {config.save_steps} steps in {config.output_dir}")
     if not settings.ATTUNE_ACCELERATE_NUM_PROCESSES:
-        return train_in_process(table["policy"])
+        return train(config, RunControl.of(run))
     import json
 
     from training.launch import build_launch_command, run_launch, write_stage_toml
 
-    policy = table["policy"]
-    table = {**table, "policy": {k: v for k, v in policy.to_dict().items() if v is not None}}
-    config_path = write_stage_toml(job.work_dir() / f"{stage}.toml", table)
+    config_path = write_stage_toml(job.work_dir() / f"{stage}.toml", config.to_dict())
     command = build_launch_command(stage=stage, stage_config=config_path, accelerate_config=settings.ATTUNE_ACCELERATE_CONFIG,
                                    num_processes=settings.ATTUNE_ACCELERATE_NUM_PROCESSES)
     code = run_launch(command, run=run, cwd=settings.BASE_DIR)
     stop_if_asked(run)
     if code != 0:
         raise RuntimeError(f"`accelerate launch` exited with status {code}; see the job log")
-    output = Path(policy.output_dir)
+    output = Path(config.output_dir)
     record = json.loads((output / "policy.json").read_text())
     return LaunchedPolicyResult(adapter_dir=record["adapter_dir"], model_dir=record["model_dir"],
                                 metrics=json.loads((output / "metrics.json").read_text()), completed=record["completed"])
 
 
-def run_sft(job: Job, run) -> StageOutcome:
-    from training.pipeline.policies import train_sft
+def _preferences_dir(job: Job) -> str:
+    return upstream(job, "preferences").result["dataset_dir"]
 
-    table = {"dataset_dir": upstream(job, "preferences").result["dataset_dir"], "criterion": job.params["criterion"],
-             "policy": _policy_config(job, run)}
-    result = _train_policy(job, run, "sft", table, lambda policy: train_sft(policy, table["dataset_dir"], table["criterion"]))
+
+def run_sft(job: Job, run) -> StageOutcome:
+    from training.pipeline.policies import SFTConfig, train_sft
+
+    config = SFTConfig(**_policy_recipe(job), dataset_dir=_preferences_dir(job), criterion=job.params["criterion"])
+    result = _train_policy(job, run, "sft", config, train_sft)
     return _policy_outcome(job, run, result, method="sft", extra_lineage={})
 
 
 def run_dpo(job: Job, run) -> StageOutcome:
-    from training.pipeline.policies import train_dpo
+    from training.pipeline.policies import DPOConfig, train_dpo
 
-    table = {"dataset_dir": upstream(job, "preferences").result["dataset_dir"], "criterion": job.params["criterion"],
-             "policy": _policy_config(job, run)}
-    result = _train_policy(job, run, "dpo", table, lambda policy: train_dpo(policy, table["dataset_dir"], table["criterion"]))
+    config = DPOConfig(**_policy_recipe(job), dataset_dir=_preferences_dir(job), criterion=job.params["criterion"])
+    result = _train_policy(job, run, "dpo", config, train_dpo)
     return _policy_outcome(job, run, result, method="dpo", extra_lineage={})
 
 
 def run_joint_dpo(job: Job, run) -> StageOutcome:
-    from training.pipeline.policies import train_joint_dpo
+    from training.pipeline.policies import JointDPOConfig, train_joint_dpo
 
-    table = {"dataset_dir": upstream(job, "preferences").result["dataset_dir"], "weights": job.params["weights"],
-             "policy": _policy_config(job, run)}
-    result = _train_policy(job, run, "joint-dpo", table,
-                           lambda policy: train_joint_dpo(policy, table["dataset_dir"], table["weights"]))
+    config = JointDPOConfig(**_policy_recipe(job), dataset_dir=_preferences_dir(job), weights=job.params["weights"])
+    result = _train_policy(job, run, "joint-dpo", config, train_joint_dpo)
     return _policy_outcome(job, run, result, method="joint_dpo", extra_lineage={})
 
 
 def run_modpo(job: Job, run) -> StageOutcome:
-    from training.pipeline.policies import SafetyConstraint, train_modpo
+    from training.pipeline.policies import MODPOConfig, SafetyConstraint, train_modpo
 
     margins_job = job.depends_on.get(kind="margins")
-    kwargs = {}
+    safety = None
     floor = job.params.get("safety_floor")
     if floor is not None and "safety" in job.params["weights"] and job.params["primary"] != "safety":
-        kwargs["safety"] = SafetyConstraint(floor=floor, every_n_steps=max(1, experiment_config(job).policy_save_steps))
-    table = {"margin_dataset_dir": margins_job.result["margin_dataset_dir"], "primary": job.params["primary"],
-             "weights": job.params["weights"], "policy": _policy_config(job, run)}
-    if "safety" in kwargs:
-        table["safety"] = kwargs["safety"].to_dict()
-    result = _train_policy(job, run, "modpo", table, lambda policy: train_modpo(
-        policy, table["margin_dataset_dir"], table["weights"], table["primary"], **kwargs))
+        safety = SafetyConstraint(floor=floor, every_n_steps=max(1, experiment_config(job).policy_save_steps))
+    config = MODPOConfig(**_policy_recipe(job), margin_dataset_dir=margins_job.result["margin_dataset_dir"],
+                         primary=job.params["primary"], weights=job.params["weights"], safety=safety)
+    result = _train_policy(job, run, "modpo", config, train_modpo)
     return _policy_outcome(job, run, result, method="modpo", extra_lineage={"reward_models": margins_job.lineage.get("reward_models")})
 
 
 def run_merge(job: Job, run) -> StageOutcome:
-    from training.pipeline.policies import merge_adapters
+    from training.pipeline.policies import MergeConfig, merge_adapters
 
     config = experiment_config(job)
     weights = job.params["weights"]
     adapters = {c: upstream(job, f"dpo:{c}").result["adapter_dir"] for c in weights}
-    output = job.work_dir() / "merged"
     method = job.params.get("method", "cat")
     sft_adapter = _sft_adapter(job.depends_on.filter(kind="dpo").first())
-    path = merge_adapters(base_model(job, config), adapters, weights, output, method=method,
-                          svd_rank=config.lora_rank * len(adapters) if method == "svd" else None,
-                          base_adapter=sft_adapter, model_cache_dir=settings.MODEL_CACHE_DIR)
-    run.progress(1, 1)
+    path = merge_adapters(MergeConfig(
+        base_model=base_model(job, config), adapters=adapters, weights=weights, output_dir=job.work_dir() / "merged",
+        method=method, svd_rank=config.lora_rank * len(adapters) if method == "svd" else None,
+        base_adapter=sft_adapter, model_cache_dir=settings.MODEL_CACHE_DIR,
+    ), RunControl.of(run))
     version = model_version_register(job, kind=ModelVersion.Kind.MERGED, path=Path(path), model_ref=config.base_model,
                                       provenance={"method": "merge", **job.params})
     return StageOutcome(

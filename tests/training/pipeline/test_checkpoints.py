@@ -17,7 +17,7 @@ from training.pipeline.policies.common import (
     find_resumable_checkpoint,
     list_checkpoints,
 )
-from training.pipeline.policies.sft import train_sft
+from training.pipeline.policies.sft import SFTConfig, train_sft
 
 
 def config_for(tiny_lm_dir, out, **overrides):
@@ -28,6 +28,10 @@ def config_for(tiny_lm_dir, out, **overrides):
     return PolicyConfig(**values)
 
 
+def sft_config(policy, dataset_dir, criterion):
+    return SFTConfig(**vars(policy), dataset_dir=dataset_dir, criterion=criterion)
+
+
 def losses(result):
     return [entry["loss"] for entry in json.loads(result.log_history_path.read_text()) if "loss" in entry]
 
@@ -35,7 +39,7 @@ def losses(result):
 @pytest.fixture(scope="module")
 def finished_run(tiny_lm_dir, preference_dataset_dir, tmp_path_factory):
     """A completed 4-step SFT run that kept checkpoint-2 and checkpoint-4, both marked complete."""
-    result = train_sft(config_for(tiny_lm_dir, tmp_path_factory.mktemp("sft") / "run"), preference_dataset_dir, "empathy")
+    result = train_sft(sft_config(config_for(tiny_lm_dir, tmp_path_factory.mktemp("sft") / "run"), preference_dataset_dir, "empathy"))
     assert [(step, complete) for step, _, complete in list_checkpoints(result.checkpoint_dir)] == [(2, True), (4, True)]
     return result
 
@@ -122,7 +126,7 @@ def test_an_unreadable_marker_counts_as_damage(run_copy):
 def test_training_resumes_from_the_newest_checkpoint_that_verifies(finished_run, run_copy, tiny_lm_dir,
                                                                    preference_dataset_dir):
     truncate(run_copy / "checkpoints" / "checkpoint-4" / "adapter_model.safetensors")
-    resumed = train_sft(config_for(tiny_lm_dir, run_copy), preference_dataset_dir, "empathy")
+    resumed = train_sft(sft_config(config_for(tiny_lm_dir, run_copy), preference_dataset_dir, "empathy"))
     assert resumed.resumed_from == run_copy / "checkpoints" / "checkpoint-2"
     assert resumed.completed and resumed.metrics["global_step"] == 4
     assert losses(resumed) == pytest.approx(losses(finished_run), abs=1e-5)
@@ -133,7 +137,7 @@ def test_training_resumes_from_the_newest_checkpoint_that_verifies(finished_run,
 def test_training_starts_over_when_no_checkpoint_verifies(finished_run, run_copy, tiny_lm_dir, preference_dataset_dir):
     truncate(run_copy / "checkpoints" / "checkpoint-4" / "trainer_state.json")
     (run_copy / "checkpoints" / "checkpoint-2" / "optimizer.pt").unlink()
-    result = train_sft(config_for(tiny_lm_dir, run_copy), preference_dataset_dir, "empathy")
+    result = train_sft(sft_config(config_for(tiny_lm_dir, run_copy), preference_dataset_dir, "empathy"))
     assert result.resumed_from is None
     assert result.completed and result.metrics["global_step"] == 4
     assert losses(result) == pytest.approx(losses(finished_run), abs=1e-5)

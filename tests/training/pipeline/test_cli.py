@@ -41,12 +41,16 @@ def test_nested_unknown_and_missing_keys(tmp_path, capsys):
                       '[judge]\nbackend = "http"\nbase_url = "http://x/v1"\nmodel = "m"\nmax_concurency = 4\n')
     assert main(["label", "--config", str(config)]) == 2
     assert "config.judge: unknown key 'max_concurency'" in capsys.readouterr().err
-    config.write_text('[policy]\noutput_dir = "o"\n')
+    config.write_text('output_dir = "o"\n')
     assert main(["sft", "--config", str(config)]) == 2
     assert "missing required keys 'dataset_dir', 'criterion'" in capsys.readouterr().err
-    config.write_text('dataset_dir = "d"\ncriterion = "empathy"\n[policy]\noutput_dir = "o"\nshould_stop = 1\n')
+    config.write_text('dataset_dir = "d"\ncriterion = "empathy"\noutput_dir = "o"\nshould_stop = 1\n')
     assert main(["sft", "--config", str(config)]) == 2
-    assert "config.policy: unknown key 'should_stop'" in capsys.readouterr().err
+    assert "config: unknown key 'should_stop'" in capsys.readouterr().err  # run control is set in code, not in files
+    config.write_text('margin_dataset_dir = "m"\nprimary = "empathy"\noutput_dir = "o"\n[weights]\nempathy = 1.0\n'
+                      '[safety]\nfloor = 0.0\nflor = 1.0\n')
+    assert main(["modpo", "--config", str(config)]) == 2
+    assert "config.safety: unknown key 'flor'" in capsys.readouterr().err
 
 
 def _write(path, records):

@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from training.pipeline.control import RunControl
 from training.pipeline.evaluation import (
     EvalModel,
     EvaluationConfig,
@@ -106,12 +107,12 @@ def test_interrupted_evaluation_resumes(setup, tmp_path):
         checks["n"] += 1
         return checks["n"] > 5  # 3 answer checks pass, then two judge chunks
 
-    first = run_evaluation(config, should_stop=stop_soon)
+    first = run_evaluation(config, RunControl(stop_check=stop_soon))
     assert first.stopped and first.report_path is None
     partial = read_jsonl(first.decisions_path)
     assert 0 < len(partial) < 18
     progress = []
-    second = run_evaluation(config, progress_callback=lambda done, total: progress.append((done, total)))
+    second = run_evaluation(config, RunControl(on_progress=lambda done, total, loss: progress.append((done, total))))
     assert not second.stopped and progress[-1][0] == progress[-1][1]
     decisions = read_jsonl(second.decisions_path)
     assert len(decisions) == 18

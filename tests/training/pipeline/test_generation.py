@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from training.pipeline.control import RunControl
 from training.pipeline.generation import (
     CandidateGenerationConfig,
     PerRowSampler,
@@ -36,7 +37,7 @@ def _config(model, scenarios_path, out, **kw):
 def test_n_responses_per_scenario_and_record_format(tiny_lm_dir, scenarios_path, tmp_path):
     progress = []
     result = generate_candidates(_config(tiny_lm_dir, scenarios_path, tmp_path / "c.jsonl", split="train"),
-                                 progress_callback=lambda done, total: progress.append((done, total)))
+                                 RunControl(on_progress=lambda done, total, loss: progress.append((done, total))))
     records = read_jsonl(tmp_path / "c.jsonl")
     assert result.generated == 4 and result.total == 4 and not result.stopped
     assert sorted(r["scenario_id"] for r in records) == ["s0", "s1", "s2", "s3"]
@@ -66,7 +67,7 @@ def test_interrupt_then_resume_skips_done(tiny_lm_dir, scenarios_path, tmp_path)
         calls["n"] += 1
         return calls["n"] > 1
 
-    first = generate_candidates(_config(tiny_lm_dir, scenarios_path, out, batch_size=3), should_stop=stop_after_first_batch)
+    first = generate_candidates(_config(tiny_lm_dir, scenarios_path, out, batch_size=3), RunControl(stop_check=stop_after_first_batch))
     assert first.stopped and first.generated == 1  # 3 rows = one scenario's 3 samples
     done = {r["scenario_id"] for r in read_jsonl(out)}
     with open(out, "a") as handle:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from training.pipeline.io import (
-    ConfigError,
+    PipelineConfigError,
     JsonlFormatError,
     append_jsonl,
     atomic_write_json,
@@ -87,11 +87,11 @@ class _Outer:
 def test_dataclass_from_dict_nested_and_strict():
     config = dataclass_from_dict(_Outer, {"path": "x", "items": [{"name": "a", "weight": 2}], "limit": 3})
     assert config.items[0].weight == 2.0 and isinstance(config.items[0].weight, float)
-    with pytest.raises(ConfigError, match=r"config: unknown key 'lmit'; allowed: path, items, limit, flags"):
+    with pytest.raises(PipelineConfigError, match=r"config: unknown key 'lmit'; allowed: path, items, limit, flags"):
         dataclass_from_dict(_Outer, {"path": "x", "lmit": 3})
-    with pytest.raises(ConfigError, match=r"missing required key 'path'"):
+    with pytest.raises(PipelineConfigError, match=r"missing required key 'path'"):
         dataclass_from_dict(_Outer, {})
-    with pytest.raises(ConfigError, match=r"config.items\[0\]: unknown key 'colour'"):
+    with pytest.raises(PipelineConfigError, match=r"config.items\[0\]: unknown key 'colour'"):
         dataclass_from_dict(_Outer, {"path": "x", "items": [{"name": "a", "colour": 1}]})
-    with pytest.raises(ConfigError, match=r"config.limit: expected an integer"):
+    with pytest.raises(PipelineConfigError, match=r"config.limit: expected an integer"):
         dataclass_from_dict(_Outer, {"path": "x", "limit": "3"})

@@ -138,11 +138,11 @@ def test_concurrency_is_bounded(tmp_path):
 
 
 def test_build_judge_from_table_rejects_unknown_keys():
-    from training.pipeline.io import ConfigError
+    from training.pipeline.io import PipelineConfigError
 
-    with pytest.raises(ConfigError, match="unknown key 'temprature'"):
+    with pytest.raises(PipelineConfigError, match="unknown key 'temprature'"):
         build_judge({"backend": "http", "base_url": "http://x/v1", "model": "m", "temprature": 0})
-    with pytest.raises(ConfigError, match="backend"):
+    with pytest.raises(PipelineConfigError, match="backend"):
         build_judge({"backend": "carrier-pigeon"})
 
 

@@ -1,7 +1,7 @@
 """The judge registry: one check of a judge table, naming the setting at fault."""
 import pytest
 
-from training.pipeline.io import ConfigError
+from training.pipeline.io import PipelineConfigError
 from training.pipeline.judges.http import HTTPJudgeConfig
 from training.pipeline.judges.registry import JUDGES, build_judge, judge_config, register_judge
 from training.pipeline.judges.rubric import RubricJudge
@@ -26,7 +26,7 @@ def test_a_table_becomes_its_backend_s_config():
     ("rubric", "judge: expected a table with a 'backend' key"),
 ])
 def test_a_bad_table_names_the_setting(table, message):
-    with pytest.raises(ConfigError) as caught:
+    with pytest.raises(PipelineConfigError) as caught:
         judge_config(table)
     assert message in str(caught.value)
 

@@ -6,7 +6,8 @@ import re
 
 import pytest
 
-from training.pipeline.io import ConfigError, read_json, read_jsonl
+from training.pipeline.control import RunControl
+from training.pipeline.io import PipelineConfigError, read_json, read_jsonl
 from training.pipeline.judges.loopback import LoopbackChatServer, ordered_ranking_reply, prompt_labels_and_keys
 from training.pipeline.labeling import LabelingConfig, run_labeling, sidecar_paths
 
@@ -88,10 +89,10 @@ def test_rubric_labels_resume_after_interrupt(inputs, tmp_path):
         checks["n"] += 1
         return checks["n"] > 1
 
-    first = run_labeling(config, should_stop=stop_after_one_chunk)
+    first = run_labeling(config, RunControl(stop_check=stop_after_one_chunk))
     assert first.stopped and first.labeled == 5
     progress = []
-    second = run_labeling(config, progress_callback=lambda d, t: progress.append((d, t)))
+    second = run_labeling(config, RunControl(on_progress=lambda d, t, loss: progress.append((d, t))))
     assert second.skipped == 5 and second.labeled == 7 and not second.stopped
     labels = read_jsonl(output)
     assert len({(r["persona_id"], r["scenario_id"]) for r in labels}) == 12
@@ -111,6 +112,6 @@ def test_personas_per_scenario_and_judge_mismatch(inputs, tmp_path):
                                          progress_bar=False, **inputs))
     labels = read_jsonl(output)
     assert result.total == 6 and all(sum(1 for r in labels if r["scenario_id"] == s) == 2 for s in ("s0", "s1", "s2"))
-    with pytest.raises(ConfigError, match="another judge"):
+    with pytest.raises(PipelineConfigError, match="another judge"):
         run_labeling(LabelingConfig(output_path=str(output), judge={"backend": "rubric", "persona_noise": 0.1},
                                     personas_per_scenario=2, progress_bar=False, **inputs))

@@ -7,7 +7,7 @@ import torch
 
 from training.pipeline.models import load_causal_lm
 from training.pipeline.policies.common import POLICY_CARD, PolicyConfig, attach_lora, load_policy_model
-from training.pipeline.policies.merge import merge_adapters, safe_adapter_name
+from training.pipeline.policies.merge import MergeConfig, merge_adapters, safe_adapter_name
 
 
 def make_adapter(tiny_lm_dir, out, *, seed, rank=4, init_seed=0):
@@ -51,7 +51,8 @@ def two_adapters(tiny_lm_dir, tmp_path_factory):
 
 @pytest.mark.parametrize("weights", [{"dpo.empathy": 0.7, "dpo.safety": 0.3}, {"dpo.empathy": 1.5, "dpo.safety": -0.4}])
 def test_cat_merge_is_the_weighted_sum_of_updates(tiny_lm_dir, two_adapters, tmp_path, weights):
-    merged = merge_adapters(tiny_lm_dir, two_adapters, weights, tmp_path / "merged", method="cat")
+    merged = merge_adapters(MergeConfig(base_model=tiny_lm_dir, adapters=two_adapters, weights=weights,
+                                        output_dir=tmp_path / "merged", method="cat"))
     metadata = json.loads((merged / "merge.json").read_text())
     assert metadata["exact"] and not metadata["paper_style"] and metadata["merged_rank"] == 8
 
@@ -74,7 +75,8 @@ def test_cat_merge_is_the_weighted_sum_of_updates(tiny_lm_dir, two_adapters, tmp
 
 def test_full_rank_svd_is_exact_and_paper_linear_is_labelled(tiny_lm_dir, two_adapters, tmp_path):
     weights = {"dpo.empathy": 0.6, "dpo.safety": 0.4}
-    svd = merge_adapters(tiny_lm_dir, two_adapters, weights, tmp_path / "svd", method="svd", svd_rank=8)
+    svd = merge_adapters(MergeConfig(base_model=tiny_lm_dir, adapters=two_adapters, weights=weights,
+                                     output_dir=tmp_path / "svd", method="svd", svd_rank=8))
     expected = {}
     for name, path in two_adapters.items():
         for module, delta in delta_weights(tiny_lm_dir, path).items():
@@ -82,7 +84,8 @@ def test_full_rank_svd_is_exact_and_paper_linear_is_labelled(tiny_lm_dir, two_ad
     got = delta_weights(tiny_lm_dir, svd)
     assert all(torch.allclose(got[m], expected[m], atol=1e-4) for m in expected)
 
-    linear = merge_adapters(tiny_lm_dir, two_adapters, weights, tmp_path / "linear", method="paper_linear")
+    linear = merge_adapters(MergeConfig(base_model=tiny_lm_dir, adapters=two_adapters, weights=weights,
+                                        output_dir=tmp_path / "linear", method="paper_linear"))
     metadata = json.loads((linear / "merge.json").read_text())
     assert metadata["paper_style"] and not metadata["exact"] and "approximation" in metadata["label"]
     approx = delta_weights(tiny_lm_dir, linear)
@@ -91,11 +94,12 @@ def test_full_rank_svd_is_exact_and_paper_linear_is_labelled(tiny_lm_dir, two_ad
 
 def test_merge_refuses_mismatched_inputs(tiny_lm_dir, two_adapters, tmp_path):
     with pytest.raises(ValueError, match="no weight"):
-        merge_adapters(tiny_lm_dir, two_adapters, {"dpo.empathy": 1.0}, tmp_path / "x")
+        merge_adapters(MergeConfig(base_model=tiny_lm_dir, adapters=two_adapters, weights={"dpo.empathy": 1.0},
+                                   output_dir=tmp_path / "x"))
     other_seed = make_adapter(tiny_lm_dir, tmp_path / "seed5", seed=3, init_seed=5)
     with pytest.raises(ValueError, match="init seed"):
-        merge_adapters(tiny_lm_dir, {"a": two_adapters["dpo.empathy"], "b": other_seed}, {"a": 0.5, "b": 0.5},
-                       tmp_path / "y", method="paper_linear")
+        merge_adapters(MergeConfig(base_model=tiny_lm_dir, adapters={"a": two_adapters["dpo.empathy"], "b": other_seed},
+                                   weights={"a": 0.5, "b": 0.5}, output_dir=tmp_path / "y", method="paper_linear"))
 
 
 def test_safe_adapter_names():

@@ -9,7 +9,7 @@ import torch
 from training.pipeline.io import read_jsonl
 from training.pipeline.pilot import StepPilotConfig, format_pilot_table, run_step_pilot, suggest_steps
 from training.pipeline.policies.common import COMPLETE_MARKER, PolicyConfig, list_checkpoints, load_policy_model
-from training.pipeline.policies.sft import train_sft
+from training.pipeline.policies.sft import SFTConfig, train_sft
 
 from .conftest import PREFERENCE_ROWS
 
@@ -32,7 +32,8 @@ def test_the_pilot_judges_every_checkpoint_against_base_on_held_out_scenarios(ti
 
     from training.pipeline.rewards import split_by_scenario
 
-    sft = train_sft(_policy(tiny_lm_dir, tmp_path / "sft"), preference_dataset_dir, "empathy")
+    sft = train_sft(SFTConfig(**vars(_policy(tiny_lm_dir, tmp_path / "sft")), dataset_dir=preference_dataset_dir,
+                              criterion="empathy"))
     scenarios = _write(tmp_path / "scenarios.jsonl", [{"scenario_id": sid, "prompt": prompt, "split": "train"}
                                                       for sid, prompt, _, _ in PREFERENCE_ROWS]
                        + [{"scenario_id": "test0", "prompt": "a test scenario", "split": "test"}])

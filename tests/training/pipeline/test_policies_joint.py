@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from training.pipeline.policies.common import PolicyConfig
-from training.pipeline.policies.joint import build_joint_rows, build_joint_trainer, train_joint_dpo
+from training.pipeline.policies.joint import JointDPOConfig, build_joint_rows, build_joint_trainer, train_joint_dpo
 
 
 def config_for(tiny_lm_dir, out, **overrides):
@@ -28,6 +28,10 @@ def config_for(tiny_lm_dir, out, **overrides):
     return PolicyConfig(**values)
 
 
+def joint_config(policy, dataset_dir, weights):
+    return JointDPOConfig(**vars(policy), dataset_dir=dataset_dir, weights=weights)
+
+
 def completion_logp(model, prompt_ids, completion_ids):
     """log pi(completion | prompt) from plain logits, one sequence at a time."""
     ids = torch.tensor([prompt_ids + completion_ids])
@@ -38,11 +42,9 @@ def completion_logp(model, prompt_ids, completion_ids):
 
 def test_joint_loss_equals_hand_computation(tiny_lm_dir, preference_dataset_dir, tmp_path):
     weights = {"empathy": 0.7, "safety": 0.3}
-    trainer, _, criteria, stats = build_joint_trainer(
-        config_for(tiny_lm_dir, tmp_path / "joint"), preference_dataset_dir, weights,
-        checkpoint_dir=tmp_path / "joint" / "checkpoints",
-    )
-    assert criteria == ["empathy", "safety"] and stats["scenarios"] == 6
+    setup = build_joint_trainer(joint_config(config_for(tiny_lm_dir, tmp_path / "joint"), preference_dataset_dir, weights))
+    trainer, criteria = setup.trainer, setup.metrics["criteria"]
+    assert criteria == ["empathy", "safety"] and setup.metrics["scenarios"] == 6
     generator = torch.Generator().manual_seed(7)
     with torch.no_grad():
         for name, param in trainer.model.named_parameters():
@@ -86,8 +88,8 @@ def test_scenarios_missing_a_criterion_are_counted(preference_dataset_dir, tmp_p
 
 
 def test_joint_dpo_trains_and_saves(tiny_lm_dir, preference_dataset_dir, tmp_path):
-    result = train_joint_dpo(config_for(tiny_lm_dir, tmp_path / "joint"), preference_dataset_dir,
-                             {"empathy": 0.5, "safety": 0.5})
+    result = train_joint_dpo(joint_config(config_for(tiny_lm_dir, tmp_path / "joint"), preference_dataset_dir,
+                             {"empathy": 0.5, "safety": 0.5}))
     assert result.completed and result.metrics["global_step"] == 2
     assert (result.adapter_dir / "adapter_config.json").is_file()
     history = json.loads(result.log_history_path.read_text())

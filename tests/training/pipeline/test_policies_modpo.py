@@ -6,9 +6,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from training.pipeline.control import RunControl
 from training.pipeline.policies.common import PolicyConfig
-from training.pipeline.policies.dpo import build_dpo_trainer
+from training.pipeline.policies.dpo import make_dpo_trainer
 from training.pipeline.policies.modpo import (
+    MODPOConfig,
     SafetyConstraint,
     build_modpo_trainer,
     lagrange_update,
@@ -30,7 +32,7 @@ def write_margin_dataset(preference_dataset_dir, out, *, primary="empathy", weig
     return out
 
 
-def policy_config(tiny_lm_dir, out, **overrides):
+def policy_values(tiny_lm_dir, out, **overrides):
     values = dict(
         output_dir=out,
         base_model=str(tiny_lm_dir),
@@ -45,7 +47,12 @@ def policy_config(tiny_lm_dir, out, **overrides):
         max_length=128,
     )
     values.update(overrides)
-    return PolicyConfig(**values)
+    return values
+
+
+def modpo_config(tiny_lm_dir, out, margin_dataset_dir, weights, primary="empathy", safety=None, **overrides):
+    return MODPOConfig(**policy_values(tiny_lm_dir, out, **overrides), margin_dataset_dir=margin_dataset_dir,
+                       weights=weights, primary=primary, safety=safety)
 
 
 def perturb_adapter(model, seed=123):
@@ -78,8 +85,8 @@ def margin_dir(preference_dataset_dir, tmp_path_factory):
 
 def test_modpo_loss_equals_hand_written_loss(tiny_lm_dir, margin_dir, tmp_path):
     weights = {"empathy": 0.6, "safety": 0.4}
-    config = policy_config(tiny_lm_dir, tmp_path / "modpo")
-    setup = build_modpo_trainer(config, margin_dir, weights, "empathy")
+    config = modpo_config(tiny_lm_dir, tmp_path / "modpo", margin_dir, weights)
+    setup = build_modpo_trainer(config)
     trainer = setup.trainer
     assert trainer.beta == pytest.approx(config.beta / 0.6)
     perturb_adapter(trainer.model)
@@ -107,8 +114,7 @@ def test_nonzero_margin_changes_loss_and_zero_margin_with_unit_weight_is_dpo(
 ):
     zero_dir = write_margin_dataset(preference_dataset_dir, tmp_path / "zero", weights={"empathy": 1.0},
                                     margins=[0.0] * 6)
-    config = policy_config(tiny_lm_dir, tmp_path / "modpo")
-    modpo = build_modpo_trainer(config, zero_dir, {"empathy": 1.0}, "empathy").trainer
+    modpo = build_modpo_trainer(modpo_config(tiny_lm_dir, tmp_path / "modpo", zero_dir, {"empathy": 1.0})).trainer
     perturb_adapter(modpo.model)
     batch = first_batch(modpo)
     zero_margin_loss = modpo.compute_loss(modpo.model, batch).item()
@@ -119,8 +125,8 @@ def test_nonzero_margin_changes_loss_and_zero_margin_with_unit_weight_is_dpo(
     from datasets import load_from_disk
 
     pairs = load_from_disk(str(preference_dataset_dir))["empathy"]
-    dpo, _ = build_dpo_trainer(
-        policy_config(tiny_lm_dir, tmp_path / "dpo"),
+    dpo, _ = make_dpo_trainer(
+        PolicyConfig(**policy_values(tiny_lm_dir, tmp_path / "dpo")),
         to_conversational_preferences(pairs, None),
         checkpoint_dir=tmp_path / "dpo" / "checkpoints",
     )
@@ -131,8 +137,8 @@ def test_nonzero_margin_changes_loss_and_zero_margin_with_unit_weight_is_dpo(
 
 
 def test_margin_column_survives_to_the_training_batches(tiny_lm_dir, margin_dir, tmp_path):
-    setup = build_modpo_trainer(policy_config(tiny_lm_dir, tmp_path / "modpo", batch_size=6),
-                                margin_dir, {"empathy": 0.6, "safety": 0.4}, "empathy")
+    setup = build_modpo_trainer(modpo_config(tiny_lm_dir, tmp_path / "modpo", margin_dir,
+                                             {"empathy": 0.6, "safety": 0.4}, batch_size=6))
     trainer = setup.trainer
     batch = next(iter(trainer.get_train_dataloader()))  # goes through remove_unused_columns
     assert sorted(batch["margin"].tolist()) == pytest.approx(sorted(MARGINS))
@@ -154,8 +160,7 @@ def test_margin_column_survives_to_the_training_batches(tiny_lm_dir, margin_dir,
 
 def test_weights_must_match_the_margins(tiny_lm_dir, margin_dir, tmp_path):
     with pytest.raises(ValueError, match="weights"):
-        build_modpo_trainer(policy_config(tiny_lm_dir, tmp_path / "m"), margin_dir, {"empathy": 0.6, "safety": 0.9},
-                            "empathy")
+        build_modpo_trainer(modpo_config(tiny_lm_dir, tmp_path / "m", margin_dir, {"empathy": 0.6, "safety": 0.9}))
 
 
 def test_lagrange_rule():
@@ -173,8 +178,8 @@ def test_safety_multiplier_rises_only_when_the_floor_is_violated(
     # Without eval_dataset_dir, the safety pairs come from the dataset named in margins.json.
     eval_dir = preference_dataset_dir if expect_raised else None
     constraint = SafetyConstraint(eval_dataset_dir=eval_dir, floor=floor, eta=0.01, every_n_steps=1)
-    config = policy_config(tiny_lm_dir, tmp_path / "safe", max_steps=2)
-    result = train_modpo(config, margin_dir, {"empathy": 0.6, "safety": 0.4}, "empathy", safety=constraint)
+    result = train_modpo(modpo_config(tiny_lm_dir, tmp_path / "safe", margin_dir, {"empathy": 0.6, "safety": 0.4},
+                                      max_steps=2, safety=constraint))
     history = result.metrics["safety_history"]
     assert [entry["step"] for entry in history] == [0, 1]
     lambdas = [entry["lambda"] for entry in history]
@@ -198,14 +203,30 @@ def test_safety_multiplier_survives_a_resume(tiny_lm_dir, margin_dir, tmp_path):
 
     out = tmp_path / "safe"
     weights = {"empathy": 0.6, "safety": 0.4}
-    first = train_modpo(policy_config(tiny_lm_dir, out, max_steps=3, should_stop=stop_at_second_step), margin_dir,
-                        weights, "empathy", safety=constraint)
+    first = train_modpo(modpo_config(tiny_lm_dir, out, margin_dir, weights, max_steps=3, safety=constraint),
+                        RunControl(stop_check=stop_at_second_step))
     assert not first.completed and first.metrics["global_step"] == 2
     saved_lambda = first.metrics["safety_lambda"]
     assert saved_lambda > 0
-    resumed = train_modpo(policy_config(tiny_lm_dir, out, max_steps=3), margin_dir, weights, "empathy",
-                          safety=constraint)
+    resumed = train_modpo(modpo_config(tiny_lm_dir, out, margin_dir, weights, max_steps=3, safety=constraint))
     assert resumed.completed and resumed.metrics["global_step"] == 3
     history = resumed.metrics["safety_history"]
     assert [e["step"] for e in history] == [0, 1, 2]
     assert history[-1]["lambda"] > saved_lambda  # continued from the stored multiplier, not from 0
+
+
+def test_trainer_classes_are_module_level_and_load_trl_only_when_used():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import training.pipeline.policies as policies\n"
+        "assert 'trl' not in sys.modules and 'torch' not in sys.modules, 'package import pulled in TRL/torch'\n"
+        "from trl import DPOTrainer\n"
+        "from training.pipeline.policies.trainers import MODPOTrainer\n"
+        "assert policies.MODPOTrainer is MODPOTrainer and issubclass(MODPOTrainer, DPOTrainer)\n"
+        "assert policies.MarginCollator.__module__ == policies.JointDPOTrainer.__module__ == MODPOTrainer.__module__\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr

@@ -6,6 +6,7 @@ import shutil
 import pytest
 import torch
 
+from training.pipeline.control import RunControl
 from training.pipeline.models import load_causal_lm
 from training.pipeline.policies.common import (
     COMPLETE_MARKER,
@@ -14,8 +15,8 @@ from training.pipeline.policies.common import (
     find_resumable_checkpoint,
     list_checkpoints,
 )
-from training.pipeline.policies.dpo import train_dpo
-from training.pipeline.policies.sft import train_sft
+from training.pipeline.policies.dpo import DPOConfig, train_dpo
+from training.pipeline.policies.sft import SFTConfig, train_sft
 
 
 def config_for(tiny_lm_dir, out, **overrides):
@@ -35,10 +36,18 @@ def config_for(tiny_lm_dir, out, **overrides):
     return PolicyConfig(**values)
 
 
+def sft_config(policy, dataset_dir, criterion):
+    return SFTConfig(**vars(policy), dataset_dir=dataset_dir, criterion=criterion)
+
+
+def dpo_config(policy, dataset_dir, criterion):
+    return DPOConfig(**vars(policy), dataset_dir=dataset_dir, criterion=criterion)
+
+
 def test_sft_trains_an_adapter_on_chosen_responses(tiny_lm_dir, preference_dataset_dir, tmp_path):
     steps = []
-    config = config_for(tiny_lm_dir, tmp_path / "sft", progress_callback=lambda s, t, loss: steps.append((s, t, loss)))
-    result = train_sft(config, preference_dataset_dir, "empathy")
+    config = sft_config(config_for(tiny_lm_dir, tmp_path / "sft"), preference_dataset_dir, "empathy")
+    result = train_sft(config, RunControl(on_progress=lambda s, t, loss: steps.append((s, t, loss))))
     assert result.completed and result.metrics["global_step"] == 4
     assert (result.adapter_dir / "adapter_config.json").is_file()
     assert [s for s, _, _ in steps] == [1, 2, 3, 4] and all(t == 4 for _, t, _ in steps)
@@ -49,9 +58,9 @@ def test_sft_trains_an_adapter_on_chosen_responses(tiny_lm_dir, preference_datas
 
 
 def test_dpo_on_top_of_sft_uses_the_merged_base(tiny_lm_dir, preference_dataset_dir, tmp_path):
-    sft = train_sft(config_for(tiny_lm_dir, tmp_path / "sft", max_steps=2), preference_dataset_dir, "empathy")
+    sft = train_sft(sft_config(config_for(tiny_lm_dir, tmp_path / "sft", max_steps=2), preference_dataset_dir, "empathy"))
     config = config_for(tiny_lm_dir, tmp_path / "dpo", base_adapter=sft.adapter_dir, max_steps=2)
-    result = train_dpo(config, preference_dataset_dir, "empathy")
+    result = train_dpo(dpo_config(config, preference_dataset_dir, "empathy"))
     assert result.completed and result.metrics["global_step"] == 2
     history = json.loads(result.log_history_path.read_text())
     first = next(entry for entry in history if "loss" in entry)
@@ -90,7 +99,7 @@ def test_dot_in_adapter_name_is_refused(tiny_lm_dir, tmp_path):
 
 
 def test_interrupted_dpo_resumes_from_newest_complete_checkpoint(tiny_lm_dir, preference_dataset_dir, tmp_path):
-    reference = train_dpo(config_for(tiny_lm_dir, tmp_path / "straight"), preference_dataset_dir, "empathy")
+    reference = train_dpo(dpo_config(config_for(tiny_lm_dir, tmp_path / "straight"), preference_dataset_dir, "empathy"))
 
     out = tmp_path / "interrupted"
     calls = []
@@ -99,8 +108,8 @@ def test_interrupted_dpo_resumes_from_newest_complete_checkpoint(tiny_lm_dir, pr
         calls.append(1)
         return len(calls) >= 2
 
-    first = train_dpo(config_for(tiny_lm_dir, out, should_stop=stop_at_second_step), preference_dataset_dir,
-                      "empathy")
+    first = train_dpo(dpo_config(config_for(tiny_lm_dir, out), preference_dataset_dir, "empathy"),
+                      RunControl(stop_check=stop_at_second_step))
     assert not first.completed and first.adapter_dir is None
     assert first.metrics["global_step"] == 2
     assert [(step, complete) for step, _, complete in list_checkpoints(out / "checkpoints")] == [(2, True)]
@@ -112,7 +121,7 @@ def test_interrupted_dpo_resumes_from_newest_complete_checkpoint(tiny_lm_dir, pr
     (broken / "optimizer.pt").write_bytes(b"truncated")
     assert find_resumable_checkpoint(out / "checkpoints") == out / "checkpoints" / "checkpoint-2"
 
-    resumed = train_dpo(config_for(tiny_lm_dir, out), preference_dataset_dir, "empathy")
+    resumed = train_dpo(dpo_config(config_for(tiny_lm_dir, out), preference_dataset_dir, "empathy"))
     assert resumed.resumed_from == out / "checkpoints" / "checkpoint-2"
     assert resumed.completed and resumed.metrics["global_step"] == reference.metrics["global_step"] == 4
     assert not broken.exists() or (broken / COMPLETE_MARKER).exists()
@@ -127,12 +136,12 @@ def test_interrupted_dpo_resumes_from_newest_complete_checkpoint(tiny_lm_dir, pr
 def test_save_only_model_is_refused(tiny_lm_dir, preference_dataset_dir, tmp_path):
     config = config_for(tiny_lm_dir, tmp_path / "x", trainer_overrides={"save_only_model": True})
     with pytest.raises(ValueError, match="save_only_model"):
-        train_dpo(config, preference_dataset_dir, "empathy")
+        train_dpo(dpo_config(config, preference_dataset_dir, "empathy"))
 
 
 def test_full_finetune_dpo_saves_a_model(tiny_lm_dir, preference_dataset_dir, tmp_path):
-    result = train_dpo(config_for(tiny_lm_dir, tmp_path / "full", full_finetune=True, max_steps=2, learning_rate=1e-3),
-                       preference_dataset_dir, "empathy")
+    result = train_dpo(dpo_config(config_for(tiny_lm_dir, tmp_path / "full", full_finetune=True, max_steps=2, learning_rate=1e-3),
+                       preference_dataset_dir, "empathy"))
     assert result.completed and result.adapter_dir is None
     assert (result.model_dir / "config.json").is_file()
     assert result.metrics["pairs_used"] == 6 and result.metrics["pairs_dropped_prompt_too_long"] == 0
@@ -154,8 +163,8 @@ def test_pairs_dropped_by_trl_are_counted(tiny_lm_dir, preference_dataset_dir, t
         for p in prompts
     )
     max_length = lengths[len(lengths) // 2]  # TRL drops pairs whose prompt alone reaches max_length
-    result = train_dpo(config_for(tiny_lm_dir, tmp_path / "short", max_length=max_length, max_steps=1),
-                       preference_dataset_dir, "empathy")
+    result = train_dpo(dpo_config(config_for(tiny_lm_dir, tmp_path / "short", max_length=max_length, max_steps=1),
+                       preference_dataset_dir, "empathy"))
     assert 0 < result.metrics["pairs_dropped_prompt_too_long"] < 6
     assert result.metrics["pairs_used"] + result.metrics["pairs_dropped_prompt_too_long"] == 6
 
@@ -174,13 +183,13 @@ def test_sft_counts_completions_lost_to_max_length(tiny_lm_dir, preference_datas
         for p in prompts
     )
     max_length = lengths[len(lengths) // 2]  # half the prompts fill max_length by themselves
-    result = train_sft(config_for(tiny_lm_dir, tmp_path / "short", max_length=max_length, max_steps=1),
-                       preference_dataset_dir, "empathy")
+    result = train_sft(sft_config(config_for(tiny_lm_dir, tmp_path / "short", max_length=max_length, max_steps=1),
+                       preference_dataset_dir, "empathy"))
     dropped = sum(1 for n in lengths if n >= max_length)
     assert result.metrics["completions_dropped"] == dropped and 0 < dropped < 6
     assert dropped <= result.metrics["completions_truncated"] <= 6
-    roomy = train_sft(config_for(tiny_lm_dir, tmp_path / "roomy", max_length=4096, max_steps=1),
-                      preference_dataset_dir, "empathy")
+    roomy = train_sft(sft_config(config_for(tiny_lm_dir, tmp_path / "roomy", max_length=4096, max_steps=1),
+                      preference_dataset_dir, "empathy"))
     assert roomy.metrics["completions_truncated"] == 0 and roomy.metrics["completions_dropped"] == 0
 
 
@@ -188,7 +197,7 @@ def test_sft_counts_completions_lost_to_max_length(tiny_lm_dir, preference_datas
 def test_dpo_step_on_the_default_policy_model(preference_dataset_dir, tmp_path):
     config = PolicyConfig(output_dir=tmp_path / "dpo", base_model="smollm2-135m-instruct", lora_rank=4, lora_alpha=8,
                           max_steps=1, batch_size=1, max_length=128, save_steps=100)
-    result = train_dpo(config, preference_dataset_dir, "empathy")
+    result = train_dpo(dpo_config(config, preference_dataset_dir, "empathy"))
     assert result.completed and (result.adapter_dir / "adapter_config.json").is_file()
     assert json.loads((result.adapter_dir / "attune_policy.json").read_text())["base_model_dir"].endswith(
         "smollm2-135m-instruct")
@@ -196,7 +205,7 @@ def test_dpo_step_on_the_default_policy_model(preference_dataset_dir, tmp_path):
 
 def test_sft_trains_a_cut_reply_without_an_end_of_turn(tiny_lm_dir, tmp_path):
     """A chosen reply cut by max_new_tokens (it stops mid-sentence) must not teach the model to end its turn there."""
-    from datasets import Dataset
+    from datasets import Dataset, DatasetDict
 
     from training.pipeline.policies.sft import build_sft_trainer, chosen_as_chat, completion_truncation
 
@@ -206,7 +215,9 @@ def test_sft_trains_a_cut_reply_without_an_end_of_turn(tiny_lm_dir, tmp_path):
     ])
     rows = chosen_as_chat(pairs, "Be kind.")
     assert rows["finished"] == [True, False]
-    trainer, _ = build_sft_trainer(config_for(tiny_lm_dir, tmp_path / "sft"), rows, checkpoint_dir=tmp_path / "ck")
+    DatasetDict({"empathy": pairs}).save_to_disk(str(tmp_path / "prefs"))
+    config = sft_config(config_for(tiny_lm_dir, tmp_path / "sft", system_prompt="Be kind."), tmp_path / "prefs", "empathy")
+    trainer = build_sft_trainer(config).trainer
     tokenizer = trainer.processing_class
     trained = []
     for example in trainer.train_dataset:

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from training.pipeline.io import ConfigError
+from training.pipeline.io import PipelineConfigError
 from training.pipeline.preferences import (
     PreferenceConfig,
     PairChoice,
@@ -159,7 +159,7 @@ def test_build_dataset_card_version_and_rerun(tmp_path, label_inputs):
     assert card["personas"]["ids"] == ["p1", "p2", "p3"] and card["scenarios"]["split"] == "train"
     again = build_preference_dataset(PreferenceConfig(output_dir=str(out), **label_inputs))
     assert again.unchanged and again.version == result.version
-    with pytest.raises(ConfigError, match="overwrite"):
+    with pytest.raises(PipelineConfigError, match="overwrite"):
         build_preference_dataset(PreferenceConfig(output_dir=str(out), **{**label_inputs, "clinician_path": None}))
     replaced = build_preference_dataset(PreferenceConfig(output_dir=str(out), overwrite=True, **{**label_inputs, "clinician_path": None}))
     assert replaced.version != result.version and not replaced.unchanged

@@ -62,7 +62,7 @@ def test_an_adapter_trained_on_a_4bit_base_is_never_loaded_on_full_precision(tin
 
 
 def test_adapters_on_4bit_and_full_precision_bases_are_not_merged(tiny_lm_dir, tmp_path):
-    from training.pipeline.policies.merge import merge_adapters
+    from training.pipeline.policies.merge import MergeConfig, merge_adapters
 
     adapters = {}
     for name, quantization in (("empathy", quantization_record("nf4")), ("safety", None)):
@@ -72,7 +72,8 @@ def test_adapters_on_4bit_and_full_precision_bases_are_not_merged(tiny_lm_dir, t
                                                     "lora_init_seed": 0, "quantization": quantization}))
         adapters[name] = path
     with pytest.raises(ValueError, match="4-bit base and on a full-precision base cannot be merged"):
-        merge_adapters(tiny_lm_dir, adapters, {"empathy": 0.5, "safety": 0.5}, tmp_path / "merged")
+        merge_adapters(MergeConfig(base_model=tiny_lm_dir, adapters=adapters, weights={"empathy": 0.5, "safety": 0.5},
+                                   output_dir=tmp_path / "merged"))
 
 
 def test_one_4bit_lora_step_on_the_cpu_backend(tmp_path):

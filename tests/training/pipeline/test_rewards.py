@@ -6,7 +6,9 @@ from pathlib import Path
 import pytest
 
 from training.pipeline import rewards
+from training.pipeline.control import RunControl
 from training.pipeline.rewards import (
+    MarginsConfig,
     RewardModelConfig,
     RewardScorer,
     compute_margins,
@@ -29,13 +31,19 @@ def trained_rm(tiny_classifier_dir, preference_dataset_dir, tmp_path_factory):
         batch_size=2,
         validation_fraction=0.34,
         save_steps=3,
-        progress_callback=lambda step, total, loss: REPORTED["progress"].append((step, total)),
-        metrics_callback=lambda step, logs: REPORTED["metrics"].append((step, sorted(logs))),
     )
-    return train_reward_model(config)
+    return train_reward_model(config, RunControl(
+        on_progress=lambda step, total, loss: REPORTED["progress"].append((step, total)),
+        on_metrics=lambda step, logs: REPORTED["metrics"].append((step, sorted(logs))),
+    ))
 
 
 REPORTED = {"progress": [], "metrics": []}
+
+
+def margins_config(dataset_dir, primary, weights, reward_model_dirs, output_dir):
+    return MarginsConfig(dataset_dir=dataset_dir, primary=primary, weights=weights,
+                         reward_model_dirs=reward_model_dirs, output_dir=output_dir)
 
 
 def test_reward_model_training_reports_its_steps_and_metrics(trained_rm):
@@ -149,7 +157,8 @@ def test_compute_margins_with_fake_scorers(preference_dataset_dir, tmp_path):
 
     weights = {"empathy": 0.5, "safety": 0.3, "autonomy": 0.2}
     dirs = {"safety": Path("/rm/safety"), "autonomy": Path("/rm/autonomy")}
-    out = compute_margins(preference_dataset_dir, "empathy", weights, dirs, tmp_path / "m", scorer_loader=loader)
+    out = compute_margins(margins_config(preference_dataset_dir, "empathy", weights, dirs, tmp_path / "m"),
+                          scorer_loader=loader)
 
     result = load_from_disk(str(out))
     assert result.column_names[:3] == ["prompt", "chosen", "rejected"]
@@ -162,21 +171,22 @@ def test_compute_margins_with_fake_scorers(preference_dataset_dir, tmp_path):
 
     # Rerun returns the existing result without loading any reward model.
     loaded.clear()
-    assert compute_margins(preference_dataset_dir, "empathy", weights, dirs, tmp_path / "m", scorer_loader=loader) == out
+    assert compute_margins(margins_config(preference_dataset_dir, "empathy", weights, dirs, tmp_path / "m"),
+                          scorer_loader=loader) == out
     assert loaded == []
     # Different weights for the same output directory are refused rather than silently reused.
     with pytest.raises(ValueError, match="different inputs"):
-        compute_margins(preference_dataset_dir, "empathy", {**weights, "safety": 0.9}, dirs, tmp_path / "m",
-                        scorer_loader=loader)
+        compute_margins(margins_config(preference_dataset_dir, "empathy", {**weights, "safety": 0.9}, dirs,
+                                       tmp_path / "m"), scorer_loader=loader)
 
 
 def test_compute_margins_with_tiny_reward_model(trained_rm, preference_dataset_dir, tmp_path):
     from datasets import load_from_disk
 
-    out = compute_margins(
+    out = compute_margins(margins_config(
         preference_dataset_dir, "safety", {"safety": 1.0, "empathy": 2.0}, {"empathy": trained_rm.output_dir},
         tmp_path / "m",
-    )
+    ))
     result = load_from_disk(str(out))
     scorer = RewardScorer.load(trained_rm.output_dir)
     good = scorer.score(result["prompt"], result["chosen"])
@@ -186,7 +196,8 @@ def test_compute_margins_with_tiny_reward_model(trained_rm, preference_dataset_d
 
 def test_weight_without_reward_model_is_refused(preference_dataset_dir, tmp_path):
     with pytest.raises(ValueError, match="no reward model"):
-        compute_margins(preference_dataset_dir, "empathy", {"empathy": 1.0, "safety": 1.0}, {}, tmp_path / "m")
+        compute_margins(margins_config(preference_dataset_dir, "empathy", {"empathy": 1.0, "safety": 1.0}, {},
+                                       tmp_path / "m"))
 
 
 @pytest.mark.slow
@@ -231,7 +242,8 @@ def interrupted_rm(tiny_classifier_dir, preference_dataset_dir, tmp_path_factory
 
     out = tmp_path_factory.mktemp("rm_killed") / "run"
     with pytest.raises(_Killed):
-        train_reward_model(rm_config(tiny_classifier_dir, preference_dataset_dir, out, progress_callback=_die_after_step_5))
+        train_reward_model(rm_config(tiny_classifier_dir, preference_dataset_dir, out),
+                           RunControl(on_progress=_die_after_step_5))
     assert [(step, complete) for step, _, complete in list_checkpoints(out / "checkpoints")] == [(2, True), (4, True)]
     return out
 

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from training.pipeline.generation import CandidateGenerationConfig, build_chat_prompt, scenario_seed
-from training.pipeline.io import ConfigError, Scenario, read_jsonl
+from training.pipeline.io import PipelineConfigError, Scenario, read_jsonl
 from training.pipeline.judges.http import HTTPJudge, HTTPJudgeConfig
 from training.pipeline.judges.loopback import LoopbackChatServer
 from training.pipeline.openai_client import OpenAIClient, ServerMisconfigured
@@ -191,17 +191,17 @@ def test_candidate_stage_settings(server, tmp_path):
 
 
 def test_server_settings_are_checked():
-    with pytest.raises(ConfigError, match="unknown key 'modle'"):
+    with pytest.raises(PipelineConfigError, match="unknown key 'modle'"):
         server_config({"base_url": "http://127.0.0.1:1/v1", "modle": "x"})
-    with pytest.raises(ConfigError, match="base_url: must start with http"):
+    with pytest.raises(PipelineConfigError, match="base_url: must start with http"):
         server_config({"base_url": "127.0.0.1:8000", "model": "x"})
-    with pytest.raises(ConfigError, match="prompt_model"):
+    with pytest.raises(PipelineConfigError, match="prompt_model"):
         server_config({"base_url": "http://h/v1", "model": "x", "api": "completions"})
-    with pytest.raises(ConfigError, match="api: must be one of"):
+    with pytest.raises(PipelineConfigError, match="api: must be one of"):
         server_config({"base_url": "http://h/v1", "model": "x", "api": "rpc"})
-    with pytest.raises(ConfigError, match="base_url: must not contain spaces or control characters"):
+    with pytest.raises(PipelineConfigError, match="base_url: must not contain spaces or control characters"):
         server_config({"base_url": "http://127.0.0.1:1/v1\x00", "model": "x"})
-    with pytest.raises(ConfigError, match="extra_body: seed"):
+    with pytest.raises(PipelineConfigError, match="extra_body: seed"):
         server_config({"base_url": "http://h/v1", "model": "x", "extra_body": {"seed": 1}})
 
 

@@ -1,28 +1,11 @@
 """The step pilot on an experiment's own data: win rate against DPO steps for one policy, to choose
 policy_max_steps (training.pipeline.pilot). Reads the experiment; writes only files under --output."""
-import dataclasses
 import json
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
 from training.models import Experiment, Job
-
-
-class _Unwatched:
-    """A run nobody watches or stops (the pilot runs in the foreground of this command)."""
-
-    def progress(self, *args, **kwargs):
-        pass
-
-    def metrics(self, *args, **kwargs):
-        pass
-
-    def log(self, *args, **kwargs):
-        pass
-
-    def should_stop(self):
-        return False
 
 
 def _finished(experiment: Experiment, **filters) -> Job:
@@ -46,8 +29,9 @@ class Command(BaseCommand):
 
     def handle(self, *args, experiment, criterion, steps, output, **options):
         from training.pipeline.pilot import StepPilotConfig, format_pilot_table, run_step_pilot
+        from training.pipeline.policies import PolicyConfig
         from training.stages.common import base_model, experiment_config
-        from training.stages.policies import _policy_config
+        from training.stages.policies import _policy_recipe
 
         found = Experiment.objects.filter(name=experiment).first()
         if found is None:
@@ -65,7 +49,7 @@ class Command(BaseCommand):
         scenarios = _finished(found, kind="export_inputs")
         # The experiment's own DPO recipe (what its dpo:<criterion> job trains with), on its SFT adapter.
         dpo_job = found.jobs.filter(kind="dpo").first() or sft
-        policy = dataclasses.replace(_policy_config(dpo_job, _Unwatched()), base_adapter=sft.result["adapter_dir"])
+        policy = PolicyConfig(**{**_policy_recipe(dpo_job), "base_adapter": sft.result["adapter_dir"]})
         output = output or Path(found.output_dir) / f"pilot-{criterion}"
         try:
             pilot_config = StepPilotConfig(

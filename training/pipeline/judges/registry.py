@@ -12,7 +12,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Any
 
-from ..io import ConfigError, dataclass_from_dict
+from ..io import PipelineConfigError, dataclass_from_dict
 
 
 def load(reference: str):
@@ -53,16 +53,16 @@ register_judge("rubric", judge="training.pipeline.judges.rubric:RubricJudge",
 
 def judge_config(spec: Any, where: str = "judge") -> tuple[JudgeBackend, Any]:
     """The backend and its checked config object for a judge table. Raises
-    ConfigError naming the offending key (``judge: unknown key 'modle'; allowed: ...``)."""
+    PipelineConfigError naming the offending key (``judge: unknown key 'modle'; allowed: ...``)."""
     if not isinstance(spec, dict):
-        raise ConfigError(f"{where}: expected a table with a 'backend' key")
+        raise PipelineConfigError(f"{where}: expected a table with a 'backend' key")
     settings = dict(spec)
     name = settings.pop("backend", None)
     if name is None:
         given = f"; got {', '.join(map(repr, settings))}" if settings else ""
-        raise ConfigError(f"{where}: missing required key 'backend' (one of {', '.join(JUDGES)}){given}")
+        raise PipelineConfigError(f"{where}: missing required key 'backend' (one of {', '.join(JUDGES)}){given}")
     if name not in JUDGES:
-        raise ConfigError(f"{where}.backend: must be one of {', '.join(JUDGES)}, got {name!r}")
+        raise PipelineConfigError(f"{where}.backend: must be one of {', '.join(JUDGES)}, got {name!r}")
     backend = JUDGES[name]
     config = dataclass_from_dict(backend.load_config(), settings, where)
     for field in dataclasses.fields(config):
@@ -70,7 +70,7 @@ def judge_config(spec: Any, where: str = "judge") -> tuple[JudgeBackend, Any]:
         required = field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
         value = getattr(config, field.name)
         if required and isinstance(value, str) and not value.strip():
-            raise ConfigError(f"{where}.{field.name}: must not be empty")
+            raise PipelineConfigError(f"{where}.{field.name}: must not be empty")
     return backend, config
 
 

@@ -18,12 +18,25 @@ from scratch. Checkpoints always keep optimizer, scheduler and RNG state (never
 ``save_only_model``), so a resumed run continues where it left off and ends at
 the same step count.
 
-Progress and cancellation. ``PolicyConfig.progress_callback(step, total, loss)``
-is called after each step (with the latest logged loss);
-``PolicyConfig.metrics_callback(step, logs)`` gets the trainer's metrics at each
-logging step; ``PolicyConfig.should_stop()`` is checked after
-each step, and a True answer saves a checkpoint and stops, returning a result
-with ``completed=False``.
+Configs. ``PolicyConfig`` is the training recipe every policy shares; each
+method's config (``SFTConfig``, ``DPOConfig``, ``JointDPOConfig``,
+``MODPOConfig``, in the method's module) extends it with the method's own data
+fields (dataset paths, criterion, weights), so one object says everything a
+run needs and is what the command line reads from TOML.
+
+One skeleton. Every method has ``build_<method>_trainer(config, control)``,
+which prepares the output folder and returns a ``PolicyTrainer`` (the trainer,
+its progress callback, folders, and what to record), and
+``train_<method>(config, control)``, which is ``train_policy`` on it: train
+(resuming if a complete checkpoint is there), then ``finish`` (save the final
+adapter/model, log history, metrics and policy.json).
+
+Progress and cancellation come from the run control (``control.py``):
+``control.progress(step, total, loss)`` after each step (with the latest logged
+loss), ``control.metrics(step, logs)`` at each logging step, and
+``control.should_stop()`` after each step; a True answer saves a checkpoint and
+stops, returning a result with ``completed=False``. A damaged checkpoint set
+aside before resuming is named through ``control.log``.
 """
 from __future__ import annotations
 
@@ -38,6 +51,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from ..control import RunControl, run_control
 from ..io import atomic_write_json, sha256_file
 from ..models import load_causal_lm, load_tokenizer, resolve_model
 
@@ -54,14 +68,12 @@ _CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 
 DEFAULT_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
-ProgressCallback = Callable[[int, int, float | None], None]
-StopCheck = Callable[[], bool]
-MetricsCallback = Callable[[int, dict], None]
 
-
-@dataclass
+@dataclass(kw_only=True)
 class PolicyConfig:
-    """Settings shared by all policy trainers. Paths in, paths out; nothing here touches Django."""
+    """The training recipe every policy trainer shares; each method's config adds its data fields.
+
+    Paths in, paths out; nothing here touches Django."""
 
     output_dir: str | Path
     base_model: str = "smollm2-135m-instruct"
@@ -101,19 +113,19 @@ class PolicyConfig:
     # Extra keyword arguments for the TRL/transformers config (escape hatch; recorded in policy.json).
     trainer_overrides: dict[str, Any] = field(default_factory=dict)
 
-    progress_callback: ProgressCallback | None = field(default=None, repr=False, compare=False)
-    should_stop: StopCheck | None = field(default=None, repr=False, compare=False)
-    metrics_callback: MetricsCallback | None = field(default=None, repr=False, compare=False)
-
     def to_dict(self) -> dict[str, Any]:
-        skip = {"progress_callback", "should_stop", "metrics_callback"}
-        out = {}
-        for f in fields(self):
-            if f.name in skip:
-                continue
-            value = getattr(self, f.name)
-            out[f.name] = str(value) if isinstance(value, Path) else (list(value) if isinstance(value, tuple) else value)
-        return out
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+
+
+def _plain(value: Any) -> Any:
+    """A config value as TOML/JSON can hold it: paths as strings, tuples as lists, nested configs as tables."""
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, tuple):
+        return list(value)
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    return value
 
 
 @dataclass
@@ -371,39 +383,39 @@ def _write_json_atomic(path: Path, payload: Any) -> None:
     atomic_write_json(path, payload, sort_keys=True, default=str)
 
 
-def make_callbacks(config: PolicyConfig, state_providers: list[Callable[[], dict]] | None = None):
-    """The callbacks every policy trainer gets: progress/stop, then the checkpoint marker (last, on purpose)."""
+def make_callbacks(control: RunControl | None, state_providers: list[Callable[[], dict]] | None = None):
+    """The callbacks every trainer gets: progress/stop, then the checkpoint marker (last, on purpose)."""
     from transformers import TrainerCallback
+
+    control = run_control(control)
 
     class ProgressAndStopCallback(TrainerCallback):
         def __init__(self):
             self.stopped = False
             self.loss = None
 
-        def on_log(self, args, state, control, logs=None, **kwargs):
+        def on_log(self, args, state, trainer_control, logs=None, **kwargs):
             if logs is None:
                 return
             if "loss" in logs:
                 self.loss = float(logs["loss"])
-                if config.progress_callback is not None:
-                    config.progress_callback(state.global_step, state.max_steps, self.loss)
-            if config.metrics_callback is not None:
-                config.metrics_callback(state.global_step, dict(logs))
+                control.progress(state.global_step, state.max_steps, self.loss)
+            control.metrics(state.global_step, dict(logs))
 
-        def on_step_end(self, args, state, control, **kwargs):
+        def on_step_end(self, args, state, trainer_control, **kwargs):
             # A step that is logged reports from on_log (with its own loss); the others report here.
-            if config.progress_callback is not None and not control.should_log:
-                config.progress_callback(state.global_step, state.max_steps, self.loss)
-            if config.should_stop is not None and config.should_stop():
+            if not trainer_control.should_log:
+                control.progress(state.global_step, state.max_steps, self.loss)
+            if control.should_stop():
                 self.stopped = True
-                control.should_save = True  # keep the work done so far
-                control.should_training_stop = True
-            return control
+                trainer_control.should_save = True  # keep the work done so far
+                trainer_control.should_training_stop = True
+            return trainer_control
 
     class CheckpointMarkerCallback(TrainerCallback):
         """Runs after the trainer has written checkpoint-N: extra state first, then the COMPLETE marker."""
 
-        def on_save(self, args, state, control, **kwargs):
+        def on_save(self, args, state, trainer_control, **kwargs):
             if not state.is_world_process_zero:
                 return
             checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
@@ -425,24 +437,86 @@ def quiet(trainer) -> None:
     trainer.remove_callback(PrinterCallback)
 
 
-def run_training(trainer, config: PolicyConfig, checkpoint_dir: Path, progress, resume_from: Path | None):
-    """Train (resuming if given), then return (completed, last_checkpoint)."""
-    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from is not None else None)
-    completed = not progress.stopped
-    return completed, find_resumable_checkpoint(checkpoint_dir)
+def resume_point(checkpoint_dir: Path, control: RunControl | None = None) -> Path | None:
+    """The newest complete checkpoint that verifies (incomplete ones removed, damaged ones set aside and logged)."""
+    before = damaged_checkpoints(checkpoint_dir)
+    found = find_resumable_checkpoint(checkpoint_dir, remove_incomplete=True, verify=True)
+    for name, note in damaged_checkpoints(checkpoint_dir).items():
+        if name not in before:
+            run_control(control).log(f"damaged checkpoint set aside as {name}: {note}")
+    return found
 
 
-def prepare_output_dir(config: PolicyConfig) -> tuple[Path, Path, Path | None]:
+def prepare_output_dir(config: PolicyConfig, control: RunControl | None = None) -> tuple[Path, Path, Path | None]:
     """(output_dir, checkpoint_dir, checkpoint to resume from or None)."""
     output_dir = Path(config.output_dir)
     checkpoint_dir = output_dir / "checkpoints"
     output_dir.mkdir(parents=True, exist_ok=True)
     resume_from = None
     if config.resume:
-        resume_from = find_resumable_checkpoint(checkpoint_dir, remove_incomplete=True, verify=True)
+        resume_from = resume_point(checkpoint_dir, control)
     elif checkpoint_dir.exists():
         shutil.rmtree(checkpoint_dir)
     return output_dir, checkpoint_dir, resume_from
+
+
+# ---------------------------------------------------------------------------
+# The one trainer skeleton
+
+
+@dataclass
+class PolicyTrainer:
+    """A policy trainer ready to run, as every ``build_<method>_trainer`` returns it."""
+
+    trainer: Any
+    progress: Any  # the progress/stop callback: did the run stop early?
+    output_dir: Path
+    checkpoint_dir: Path
+    resume_from: Path | None
+    metrics: dict[str, Any] = field(default_factory=dict)  # known before training (pairs used, truncation)
+    record: dict[str, Any] = field(default_factory=dict)  # extra top-level keys of policy.json
+    # Metrics known only after training (MODPO's safety multiplier); may write files of its own.
+    after_training: Callable[[], dict[str, Any]] | None = None
+
+
+def build_trainer(trainer_cls, control: RunControl | None, *, state_providers=None, **kwargs):
+    """``trainer_cls(**kwargs)`` with the progress/stop and checkpoint-marker callbacks, printing nothing.
+
+    Returns (trainer, progress callback)."""
+    progress, marker = make_callbacks(control, state_providers)
+    trainer = trainer_cls(callbacks=[progress, marker], **kwargs)
+    quiet(trainer)
+    return trainer, progress
+
+
+def load_trainable_model(config: PolicyConfig):
+    """The model to train (the base with ``base_adapter`` merged, plus a fresh LoRA adapter unless full fine-tuning)
+    and its tokenizer."""
+    model, tokenizer = load_base_model(config)
+    if not config.full_finetune:
+        model = attach_lora(model, config)
+    return model, tokenizer
+
+
+def train_policy(setup: PolicyTrainer, config: PolicyConfig, *, method: str) -> PolicyResult:
+    """Train (resuming from ``setup.resume_from`` if set), then save and record the result."""
+    trainer = setup.trainer
+    trainer.train(resume_from_checkpoint=str(setup.resume_from) if setup.resume_from is not None else None)
+    completed = not setup.progress.stopped
+    last_checkpoint = find_resumable_checkpoint(setup.checkpoint_dir)
+    metrics = {**setup.metrics, **(setup.after_training() if setup.after_training is not None else {})}
+    return finish(
+        trainer=trainer,
+        config=config,
+        method=method,
+        output_dir=setup.output_dir,
+        checkpoint_dir=setup.checkpoint_dir,
+        resume_from=setup.resume_from,
+        completed=completed,
+        last_checkpoint=last_checkpoint,
+        extra_metrics=metrics,
+        extra_record=setup.record,
+    )
 
 
 def finish(

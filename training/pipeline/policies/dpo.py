@@ -9,29 +9,39 @@ from __future__ import annotations
 
 import copy
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
+from ..control import RunControl
 from .common import (
     PolicyConfig,
     PolicyResult,
+    PolicyTrainer,
     attach_lora,
-    finish,
+    build_trainer,
     load_base_model,
     load_preference_split,
-    make_callbacks,
     prepare_output_dir,
-    quiet,
-    run_training,
     to_conversational_preferences,
+    train_policy,
     trainer_args_kwargs,
 )
 
 logger = logging.getLogger(__name__)
 
 
-def build_dpo_trainer(
+@dataclass(kw_only=True)
+class DPOConfig(PolicyConfig):
+    """Single-objective DPO on one criterion's pairs from a preference dataset directory."""
+
+    dataset_dir: str | Path
+    criterion: str
+
+
+def make_dpo_trainer(
     config: PolicyConfig,
     train_dataset,
+    control: RunControl | None = None,
     *,
     checkpoint_dir: Path,
     trainer_cls=None,
@@ -42,10 +52,11 @@ def build_dpo_trainer(
 ):
     """A DPOTrainer (or subclass) on conversational preference rows, with Attune's LoRA, checkpoints and callbacks.
 
-    Returns (trainer, progress_callback).
+    Returns (trainer, progress_callback). DPO and MODPO both build theirs here.
     """
     from accelerate.utils import is_peft_model
-    from trl import DPOConfig, DPOTrainer
+    from trl import DPOConfig as TRLDPOConfig
+    from trl import DPOTrainer
 
     trainer_cls = trainer_cls or DPOTrainer
     model, tokenizer = load_base_model(config)
@@ -57,25 +68,18 @@ def build_dpo_trainer(
     else:
         model = attach_lora(model, config)
 
-    args = DPOConfig(
+    args = TRLDPOConfig(
         **trainer_args_kwargs(config, checkpoint_dir),
         beta=config.beta if beta is None else beta,
         max_length=config.max_length,
         precompute_ref_log_probs=config.precompute_ref_log_probs,
         loss_type=["sigmoid"],
     )
-    progress, marker = make_callbacks(config, state_providers)
-    trainer = trainer_cls(
-        model=model,
-        ref_model=ref_model,
-        args=args,
-        train_dataset=train_dataset,
-        processing_class=tokenizer,
-        data_collator=data_collator,
-        callbacks=[progress, marker],
-        **(trainer_kwargs or {}),
+    trainer, progress = build_trainer(
+        trainer_cls, control, state_providers=state_providers,
+        model=model, ref_model=ref_model, args=args, train_dataset=train_dataset, processing_class=tokenizer,
+        data_collator=data_collator, **(trainer_kwargs or {}),
     )
-    quiet(trainer)
     unwrapped = trainer.accelerator.unwrap_model(trainer.model)
     if is_peft_model(unwrapped) and "ref" in unwrapped.peft_config:
         # Given a PeftModel, TRL copies the fresh adapter into a "ref" adapter. A fresh LoRA adapter is the identity
@@ -93,22 +97,18 @@ def pairs_used(trainer, pairs: int) -> dict:
     return {"pairs_used": used, "pairs_dropped_prompt_too_long": pairs - used}
 
 
-def train_dpo(config: PolicyConfig, dataset_dir: str | Path, criterion: str) -> PolicyResult:
-    """DPO on ``criterion``'s pairs from a preference dataset directory."""
-    output_dir, checkpoint_dir, resume_from = prepare_output_dir(config)
-    pairs = load_preference_split(dataset_dir, criterion)
+def build_dpo_trainer(config: DPOConfig, control: RunControl | None = None) -> PolicyTrainer:
+    output_dir, checkpoint_dir, resume_from = prepare_output_dir(config, control)
+    pairs = load_preference_split(config.dataset_dir, config.criterion)
     train_dataset = to_conversational_preferences(pairs, config.system_prompt)
-    trainer, progress = build_dpo_trainer(config, train_dataset, checkpoint_dir=checkpoint_dir)
-    completed, last_checkpoint = run_training(trainer, config, checkpoint_dir, progress, resume_from)
-    return finish(
-        trainer=trainer,
-        config=config,
-        method="dpo",
-        output_dir=output_dir,
-        checkpoint_dir=checkpoint_dir,
-        resume_from=resume_from,
-        completed=completed,
-        last_checkpoint=last_checkpoint,
-        extra_metrics={"pairs": len(pairs), **pairs_used(trainer, len(pairs))},
-        extra_record={"dataset_dir": str(dataset_dir), "criterion": criterion},
+    trainer, progress = make_dpo_trainer(config, train_dataset, control, checkpoint_dir=checkpoint_dir)
+    return PolicyTrainer(
+        trainer, progress, output_dir, checkpoint_dir, resume_from,
+        metrics={"pairs": len(pairs), **pairs_used(trainer, len(pairs))},
+        record={"dataset_dir": str(config.dataset_dir), "criterion": config.criterion},
     )
+
+
+def train_dpo(config: DPOConfig, control: RunControl | None = None) -> PolicyResult:
+    """DPO on ``config.criterion``'s pairs from a preference dataset directory."""
+    return train_policy(build_dpo_trainer(config, control), config, method="dpo")

@@ -10,25 +10,26 @@ pair for some weighted criterion cannot enter this loss; they are counted and
 reported (``metrics["scenarios_dropped"]``), never silently lost.
 
 TRL has no such trainer, so this is a small ``transformers.Trainer`` subclass
-with its own collator; the log-probs go through TRL's fused LM head so the
+(``trainers.JointDPOTrainer``) with its own collator; the log-probs go through TRL's fused LM head so the
 full (sequence x vocabulary) logits are never materialised.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..control import RunControl
 from .common import (
     PolicyConfig,
     PolicyResult,
+    PolicyTrainer,
     attach_lora,
-    finish,
+    build_trainer,
     load_base_model,
-    make_callbacks,
     prepare_output_dir,
     prompt_messages,
-    quiet,
-    run_training,
+    train_policy,
     trainer_args_kwargs,
 )
 
@@ -160,30 +161,6 @@ def joint_dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, wei
     return -F.logsigmoid(logits).mean(), logits
 
 
-def _joint_trainer_class():
-    import torch
-    from transformers import Trainer
-
-    class JointDPOTrainer(Trainer):
-        def __init__(self, *args, beta: float, criterion_weights: list[float], **kwargs):
-            super().__init__(*args, **kwargs)
-            self.beta = float(beta)
-            self.criterion_weights = torch.tensor(criterion_weights, dtype=torch.float32)
-
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            ref_chosen, ref_rejected = inputs["ref_chosen_logps"], inputs["ref_rejected_logps"]
-            batch_size, n_criteria = ref_chosen.shape
-            logps = sequence_logps(model, inputs)
-            chosen, rejected = logps.float().chunk(2)
-            chosen = chosen.view(n_criteria, batch_size).T
-            rejected = rejected.view(n_criteria, batch_size).T
-            weights = self.criterion_weights.to(chosen.device)
-            loss, logits = joint_dpo_loss(chosen, rejected, ref_chosen, ref_rejected, weights, self.beta)
-            return (loss, {"logits": logits}) if return_outputs else loss
-
-    return JointDPOTrainer
-
-
 def _precompute_reference(model, tokenized: list[dict], *, pad_token_id: int, max_length: int, batch_size: int):
     """Reference log-probs with adapters disabled (or, for full fine-tuning, the model before any step)."""
     import contextlib
@@ -212,14 +189,23 @@ def _precompute_reference(model, tokenized: list[dict], *, pad_token_id: int, ma
     return tokenized
 
 
-def build_joint_trainer(config: PolicyConfig, dataset_dir: str | Path, weights: dict[str, float], *,
-                        checkpoint_dir: Path):
-    """Returns (trainer, progress, criteria, stats)."""
+@dataclass(kw_only=True)
+class JointDPOConfig(PolicyConfig):
+    """Joint-loss DPO over the criteria ``weights`` names, on the pairs of a preference dataset directory."""
+
+    dataset_dir: str | Path
+    weights: dict[str, float]
+
+
+def build_joint_trainer(config: JointDPOConfig, control: RunControl | None = None) -> PolicyTrainer:
     from datasets import Dataset
     from transformers import TrainingArguments
     from trl.trainer.utils import add_fused_lm_head, disable_dropout_in_model
 
-    rows, criteria, stats = build_joint_rows(dataset_dir, weights)
+    from .trainers import JointDPOTrainer
+
+    output_dir, checkpoint_dir, resume_from = prepare_output_dir(config, control)
+    rows, criteria, stats = build_joint_rows(config.dataset_dir, config.weights)
     model, tokenizer = load_base_model(config)
     add_fused_lm_head(model)  # before PEFT wraps it, as TRL requires
     disable_dropout_in_model(model)
@@ -230,42 +216,22 @@ def build_joint_trainer(config: PolicyConfig, dataset_dir: str | Path, weights: 
         model, tokenized, pad_token_id=tokenizer.pad_token_id, max_length=config.max_length,
         batch_size=config.batch_size,
     )
-    train_dataset = Dataset.from_list(tokenized)
-
-    args = TrainingArguments(**trainer_args_kwargs(config, checkpoint_dir), remove_unused_columns=False)
-    progress, marker = make_callbacks(config)
-    JointDPOTrainer = _joint_trainer_class()
-    trainer = JointDPOTrainer(
+    trainer, progress = build_trainer(
+        JointDPOTrainer, control,
         model=model,
-        args=args,
-        train_dataset=train_dataset,
+        args=TrainingArguments(**trainer_args_kwargs(config, checkpoint_dir), remove_unused_columns=False),
+        train_dataset=Dataset.from_list(tokenized),
         data_collator=lambda examples: collate_joint(
             examples, pad_token_id=tokenizer.pad_token_id, max_length=config.max_length
         ),
         processing_class=tokenizer,
-        callbacks=[progress, marker],
         beta=config.beta,
-        criterion_weights=[float(weights[c]) for c in criteria],
+        criterion_weights=[float(config.weights[c]) for c in criteria],
     )
-    quiet(trainer)
-    return trainer, progress, criteria, stats
+    extra: dict[str, Any] = {"criteria": criteria, "weights": {c: float(config.weights[c]) for c in criteria}, **stats}
+    return PolicyTrainer(trainer, progress, output_dir, checkpoint_dir, resume_from, metrics=extra,
+                         record={"dataset_dir": str(config.dataset_dir), **extra})
 
 
-def train_joint_dpo(config: PolicyConfig, dataset_dir: str | Path, weights: dict[str, float]) -> PolicyResult:
-    output_dir, checkpoint_dir, resume_from = prepare_output_dir(config)
-    trainer, progress, criteria, stats = build_joint_trainer(config, dataset_dir, weights,
-                                                             checkpoint_dir=checkpoint_dir)
-    completed, last_checkpoint = run_training(trainer, config, checkpoint_dir, progress, resume_from)
-    extra: dict[str, Any] = {"criteria": criteria, "weights": {c: float(weights[c]) for c in criteria}, **stats}
-    return finish(
-        trainer=trainer,
-        config=config,
-        method="joint_dpo",
-        output_dir=output_dir,
-        checkpoint_dir=checkpoint_dir,
-        resume_from=resume_from,
-        completed=completed,
-        last_checkpoint=last_checkpoint,
-        extra_metrics=extra,
-        extra_record={"dataset_dir": str(dataset_dir), **extra},
-    )
+def train_joint_dpo(config: JointDPOConfig, control: RunControl | None = None) -> PolicyResult:
+    return train_policy(build_joint_trainer(config, control), config, method="joint_dpo")

@@ -20,9 +20,11 @@ import json
 import os
 import re
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..control import RunControl, run_control
 from ..models import load_causal_lm, load_tokenizer, resolve_model
 from .common import POLICY_CARD
 
@@ -47,19 +49,30 @@ def _policy_card(adapter_dir: Path) -> dict[str, Any]:
     return json.loads(card_path.read_text()) if card_path.is_file() else {}
 
 
-def merge_adapters(
-    base_model: str | Path,
-    adapters: dict[str, Path],
-    weights: dict[str, float],
-    output_dir: str | Path,
-    method: str = "cat",
-    svd_rank: int | None = None,
-    *,
-    base_adapter: str | Path | None = None,
-    model_cache_dir: str | Path | None = None,
-) -> Path:
-    """Write the merged adapter (loadable with ``load_causal_lm(base, adapter=...)``) and ``merge.json``."""
+@dataclass(kw_only=True)
+class MergeConfig:
+    """Per-criterion adapters (name -> folder) and their weights, merged on ``base_model`` into ``output_dir``."""
+
+    base_model: str | Path
+    adapters: dict[str, Path]
+    weights: dict[str, float]
+    output_dir: str | Path
+    method: str = "cat"
+    svd_rank: int | None = None  # method "svd" only
+    # The merged base the adapters were trained on (e.g. the SFT adapter); None: the one their cards name.
+    base_adapter: str | Path | None = None
+    model_cache_dir: str | Path | None = None
+
+
+def merge_adapters(config: MergeConfig, control: RunControl | None = None) -> Path:
+    """Write the merged adapter (loadable with ``load_causal_lm(base, adapter=...)``) and ``merge.json``.
+
+    Progress counts the adapters loaded, then the merged adapter written."""
     from peft import PeftModel
+
+    control = run_control(control)
+    adapters, weights, method, svd_rank = config.adapters, config.weights, config.method, config.svd_rank
+    base_adapter, output_dir = config.base_adapter, config.output_dir
 
     if method not in MERGE_METHODS:
         raise ValueError(f"unknown merge method {method!r}; choose from {sorted(MERGE_METHODS)}")
@@ -85,7 +98,7 @@ def merge_adapters(
     if method == "paper_linear" and len(known_seeds) > 1:
         raise ValueError(f"paper_linear averages A and B, which needs one LoRA init seed; got {init_seeds}")
 
-    base_dir = resolve_model(base_model, model_cache_dir)
+    base_dir = resolve_model(config.base_model, config.model_cache_dir)
     cards = {name: _policy_card(Path(path)) for name, path in adapters.items()}
     trained_bases = {str(c["base_model_dir"]) for c in cards.values() if c.get("base_model_dir")}
     if trained_bases - {str(base_dir)}:
@@ -107,10 +120,13 @@ def merge_adapters(
         model = PeftModel.from_pretrained(model, str(base_adapter)).merge_and_unload()
 
     items = list(adapters.items())
+    steps = len(items) + 1
     first_name, first_path = items[0]
     peft_model = PeftModel.from_pretrained(model, str(first_path), adapter_name=names[first_name])
-    for name, path in items[1:]:
+    control.progress(1, steps)
+    for done, (name, path) in enumerate(items[1:], start=2):
         peft_model.load_adapter(str(path), adapter_name=names[name])
+        control.progress(done, steps)
     ranks = {name: int(peft_model.peft_config[names[name]].r) for name in adapters}
 
     peft_model.add_weighted_adapter(
@@ -163,4 +179,5 @@ def merge_adapters(
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     os.rename(merged_dir, output_dir)
     shutil.rmtree(staging, ignore_errors=True)
+    control.progress(steps, steps)
     return output_dir

@@ -6,7 +6,7 @@ Loss, for primary criterion k and weight vector w (weights need not sum to 1)::
     m = sum_{j != k} w_j * (r_j(x, y_w) - r_j(x, y_l))        # precomputed, standardised (rewards.compute_margins)
 
 Route (TRL 1.16 has no MODPO trainer and no ``dpo_loss`` to override): a
-``DPOTrainer`` subclass run with ``beta_eff = beta / w_k`` and precomputed
+``DPOTrainer`` subclass (``trainers.MODPOTrainer``, with ``trainers.MarginCollator``) run with ``beta_eff = beta / w_k`` and precomputed
 reference log-probs. ``MarginCollator`` carries each pair's ``margin`` into
 the batch, the signature-columns hook keeps the column, and ``compute_loss``
 *pops* it (any extra key would be passed to ``model(**inputs)``) and adds
@@ -42,20 +42,22 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..control import RunControl
 from .common import (
     PolicyConfig,
     PolicyResult,
-    finish,
+    PolicyTrainer,
+    load_preference_split,
     prepare_output_dir,
     read_checkpoint_state,
-    run_training,
     to_conversational_preferences,
+    train_policy,
 )
-from .dpo import build_dpo_trainer, pairs_used
+from .dpo import make_dpo_trainer, pairs_used
 
 MARGIN_COLUMN = "margin"
 
@@ -89,66 +91,6 @@ class SafetyConstraint:
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
-
-
-def _modpo_classes():
-    """Built lazily so importing this module does not import TRL."""
-    import torch
-    from trl import DPOTrainer
-    from trl.trainer.dpo_trainer import DataCollatorForPreference
-
-    @dataclass
-    class MarginCollator(DataCollatorForPreference):
-        """TRL's preference collator plus per-pair float columns (``margin`` and any ``reward_delta_*``)."""
-
-        extra_columns: tuple[str, ...] = (MARGIN_COLUMN,)
-
-        def torch_call(self, examples):
-            batch = super().torch_call(examples)
-            for column in self.extra_columns:
-                if column in examples[0]:
-                    batch[column] = torch.tensor([float(example[column]) for example in examples], dtype=torch.float32)
-            return batch
-
-    class MODPOTrainer(DPOTrainer):
-        """DPOTrainer whose loss is MODPO's; ``args.beta`` must already be beta / w_k."""
-
-        def __init__(self, *args, primary_weight: float, extra_columns=(MARGIN_COLUMN,), safety=None, **kwargs):
-            self.primary_weight = float(primary_weight)
-            self.extra_columns = tuple(extra_columns)
-            self.safety = safety  # _SafetyState or None
-            super().__init__(*args, **kwargs)
-            if not self.precompute_ref_logps:
-                raise ValueError("MODPO here needs precompute_ref_log_probs=True (the margin shifts the stored ref log-probs)")
-
-        def _set_signature_columns_if_needed(self):
-            super()._set_signature_columns_if_needed()
-            for column in self.extra_columns:
-                if column not in self._signature_columns:
-                    self._signature_columns.append(column)
-
-        def compute_ref_log_probs(self, model, inputs):
-            # The precompute pass runs our collator too; the margin columns must not reach the model.
-            inputs = {k: v for k, v in inputs.items() if k not in self.extra_columns}
-            return super().compute_ref_log_probs(model, inputs)
-
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            inputs = dict(inputs)
-            margin = inputs.pop(MARGIN_COLUMN, None)
-            extras = {k: inputs.pop(k) for k in self.extra_columns if k in inputs}
-            if margin is None:
-                raise KeyError("MODPO batch has no 'margin': the column was dropped before the loss")
-            if self.safety is not None:
-                if self.model.training:
-                    self.safety.maybe_update(self)
-                margin = margin + self.safety.multiplier * extras[self.safety.delta_column]
-                self._metrics["train" if self.model.training else "eval"]["safety/lambda"].append(self.safety.multiplier)
-            ref_chosen = inputs["ref_chosen_logps"]
-            shift = margin.to(ref_chosen.device, ref_chosen.dtype) / (self.primary_weight * self.beta)
-            inputs["ref_chosen_logps"] = ref_chosen + shift
-            return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
-
-    return MarginCollator, MODPOTrainer
 
 
 class _SafetyState:
@@ -254,35 +196,29 @@ def load_margin_dataset(margin_dataset_dir: str | Path, weights: dict[str, float
     return dataset
 
 
-@dataclass
-class MODPOSetup:
-    trainer: Any
-    progress: Any
-    output_dir: Path
-    checkpoint_dir: Path
-    resume_from: Path | None
-    pairs: Any
-    primary_weight: float
-    beta_effective: float
-    safety_state: Any = None
-    extra_columns: tuple[str, ...] = field(default=(MARGIN_COLUMN,))
+@dataclass(kw_only=True)
+class MODPOConfig(PolicyConfig):
+    """MODPO on ``primary``'s pairs with the margins ``rewards.compute_margins`` wrote for these ``weights``;
+    optionally safety-constrained."""
+
+    margin_dataset_dir: str | Path
+    primary: str
+    weights: dict[str, float]
+    safety: SafetyConstraint | None = None
 
 
-def build_modpo_trainer(
-    config: PolicyConfig,
-    margin_dataset_dir: str | Path,
-    weights: dict[str, float],
-    primary: str,
-    *,
-    safety: SafetyConstraint | None = None,
-) -> MODPOSetup:
+def build_modpo_trainer(config: MODPOConfig, control: RunControl | None = None) -> PolicyTrainer:
     """Everything ``train_modpo`` runs, before training starts (tests inspect the trainer from here)."""
+    from ..models import load_tokenizer, resolve_model
+    from .trainers import MarginCollator, MODPOTrainer
+
     if not config.precompute_ref_log_probs:
         raise ValueError("train_modpo needs config.precompute_ref_log_probs=True")
+    primary, weights, safety = config.primary, config.weights, config.safety
     primary_weight = float(weights.get(primary, 0.0))
     beta_eff = modpo_effective_beta(config.beta, primary_weight)
-    output_dir, checkpoint_dir, resume_from = prepare_output_dir(config)
-    pairs = load_margin_dataset(margin_dataset_dir, weights, primary)
+    output_dir, checkpoint_dir, resume_from = prepare_output_dir(config, control)
+    pairs = load_margin_dataset(config.margin_dataset_dir, weights, primary)
 
     extra_columns = [MARGIN_COLUMN]
     safety_state = None
@@ -292,7 +228,7 @@ def build_modpo_trainer(
         delta_column = f"reward_delta_{safety.criterion}"
         if delta_column not in pairs.column_names:
             raise ValueError(
-                f"{margin_dataset_dir} lacks {delta_column!r}: compute margins with a {safety.criterion} reward model"
+                f"{config.margin_dataset_dir} lacks {delta_column!r}: compute margins with a {safety.criterion} reward model"
             )
         extra_columns.append(delta_column)
         saved = read_checkpoint_state(resume_from)  # a resumed run continues from its stored multiplier
@@ -304,19 +240,17 @@ def build_modpo_trainer(
         )
 
     train_dataset = to_conversational_preferences(pairs, config.system_prompt, keep=tuple(extra_columns))
-    MarginCollator, MODPOTrainer = _modpo_classes()
     # The collator needs the pad id before the trainer exists; the base tokenizer provides it.
-    from ..models import load_tokenizer, resolve_model
-
     tokenizer = load_tokenizer(resolve_model(config.base_model, config.model_cache_dir))
     collator = MarginCollator(
         pad_token_id=tokenizer.pad_token_id,
         max_length=config.max_length,
         extra_columns=tuple(extra_columns),
     )
-    trainer, progress = build_dpo_trainer(
+    trainer, progress = make_dpo_trainer(
         config,
         train_dataset,
+        control,
         checkpoint_dir=checkpoint_dir,
         trainer_cls=MODPOTrainer,
         beta=beta_eff,
@@ -325,70 +259,43 @@ def build_modpo_trainer(
         trainer_kwargs={"primary_weight": primary_weight, "extra_columns": tuple(extra_columns), "safety": safety_state},
     )
     if safety_state is not None:
-        safety_state.attach(trainer, _prepare_safety_eval_rows(trainer, safety, config, margin_dataset_dir))
-    return MODPOSetup(
-        trainer=trainer,
-        progress=progress,
-        output_dir=output_dir,
-        checkpoint_dir=checkpoint_dir,
-        resume_from=resume_from,
-        pairs=pairs,
-        primary_weight=primary_weight,
-        beta_effective=beta_eff,
-        safety_state=safety_state,
-        extra_columns=tuple(extra_columns),
-    )
+        safety_state.attach(trainer, _prepare_safety_eval_rows(trainer, safety, config, config.margin_dataset_dir))
 
-
-def train_modpo(
-    config: PolicyConfig,
-    margin_dataset_dir: str | Path,
-    weights: dict[str, float],
-    primary: str,
-    *,
-    safety: SafetyConstraint | None = None,
-) -> PolicyResult:
-    """MODPO on the primary criterion's pairs with precomputed margins; optionally safety-constrained."""
-    setup = build_modpo_trainer(config, margin_dataset_dir, weights, primary, safety=safety)
-    trainer, safety_state = setup.trainer, setup.safety_state
-    completed, last_checkpoint = run_training(trainer, config, setup.checkpoint_dir, setup.progress, setup.resume_from)
-    extra_metrics: dict[str, Any] = {
-        "pairs": len(setup.pairs),
-        **pairs_used(trainer, len(setup.pairs)),
+    metrics: dict[str, Any] = {
+        "pairs": len(pairs),
+        **pairs_used(trainer, len(pairs)),
         "beta": config.beta,
-        "beta_effective": setup.beta_effective,
+        "beta_effective": beta_eff,
         "primary": primary,
         "weights": dict(weights),
     }
-    extra_record: dict[str, Any] = {
-        "margin_dataset_dir": str(margin_dataset_dir),
+    record: dict[str, Any] = {
+        "margin_dataset_dir": str(config.margin_dataset_dir),
         "primary": primary,
         "weights": dict(weights),
     }
-    if safety_state is not None:
-        extra_metrics["safety_lambda"] = safety_state.multiplier
-        extra_metrics["safety_history"] = safety_state.history
-        extra_record["safety_constraint"] = safety.to_dict()
-        (setup.output_dir / "safety_lambda.json").write_text(json.dumps(safety_state.history, indent=2))
-    return finish(
-        trainer=trainer,
-        config=config,
-        method="modpo_safety" if safety is not None else "modpo",
-        output_dir=setup.output_dir,
-        checkpoint_dir=setup.checkpoint_dir,
-        resume_from=setup.resume_from,
-        completed=completed,
-        last_checkpoint=last_checkpoint,
-        extra_metrics=extra_metrics,
-        extra_record=extra_record,
-    )
+
+    def after_training() -> dict[str, Any]:
+        if safety_state is None:
+            return {}
+        (output_dir / "safety_lambda.json").write_text(json.dumps(safety_state.history, indent=2))
+        return {"safety_lambda": safety_state.multiplier, "safety_history": safety_state.history}
+
+    if safety is not None:
+        record["safety_constraint"] = safety.to_dict()
+    return PolicyTrainer(trainer, progress, output_dir, checkpoint_dir, resume_from, metrics=metrics, record=record,
+                         after_training=after_training)
+
+
+def train_modpo(config: MODPOConfig, control: RunControl | None = None) -> PolicyResult:
+    """MODPO on the primary criterion's pairs with precomputed margins; optionally safety-constrained."""
+    method = "modpo_safety" if config.safety is not None else "modpo"
+    return train_policy(build_modpo_trainer(config, control), config, method=method)
 
 
 def _prepare_safety_eval_rows(trainer, safety: SafetyConstraint, config: PolicyConfig,
                               margin_dataset_dir: str | Path) -> list[dict]:
     """Held-out safety pairs, tokenised exactly as the trainer tokenises its training pairs."""
-    from .common import load_preference_split
-
     source = safety.eval_dataset_dir
     if source is None:
         card_path = Path(margin_dataset_dir) / "margins.json"

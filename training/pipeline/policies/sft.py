@@ -20,23 +20,31 @@ there); ``completions_cut`` counts them.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
+from ..control import RunControl
 from ..stats import ends_a_sentence
 from .common import (
     PolicyConfig,
     PolicyResult,
-    attach_lora,
-    finish,
-    load_base_model,
+    PolicyTrainer,
+    build_trainer,
     load_preference_split,
-    make_callbacks,
+    load_trainable_model,
     prepare_output_dir,
     prompt_messages,
-    quiet,
-    run_training,
+    train_policy,
     trainer_args_kwargs,
 )
+
+
+@dataclass(kw_only=True)
+class SFTConfig(PolicyConfig):
+    """SFT on one criterion's chosen responses from a preference dataset directory."""
+
+    dataset_dir: str | Path
+    criterion: str
 
 
 logger = logging.getLogger(__name__)
@@ -96,46 +104,31 @@ def as_training_tokens(tokenizer, rows):
     return rows.map(tokenise, remove_columns=rows.column_names)
 
 
-def build_sft_trainer(config: PolicyConfig, train_dataset, *, checkpoint_dir: Path):
-    from trl import SFTConfig, SFTTrainer
+def build_sft_trainer(config: SFTConfig, control: RunControl | None = None) -> PolicyTrainer:
+    from trl import SFTConfig as TRLSFTConfig
+    from trl import SFTTrainer
 
-    model, tokenizer = load_base_model(config)
-    if not config.full_finetune:
-        model = attach_lora(model, config)
-    args = SFTConfig(
+    output_dir, checkpoint_dir, resume_from = prepare_output_dir(config, control)
+    pairs = load_preference_split(config.dataset_dir, config.criterion)
+    rows = chosen_as_chat(pairs, config.system_prompt)
+    model, tokenizer = load_trainable_model(config)
+    args = TRLSFTConfig(
         **trainer_args_kwargs(config, checkpoint_dir),
         max_length=config.max_length,  # TRL 1.x: not max_seq_length
         completion_only_loss=True,
         packing=False,
     )
-    progress, marker = make_callbacks(config)
-    trainer = SFTTrainer(
-        model=model,
-        args=args,
-        train_dataset=as_training_tokens(tokenizer, train_dataset),
+    trainer, progress = build_trainer(
+        SFTTrainer, control, model=model, args=args, train_dataset=as_training_tokens(tokenizer, rows),
         processing_class=tokenizer,  # TRL 1.x: not tokenizer=
-        callbacks=[progress, marker],
     )
-    quiet(trainer)
-    return trainer, progress
+    truncation = completion_truncation(tokenizer, rows, config.max_length)
+    return PolicyTrainer(
+        trainer, progress, output_dir, checkpoint_dir, resume_from,
+        metrics={"examples": len(pairs), **truncation},
+        record={"dataset_dir": str(config.dataset_dir), "criterion": config.criterion},
+    )
 
 
-def train_sft(config: PolicyConfig, dataset_dir: str | Path, criterion: str) -> PolicyResult:
-    output_dir, checkpoint_dir, resume_from = prepare_output_dir(config)
-    pairs = load_preference_split(dataset_dir, criterion)
-    rows = chosen_as_chat(pairs, config.system_prompt)
-    trainer, progress = build_sft_trainer(config, rows, checkpoint_dir=checkpoint_dir)
-    truncation = completion_truncation(trainer.processing_class, rows, config.max_length)
-    completed, last_checkpoint = run_training(trainer, config, checkpoint_dir, progress, resume_from)
-    return finish(
-        trainer=trainer,
-        config=config,
-        method="sft",
-        output_dir=output_dir,
-        checkpoint_dir=checkpoint_dir,
-        resume_from=resume_from,
-        completed=completed,
-        last_checkpoint=last_checkpoint,
-        extra_metrics={"examples": len(pairs), **truncation},
-        extra_record={"dataset_dir": str(dataset_dir), "criterion": criterion},
-    )
+def train_sft(config: SFTConfig, control: RunControl | None = None) -> PolicyResult:
+    return train_policy(build_sft_trainer(config, control), config, method="sft")
