@@ -65,6 +65,7 @@ from .io import (
     load_candidates,
     load_personas,
     load_scenarios,
+    personas_for_scenario,
     read_jsonl,
     repair_jsonl_tail,
 )
@@ -495,13 +496,6 @@ def _device(device: str | None) -> str:
     return _resolve_device(device)
 
 
-def _personas_for(scenario_id: str, personas: list[Persona], per_scenario: int | None, seed: int) -> list[Persona]:
-    if per_scenario is None or per_scenario >= len(personas):
-        return personas
-    picked = set(random.Random(derive_seed("eval-personas", seed, scenario_id)).sample(range(len(personas)), per_scenario))
-    return [p for i, p in enumerate(personas) if i in picked]
-
-
 def run_evaluation(config: EvaluationConfig, control: RunControl | None = None, *,
                    judge: Judge | None = None) -> EvaluationResult:
     control = run_control(control)
@@ -581,7 +575,8 @@ def run_evaluation(config: EvaluationConfig, control: RunControl | None = None, 
             requests, meta = [], []
             for scenario, a, b in chunk:
                 texts = (answers[a][scenario.scenario_id], answers[b][scenario.scenario_id])
-                for persona in _personas_for(scenario.scenario_id, personas, config.personas_per_scenario, config.seed):
+                for persona in personas_for_scenario(scenario.scenario_id, personas, config.personas_per_scenario,
+                                                     config.seed, purpose="eval-personas"):
                     flip = random.Random(derive_seed("eval-order", config.seed, persona.persona_id, scenario.scenario_id, a, b)).random() < 0.5
                     shown = (texts[1], texts[0]) if flip else texts
                     requests.append(JudgeRequest(persona, scenario, shown, tuple(criteria)))

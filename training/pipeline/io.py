@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -255,6 +256,16 @@ def load_personas(path: str | Path, *, split: str | None = None) -> list[Persona
     if split is not None:
         personas = [p for p in personas if p.split == split]
     return personas
+
+
+def personas_for_scenario(scenario_id: str, personas: list[Persona], per_scenario: int | None, seed: int, *,
+                          purpose: str) -> list[Persona]:
+    """The personas who judge one scenario: all of them, or a seeded sample of ``per_scenario`` in file order.
+    ``purpose`` keeps the draws of different stages (labeling, evaluation) independent of each other."""
+    if per_scenario is None or per_scenario >= len(personas):
+        return personas
+    picked = set(random.Random(derive_seed(purpose, seed, scenario_id)).sample(range(len(personas)), per_scenario))
+    return [p for i, p in enumerate(personas) if i in picked]
 
 
 def load_candidates(path: str | Path) -> list[CandidateSet]:

@@ -38,6 +38,7 @@ from .io import (
     load_candidates,
     load_personas,
     load_scenarios,
+    personas_for_scenario,
     read_jsonl,
     repair_jsonl_tail,
 )
@@ -103,13 +104,6 @@ def shown_order_for(seed: int, persona_id: str, scenario_id: str, k: int) -> tup
     return order, order_seed
 
 
-def _personas_for(scenario_id: str, personas: list[Persona], per_scenario: int | None, seed: int) -> list[Persona]:
-    if per_scenario is None or per_scenario >= len(personas):
-        return personas
-    picked = set(random.Random(derive_seed("personas", seed, scenario_id)).sample(range(len(personas)), per_scenario))
-    return [p for i, p in enumerate(personas) if i in picked]
-
-
 def _check_same_run(existing: list[dict], judge_info: dict, keys: list[str], path: Path) -> None:
     for record in existing[:1]:
         if record.get("judge") != judge_info:
@@ -141,7 +135,8 @@ def run_labeling(config: LabelingConfig, control: RunControl | None = None, *, j
             raise PipelineConfigError(f"scenario {candidate.scenario_id!r} of {config.candidates_path} is not in {config.scenarios_path}")
         if config.scenario_split is not None and scenario.split != config.scenario_split:
             continue
-        for persona in _personas_for(candidate.scenario_id, personas, config.personas_per_scenario, config.seed):
+        for persona in personas_for_scenario(candidate.scenario_id, personas, config.personas_per_scenario,
+                                             config.seed, purpose="personas"):
             units.append((persona, scenario, candidate))
 
     output = Path(config.output_path)

@@ -9,12 +9,14 @@ import pytest
 from training.pipeline.io import (
     PipelineConfigError,
     JsonlFormatError,
+    Persona,
     append_jsonl,
     atomic_write_json,
     dataclass_from_dict,
     derive_seed,
     load_personas,
     load_scenarios,
+    personas_for_scenario,
     read_json,
     read_jsonl,
     repair_jsonl_tail,
@@ -95,3 +97,15 @@ def test_dataclass_from_dict_nested_and_strict():
         dataclass_from_dict(_Outer, {"path": "x", "items": [{"name": "a", "colour": 1}]})
     with pytest.raises(PipelineConfigError, match=r"config.limit: expected an integer"):
         dataclass_from_dict(_Outer, {"path": "x", "limit": "3"})
+
+
+def test_personas_for_scenario_is_a_seeded_sample_in_file_order_and_independent_per_purpose():
+    personas = [Persona(f"p{i}", f"persona {i}", "train", {}) for i in range(20)]
+    labeling = personas_for_scenario("s1", personas, 5, 0, purpose="personas")
+    assert labeling == personas_for_scenario("s1", personas, 5, 0, purpose="personas")
+    assert len(labeling) == 5 and labeling == sorted(labeling, key=personas.index)
+    draws = {tuple(p.persona_id for p in personas_for_scenario("s1", personas, 5, 0, purpose=purpose))
+             for purpose in ("personas", "eval-personas")}
+    assert len(draws) == 2, "labeling and evaluation draw their judges independently"
+    assert personas_for_scenario("s1", personas, None, 0, purpose="personas") == personas
+    assert personas_for_scenario("s1", personas, 50, 0, purpose="personas") == personas
