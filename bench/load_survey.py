@@ -118,8 +118,25 @@ def child_verify(env_url: str, var_dir: str, submitted_path: str) -> None:
 # --- The simulated participants (locust; imported only in the load phase) ----------------
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) of a process, its exited children it waited for, and its live
+    descendants: a gunicorn master with its workers, a postmaster with its backends."""
+    import psutil
+
+    process = psutil.Process(pid)
+    times = process.cpu_times()
+    total = times.user + times.system + times.children_user + times.children_system
+    for child in process.children(recursive=True):
+        try:
+            times = child.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
 def run_load(host: str, users: int, spawn_rate: float, timeout: float, seed: int, submitted_path: str,
-             think: tuple[float, float] = (0.0, 0.0)) -> dict:
+             think: tuple[float, float] = (0.0, 0.0), cpu_pids: dict[str, int] | None = None) -> dict:
     import gevent
     from locust import HttpUser, task
     from locust.env import Environment
@@ -145,23 +162,38 @@ def run_load(host: str, users: int, spawn_rate: float, timeout: float, seed: int
             self.rng = random.Random(rng_master.random())
             self.record = submitted.setdefault(self.pid, {"answers": {}, "screens": {}, "completed": False})
 
-        def get(self, path, name):
+        # Every request is measured on its own: a POST, and each redirect the browser then
+        # follows, are separate requests (named "<step>" and "<step> -> page").
+        def _follow(self, response, name):
+            hops = 0
+            while response.status_code in (301, 302, 303):
+                hops += 1
+                if hops > 3:
+                    raise StopUser()
+                location = response.headers["Location"]
+                with self.client.get(location, name=f"{name} -> page", allow_redirects=False, catch_response=True) as response:
+                    if response.status_code not in (200, 301, 302, 303):
+                        response.failure(f"GET after {name}: {response.status_code}")
+                        raise StopUser()
+            return response
+
+        def get(self, path, name, redirect_ok=False):
             self.pause()
-            with self.client.get(path, name=name, catch_response=True) as response:
-                if response.status_code != 200:
+            with self.client.get(path, name=name, allow_redirects=False, catch_response=True) as response:
+                if response.status_code != 200 and not (redirect_ok and response.status_code in (302, 303)):
                     response.failure(f"GET {name}: {response.status_code}")
                     raise StopUser()
-                return response
+            return self._follow(response, name)
 
         def post(self, path, data, name, fields):
             self.pause()
             payload = {"csrfmiddlewaretoken": fields.get("csrfmiddlewaretoken", ""), **data}
-            with self.client.post(path, data=payload, name=name, catch_response=True) as response:
-                # Redirects are followed: the final page must be a 200.
-                if response.status_code != 200:
+            with self.client.post(path, data=payload, name=name, allow_redirects=False, catch_response=True) as response:
+                # A saved page answers 303 See Other; the page it leads to must then be a 200.
+                if response.status_code != 303:
                     response.failure(f"POST {name}: {response.status_code}")
                     raise StopUser()
-                return response
+            return self._follow(response, name)
 
         def token_from(self, response):
             match = re.match(r"^/study/r/([^/]+)/", urlsplit(response.url).path)
@@ -271,25 +303,29 @@ def run_load(host: str, users: int, spawn_rate: float, timeout: float, seed: int
 
     env = Environment(user_classes=[SurveyParticipant], host=host)
     runner = env.create_local_runner()
+    cpu_at_start = {name: tree_cpu_seconds(pid) for name, pid in (cpu_pids or {}).items()}
     started = time.monotonic()
     runner.start(users, spawn_rate=spawn_rate)
     while counter["finished"] < users and time.monotonic() - started < timeout:
         gevent.sleep(0.2)
     elapsed = time.monotonic() - started
+    cpu = {name: tree_cpu_seconds(pid) - cpu_at_start[name] for name, pid in (cpu_pids or {}).items()}
     runner.quit()
     total = env.stats.total
     Path(submitted_path).write_text(json.dumps(submitted))
     steps = sorted(
-        ({"name": s.name, "requests": s.num_requests, "p50_ms": s.get_response_time_percentile(0.5),
-          "p95_ms": s.get_response_time_percentile(0.95)} for s in env.stats.entries.values()),
+        ({"name": f"{s.method} {s.name}", "requests": s.num_requests, "p50_ms": s.get_response_time_percentile(0.5),
+          "p95_ms": s.get_response_time_percentile(0.95), "p99_ms": s.get_response_time_percentile(0.99)}
+         for s in env.stats.entries.values()),
         key=lambda s: -s["p95_ms"],
     )
     return {
         "users": users, "finished": counter["finished"], "failed_users": len(counter["errors"]), "seconds": elapsed,
+        "completed": sum(1 for r in submitted.values() if r.get("completed")),
         "timed_out": counter["finished"] < users, "requests": total.num_requests, "failures": total.num_failures,
         "requests_per_s": total.num_requests / elapsed if elapsed else 0.0,
         "p50_ms": total.get_response_time_percentile(0.5), "p95_ms": total.get_response_time_percentile(0.95),
-        "p99_ms": total.get_response_time_percentile(0.99), "steps": steps,
+        "p99_ms": total.get_response_time_percentile(0.99), "steps": steps, "cpu_s": cpu,
         "failure_samples": [str(e.error) for e in list(env.stats.errors.values())[:5]],
     }
 
@@ -334,86 +370,266 @@ def wait_until_up(url: str, timeout: float = 60) -> bool:
     return False
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--users", type=int, default=200, help="simulated participants, each completes the survey once")
-    parser.add_argument("--spawn-rate", type=float, default=20.0, help="participants started per second")
-    parser.add_argument("--workers", type=int, default=max(2, min(8, 2 * (os.cpu_count() or 1))), help="gunicorn workers")
-    parser.add_argument("--threads", type=int, default=1, help="threads per gunicorn worker")
-    parser.add_argument("--timeout", type=float, default=300.0, help="seconds before the load phase stops")
-    parser.add_argument("--think", type=float, nargs=2, default=[2.0, 5.0], metavar=("MIN", "MAX"),
-                        help="seconds a participant spends on each page (uniform); 0 0 for a saturation test")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--keep", action="store_true", help="keep the bench database and var folder")
-    parser.add_argument("--child", choices=["setup", "verify"], help=argparse.SUPPRESS)
-    parser.add_argument("--child-args", nargs="*", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.child == "setup":
-        child_setup(*args.child_args)
-        return 0
-    if args.child == "verify":
-        child_verify(*args.child_args)
-        return 0
+class PrivatePostgres:
+    """A throwaway PostgreSQL cluster (the machine's own binaries, default configuration) that
+    only the bench uses, so the CPU time of its processes is the bench's database cost alone."""
 
-    source = os.environ.get("DATABASE_URL", "")
-    if not source:
-        raise SystemExit("set DATABASE_URL to a local PostgreSQL (eval \"$(scripts/test_services.sh)\")")
-    url, admin_url, name = bench_database_url(source)
-    var_dir = tempfile.mkdtemp(prefix="attune-loadbench-")
-    env = {**os.environ, "DATABASE_URL": url, "ATTUNE_VAR_DIR": var_dir, "DJANGO_SETTINGS_MODULE": "config.settings.local",
-           "DEBUG": "false", "CONN_MAX_AGE": "60", "LOG_LEVEL": "WARNING"}
+    def __init__(self):
+        self.bindir = self._bindir()
+        self.dir = Path(tempfile.mkdtemp(prefix="attune-loadbench-pg-"))
+        self.data = self.dir / "data"
+        self.port = free_port()
+        self.as_postgres = os.geteuid() == 0  # initdb refuses to run as root
+
+    @staticmethod
+    def _bindir() -> Path | None:
+        try:
+            return Path(subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True, check=True).stdout.strip())
+        except (OSError, subprocess.CalledProcessError):
+            found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+            return found[-1].parent if found else None
+
+    def _run(self, *args):
+        command = [str(self.bindir / args[0]), *args[1:]]
+        if self.as_postgres:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def start(self):
+        if self.as_postgres:
+            shutil.chown(self.dir, "postgres")
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.dir / "log"), "-w", "-o",
+                  f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.dir} -c max_connections=200",
+                  "start")
+        return self
+
+    def url(self, name: str) -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/{name}"
+
+    @property
+    def pid(self) -> int:
+        return int((self.data / "postmaster.pid").read_text().splitlines()[0])
+
+    def stop(self):
+        try:
+            self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+SIDES = {
+    # name: (working directory, WSGI application, settings module)
+    "anchor": (ROOT / "bench" / "anchor", "anchor.wsgi:application", "anchor.settings"),
+    "attune": (ROOT, "config.wsgi:application", "config.settings.local"),
+}
+
+
+def child_setup_anchor(env_url: str) -> None:
+    os.environ["DATABASE_URL"] = env_url
+    os.environ["DJANGO_SETTINGS_MODULE"] = "anchor.settings"
+    sys.path[:0] = [str(SIDES["anchor"][0]), str(ROOT)]
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0, interactive=False)
+
+
+def side_run(side: str, args, users: int, database_url: str, var_dir: str, db_pid: int | None) -> dict:
+    """Start gunicorn for one side, run the load, stop it; the CPU of its processes (and of the
+    database's, when the bench owns the database server) is measured over the load phase."""
+    cwd, app, settings_module = SIDES[side]
+    env = {**os.environ, "DATABASE_URL": database_url, "ATTUNE_VAR_DIR": var_dir, "DJANGO_SETTINGS_MODULE": settings_module,
+           "DEBUG": "false", "CONN_MAX_AGE": str(args.conn_max_age), "CONN_HEALTH_CHECKS": str(args.health_checks).lower(),
+           "LOG_LEVEL": "WARNING", "PYTHONPATH": os.pathsep.join([str(cwd), str(ROOT)])}
     env.pop("REDIS_URL", None)  # the survey does not need a shared cache; keep the bench self-contained
-    print(f"Preparing database {name} and the demo study ...", flush=True)
-    recreate_database(admin_url, name)
-    subprocess.run([PYTHON, __file__, "--child", "setup", "--child-args", url, var_dir], cwd=ROOT, env=env, check=True)
     port = free_port()
-    server = subprocess.Popen(
-        [PYTHON, "-m", "gunicorn", "config.wsgi:application", "--bind", f"127.0.0.1:{port}", "--workers", str(args.workers),
-         "--threads", str(args.threads), "--log-level", "warning", "--timeout", "60"],
-        cwd=ROOT, env=env, start_new_session=True,
-    )
+    command = [PYTHON, "-m", "gunicorn", app, "--bind", f"127.0.0.1:{port}", "--workers", str(args.workers),
+               "--threads", str(args.threads), "--worker-class", args.worker_class, "--log-level", "warning", "--timeout", "60"]
+    server = subprocess.Popen(command, cwd=cwd, env=env, start_new_session=True)
     host = f"http://127.0.0.1:{port}"
-    submitted_path = str(Path(var_dir) / "submitted.json")
+    submitted_path = str(Path(var_dir) / f"submitted-{side}-{users}.json")
     try:
         if not wait_until_up(f"{host}/healthz"):
-            print("gunicorn did not come up", file=sys.stderr)
-            return 1
-        print(f"gunicorn: {args.workers} workers x {args.threads} threads on {host}; {args.users} participants, "
-              f"spawn rate {args.spawn_rate}/s, {args.think[0]:g}-{args.think[1]:g} s per page, time limit {args.timeout:.0f} s",
-              flush=True)
-        result = run_load(host, args.users, args.spawn_rate, args.timeout, args.seed, submitted_path, tuple(args.think))
+            raise SystemExit(f"gunicorn ({side}) did not come up")
+        for _ in range(4 * args.workers):  # every worker has imported and answered once
+            urllib.request.urlopen(f"{host}/study/{STUDY}/", timeout=10).read()
+        pids = {"app": server.pid, **({"db": db_pid} if db_pid else {})}
+        print(f"  {side}: {users} participants ...", flush=True)
+        result = run_load(host, users, args.spawn_rate, args.timeout, args.seed, submitted_path, tuple(args.think), cpu_pids=pids)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
-    check = subprocess.run([PYTHON, __file__, "--child", "verify", "--child-args", url, var_dir, submitted_path],
-                           cwd=ROOT, env=env, check=True, capture_output=True, text=True)
-    verification = json.loads(check.stdout.strip().splitlines()[-1])
-    print()
-    print(f"participants finished      {result['finished']} / {result['users']} in {result['seconds']:.1f} s"
-          f"{' (TIME LIMIT REACHED)' if result['timed_out'] else ''}")
-    print(f"requests                   {result['requests']} ({result['failures']} failed)")
-    print(f"throughput                 {result['requests_per_s']:.1f} requests/s")
-    print(f"latency, all requests      p50 {result['p50_ms']:.0f} ms   p95 {result['p95_ms']:.0f} ms   p99 {result['p99_ms']:.0f} ms")
-    print("slowest steps (p95):")
-    for step in result["steps"][:6]:
-        print(f"  {step['name']:<40} {step['requests']:>6} requests   p50 {step['p50_ms']:>5.0f} ms   p95 {step['p95_ms']:>5.0f} ms")
-    for sample in result["failure_samples"]:
-        print(f"  failure: {sample}")
-    print(f"database check             {verification['checked']} participants checked, {verification['completed_in_db']} completed, "
-          f"{verification['problem_count']} problems (lost or duplicated answers)")
-    for problem in verification["problems"]:
-        print(f"  {problem}")
-    if not args.keep:
-        shutil.rmtree(var_dir, ignore_errors=True)
-        import psycopg
+    result["side"] = side
+    result["submitted_path"] = submitted_path
+    cpu = result["cpu_s"]
+    result["cpu_ms_per_request"] = {k: 1000 * v / result["requests"] if result["requests"] else 0.0 for k, v in cpu.items()}
+    return result
 
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    ok = verification["problem_count"] == 0 and result["failures"] == 0 and not result["timed_out"]
-    print("OK" if ok else "PROBLEMS FOUND")
+
+def _ratio(a, b):
+    return a / b if b else float("nan")
+
+
+def print_side(result: dict):
+    cpu = result["cpu_ms_per_request"]
+    cpu_text = "   ".join(f"{k} {v:.2f}" for k, v in cpu.items())
+    print(f"  {result['side']:<7} {result['requests']:>6} requests ({result['failures']} failed) in {result['seconds']:.0f} s, "
+          f"{result['requests_per_s']:.1f}/s, {result['completed']}/{result['users']} surveys completed; "
+          f"p50 {result['p50_ms']:.0f}  p95 {result['p95_ms']:.0f}  p99 {result['p99_ms']:.0f} ms; CPU ms/request: {cpu_text}")
+
+
+def print_comparison(anchor: dict, attune: dict):
+    def cpu_total(r):
+        return sum(r["cpu_ms_per_request"].values())
+
+    print(f"\n  {'':<34}{'anchor':>10}{'Attune':>10}{'ratio':>8}")
+    rows = [("server CPU per request, ms", cpu_total(anchor), cpu_total(attune))]
+    for k in attune["cpu_ms_per_request"]:
+        rows.append((f"  of which {k}", anchor["cpu_ms_per_request"].get(k, 0.0), attune["cpu_ms_per_request"][k]))
+    rows += [(f"{p} all requests, ms", anchor[f"{p}_ms"], attune[f"{p}_ms"]) for p in ("p50", "p95", "p99")]
+    rows += [("requests/s", anchor["requests_per_s"], attune["requests_per_s"]),
+             ("completed surveys", anchor["completed"], attune["completed"])]
+    for label, a, b in rows:
+        print(f"  {label:<34}{a:>10.2f}{b:>10.2f}{_ratio(b, a):>8.2f}")
+    steps_a = {s["name"]: s for s in anchor["steps"]}
+    print(f"\n  per step (ms){'':<33}{'anchor p50/p95/p99':>20}{'Attune p50/p95/p99':>22}{'p95 ratio':>10}")
+    for step in sorted(attune["steps"], key=lambda s: s["name"]):
+        other = steps_a.get(step["name"])
+        if other is None:
+            continue
+        print(f"  {step['name'][:45]:<46}{other['p50_ms']:>6.0f}/{other['p95_ms']:>5.0f}/{other['p99_ms']:>5.0f}"
+              f"{step['p50_ms']:>9.0f}/{step['p95_ms']:>5.0f}/{step['p99_ms']:>5.0f}{_ratio(step['p95_ms'], other['p95_ms']):>10.2f}")
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, nargs="+", default=[200],
+                        help="simulated participants, each completes the survey once (several values: one run each)")
+    parser.add_argument("--spawn-rate", type=float, default=20.0, help="participants started per second")
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn workers")
+    parser.add_argument("--threads", type=int, default=1, help="threads per gunicorn worker")
+    parser.add_argument("--worker-class", default="sync", choices=["sync", "gthread"], help="gunicorn worker class")
+    parser.add_argument("--conn-max-age", type=int, default=60, help="CONN_MAX_AGE for both sides (0: a new connection per request)")
+    parser.add_argument("--health-checks", action=argparse.BooleanOptionalAction, default=True,
+                        help="CONN_HEALTH_CHECKS for both sides")
+    parser.add_argument("--compare", action="store_true",
+                        help="side by side: the same load against the minimal anchor survey (bench/anchor), then Attune, and the ratios")
+    parser.add_argument("--shared-postgres", action="store_true",
+                        help="use the DATABASE_URL server instead of a private cluster (its CPU is then not measured)")
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds before a load phase stops")
+    parser.add_argument("--think", type=float, nargs=2, default=[2.0, 5.0], metavar=("MIN", "MAX"),
+                        help="seconds a participant spends on each page (uniform); 0 0 for a saturation test")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", help="write every measured number to this file")
+    parser.add_argument("--keep", action="store_true", help="keep the bench database and var folder")
+    parser.add_argument("--child", choices=["setup", "setup-anchor", "verify"], help=argparse.SUPPRESS)
+    parser.add_argument("--child-args", nargs="*", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child == "setup":
+        child_setup(*args.child_args)
+        return 0
+    if args.child == "setup-anchor":
+        child_setup_anchor(*args.child_args)
+        return 0
+    if args.child == "verify":
+        child_verify(*args.child_args)
+        return 0
+    if args.worker_class == "sync" and args.threads > 1:
+        raise SystemExit("--threads needs --worker-class gthread")
+
+    private = None
+    if args.shared_postgres:
+        source = os.environ.get("DATABASE_URL", "")
+        if not source:
+            raise SystemExit("set DATABASE_URL to a local PostgreSQL (eval \"$(scripts/test_services.sh)\")")
+        url, admin_url, name = bench_database_url(source)
+        anchor_url, _, anchor_name = bench_database_url(source.rsplit("/", 1)[0] + "/anchor")
+        db_pid = None
+    else:
+        private = PrivatePostgres()
+        if private.bindir is None:
+            raise SystemExit("no PostgreSQL binaries found; pass --shared-postgres to use DATABASE_URL")
+        print(f"Starting a private PostgreSQL cluster on 127.0.0.1:{private.port} ...", flush=True)
+        private.start()
+        url, admin_url, name = private.url("attune_loadbench"), private.url("postgres"), "attune_loadbench"
+        anchor_url, anchor_name = private.url("anchor_loadbench"), "anchor_loadbench"
+        db_pid = private.pid
+    var_dir = tempfile.mkdtemp(prefix="attune-loadbench-")
+    setup_env = {**os.environ, "DATABASE_URL": url, "ATTUNE_VAR_DIR": var_dir, "DJANGO_SETTINGS_MODULE": "config.settings.local",
+                 "DEBUG": "false", "LOG_LEVEL": "WARNING"}
+    setup_env.pop("REDIS_URL", None)
+    results = []
+    problems_total = 0
+    ok = True
+    try:
+        print(f"Preparing database {name} and the demo study ...", flush=True)
+        recreate_database(admin_url, name)
+        subprocess.run([PYTHON, __file__, "--child", "setup", "--child-args", url, var_dir], cwd=ROOT, env=setup_env, check=True)
+        if args.compare:
+            recreate_database(admin_url, anchor_name)
+            subprocess.run([PYTHON, __file__, "--child", "setup-anchor", "--child-args", anchor_url], cwd=ROOT, env=setup_env, check=True)
+        print(f"gunicorn: {args.workers} {args.worker_class} workers x {args.threads} threads, CONN_MAX_AGE={args.conn_max_age}, "
+              f"health checks {'on' if args.health_checks else 'off'}; {args.think[0]:g}-{args.think[1]:g} s per page, "
+              f"spawn rate {args.spawn_rate}/s; database CPU {'not measured (shared server)' if db_pid is None else 'measured (private cluster)'}",
+              flush=True)
+        for users in args.users:
+            print(f"\n{users} participants (load average before: {load_average()})", flush=True)
+            pair = {}
+            for side in (["anchor", "attune"] if args.compare else ["attune"]):
+                result = side_run(side, args, users, anchor_url if side == "anchor" else url, var_dir, db_pid)
+                result["load_average_after"] = load_average()
+                pair[side] = result
+                print_side(result)
+                for sample in result["failure_samples"]:
+                    print(f"    failure: {sample}")
+                ok = ok and result["failures"] == 0 and not result["timed_out"]
+            attune = pair["attune"]
+            check = subprocess.run([PYTHON, __file__, "--child", "verify", "--child-args", url, var_dir, attune["submitted_path"]],
+                                   cwd=ROOT, env=setup_env, check=True, capture_output=True, text=True)
+            verification = json.loads(check.stdout.strip().splitlines()[-1])
+            attune["verification"] = verification
+            problems_total += verification["problem_count"]
+            print(f"  database check (Attune): {verification['checked']} participants checked, {verification['completed_in_db']} completed, "
+                  f"{verification['problem_count']} problems (lost, duplicated or wrong answers)")
+            for problem in verification["problems"]:
+                print(f"    {problem}")
+            if args.compare:
+                print_comparison(pair["anchor"], attune)
+            else:
+                print("  slowest steps (p95):")
+                for step in attune["steps"][:8]:
+                    print(f"    {step['name']:<48} {step['requests']:>6} requests   p50 {step['p50_ms']:>5.0f}   "
+                          f"p95 {step['p95_ms']:>5.0f}   p99 {step['p99_ms']:>5.0f} ms")
+            results.append(pair)
+            # The next load size starts from an empty survey again (same participant names).
+            if users != args.users[-1]:
+                recreate_database(admin_url, name)
+                subprocess.run([PYTHON, __file__, "--child", "setup", "--child-args", url, var_dir], cwd=ROOT, env=setup_env, check=True)
+    finally:
+        if args.json:
+            Path(args.json).write_text(json.dumps({"args": vars(args), "results": results}, indent=1, default=str))
+        if not args.keep:
+            shutil.rmtree(var_dir, ignore_errors=True)
+        if private is not None:
+            private.stop()
+        elif not args.keep:
+            import psycopg
+
+            with psycopg.connect(admin_url, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                conn.execute(f'DROP DATABASE IF EXISTS "{anchor_name}" WITH (FORCE)')
+    ok = ok and problems_total == 0
+    print("\nOK" if ok else "\nPROBLEMS FOUND")
     return 0 if ok else 1
 
 
