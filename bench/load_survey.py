@@ -81,7 +81,11 @@ def child_verify(env_url: str, var_dir: str, submitted_path: str) -> None:
     study_id = Participant.objects.filter(study__slug=STUDY).values_list("study_id", flat=True).first()
     by_hash = {p.prolific_pid_hash: p for p in Participant.objects.filter(study__slug=STUDY).exclude(prolific_pid_hash="")}
     participants = {pid: by_hash.get(prolific_id_hash(study_id=study_id, prolific_id=pid)) for pid in submitted}
+    partial = 0
     for pid, record in submitted.items():
+        if record.get("failed"):
+            partial += 1
+            continue
         participant = participants.get(pid)
         if participant is None:
             problems.append(f"{pid}: no participant row")
@@ -112,7 +116,8 @@ def child_verify(env_url: str, var_dir: str, submitted_path: str) -> None:
     if extra:
         problems.append(f"{len(extra)} participants in the database that no simulated user created")
     print(json.dumps({"checked": len(submitted), "completed_in_db": sum(p.status == "completed" for p in participants.values()),
-                      "problems": problems[:20], "problem_count": len(problems)}))
+                      "problems": problems[:20], "problem_count": len(problems),
+                      "not_compared": partial}))
 
 
 # --- The simulated participants (locust; imported only in the load phase) ----------------
@@ -208,6 +213,9 @@ def run_load(host: str, users: int, spawn_rate: float, timeout: float, seed: int
                 self.record["completed"] = True
             except StopUser:
                 counter["errors"].append(self.pid)
+                # A request that failed may or may not have reached the server: what this participant
+                # recorded from then on is not comparable with the database (the failure is reported).
+                self.record["failed"] = True
             finally:
                 counter["finished"] += 1
             raise StopUser()
@@ -600,7 +608,8 @@ def main() -> int:
             attune["verification"] = verification
             problems_total += verification["problem_count"]
             print(f"  database check (Attune): {verification['checked']} participants checked, {verification['completed_in_db']} completed, "
-                  f"{verification['problem_count']} problems (lost, duplicated or wrong answers)")
+                  f"{verification['problem_count']} problems (lost, duplicated or wrong answers)"
+                  + (f"; {verification['not_compared']} not compared (a request of theirs failed)" if verification.get("not_compared") else ""))
             for problem in verification["problems"]:
                 print(f"    {problem}")
             if args.compare:

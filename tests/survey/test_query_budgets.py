@@ -5,10 +5,11 @@ lock, the audit). Query counts are deterministic, so these are exact limits,
 not timings. A participant's POST and the page it redirects to are two
 requests and are counted apart.
 
-A transaction's SAVEPOINT / RELEASE lines (what the test's own transaction turns a
-service's BEGIN / COMMIT into) are not counted, as Django does not count BEGIN and
-COMMIT in production; every other statement is."""
+A save's transaction control is not counted: its BEGIN and COMMIT (which the test's own
+transaction turns into SAVEPOINT / RELEASE) add two round trips to every POST that
+writes; every other statement is counted."""
 import re
+import time
 
 import pytest
 from django.db import connection
@@ -30,14 +31,18 @@ TRANSACTION_CONTROL = re.compile(r"^\s*(SAVEPOINT|RELEASE SAVEPOINT|ROLLBACK TO 
 class Budget:
     """Runs requests with their queries counted; collects every step over its budget."""
 
-    def __init__(self, client):
+    def __init__(self, client, timings=None):
         self.client = client
+        self.timings = timings  # label -> [seconds, ...] when given
         self.counts: dict[str, int] = {}
         self.over: list[str] = []
 
     def _run(self, label, budget, call):
+        started = time.perf_counter()
         with CaptureQueriesContext(connection) as captured:
             response = call()
+        if self.timings is not None:
+            self.timings.setdefault(label, []).append(time.perf_counter() - started)
         statements = [q["sql"] for q in captured.captured_queries if not TRANSACTION_CONTROL.match(q["sql"])]
         self.counts[label] = len(statements)
         if len(statements) > budget:
@@ -61,9 +66,9 @@ def hidden_fields(response) -> dict:
     return dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', response.content.decode()))
 
 
-def walk(client, study, *, skip_every_other=False, pid="budget1") -> tuple[Budget, Participant]:
+def walk(client, study, *, skip_every_other=False, pid="budget1", timings=None) -> tuple[Budget, Participant]:
     """The whole survey as a browser walks it: each page, then its POST, then the redirect target."""
-    b = Budget(client)
+    b = Budget(client, timings)
     entry = b.get(f"/study/{study.slug}/?PROLIFIC_PID={pid}&STUDY_ID=st&SESSION_ID=se", "entry")
     fields = {k: v for k, v in hidden_fields(entry).items() if k != "csrfmiddlewaretoken"}
     response = b.post(f"/study/{study.slug}/", fields, "entry (start)")
