@@ -52,7 +52,9 @@ class AnswersSerializer(serializers.Serializer):
     """Answers in screen terms. Validation of the dimensions is the service's."""
 
     choices = serializers.DictField(child=serializers.ChoiceField(choices=SCREEN_CHOICES, allow_blank=True), required=False,
-                                    default=dict)
+                                    default=dict,
+                                    help_text="left, right, tie or blank per dimension key of the item (``dimensions`` of "
+                                              "GET items/{token}/); a key that is not one of them is refused with 400.")
     unsafe_left = StrictBooleanField(required=False, default=False)
     unsafe_right = StrictBooleanField(required=False, default=False)
     comment = serializers.CharField(required=False, allow_blank=True, default="", trim_whitespace=False,

@@ -49,10 +49,10 @@ def config_file(path: Path, study, *, signed_in: bool) -> Path:
 
     Signed in, the session cookie travels in a header, which schemathesis cannot take away; so it
     does not generate the security cookie itself (the anonymous run covers requests without one).
-    A judgment must choose for every dimension of the item's study, and an imported judge row must name
-    one of the study's items and dimensions, which a JSON Schema cannot say: a schema-valid body can
-    rightly be refused there (400, documented), so that one check (positive_data_acceptance) is off for
-    those two operations."""
+    A draft may name only dimensions of the item's study, a judgment must choose for every one of them, and
+    an imported judge row must name one of the study's items and dimensions. The dimensions are rows of
+    each study, which a JSON Schema cannot say: a schema-valid body can rightly be refused there (400,
+    documented), so that one check (positive_data_acceptance) is off for those three operations."""
     item = study.items.first()
     assignment = item.assignments.first()
     path.write_text(f"""
@@ -66,6 +66,11 @@ study_id = {{ values = [{study.pk}] }}
 
 [[operations]]  # the first block that matches an operation is the one it gets
 include-name = "POST /rate/api/items/{{token}}/judgment/"
+checks.positive_data_acceptance.enabled = false
+parameters = {{ "path.token" = {{ dictionary = "assignment", probability = 0.9 }} }}
+
+[[operations]]
+include-name = "PUT /rate/api/items/{{token}}/draft/"
 checks.positive_data_acceptance.enabled = false
 parameters = {{ "path.token" = {{ dictionary = "assignment", probability = 0.9 }} }}
 
