@@ -153,7 +153,7 @@ SETTING_LABELS = {
 VALIDATION_SCALE: dict = {
     "judge": {"backend": "rubric"}, "train_scenarios": 120, "test_scenarios": 40, "test_split": "stratified",
     "personas_train": 8, "personas_test": 8, "personas_per_scenario": 8, "candidates_per_scenario": 4,
-    "max_new_tokens": 48, "policy_max_steps": 40, "policy_batch_size": 4, "policy_save_steps": 20, "lora_rank": 8,
+    "max_new_tokens": 48, "policy_max_steps": 20, "policy_batch_size": 4, "policy_save_steps": 10, "lora_rank": 8,
     "learning_rate": 5e-4, "reward_max_steps": 60,
     # 25% of 120 scenarios: 30 held-out pairs per reward model, enough for a Wilson interval of about +/- 0.15.
     "reward_validation_fraction": 0.25,
