@@ -1,5 +1,6 @@
 """Factories and helpers for survey tests."""
 import factory
+import numpy as np
 
 from core.models import ModelVersion, Response, Scenario
 from survey import questions, selectors, services
@@ -96,3 +97,27 @@ def complete_participant(study, *, ratings=None, ranking=None, background=None, 
     services.participant_complete(participant=participant, feedback=feedback)
     participant.refresh_from_db()
     return participant
+
+
+def keys():
+    return [c.key for c in selectors.study_criteria()]
+
+
+def _cohort(study, n, order, rng, gender_cycle=("woman", "man", "non_binary"), sources=("prolific", "university")):
+    """Participants whose rankings follow a Plackett–Luce model with strengths decreasing along ``order``."""
+    strengths = np.exp(np.linspace(1.5, -1.5, len(order)))
+    people = []
+    for i in range(n):
+        remaining, ranking = list(range(len(order))), []
+        while remaining:
+            p = strengths[remaining] / strengths[remaining].sum()
+            pick = rng.choice(remaining, p=p)
+            ranking.append(order[pick])
+            remaining.remove(pick)
+        ratings = {k: max(1, 5 - ranking.index(k) // 2) for k in order}
+        people.append(complete_participant(
+            study, ranking=ranking, ratings=ratings, source=sources[i % len(sources)],
+            background=background_data(gender=gender_cycle[i % len(gender_cycle)], ethnicity=("white", "asian", "black")[i % 3],
+                                       age_group=("18_24", "35_44")[i % 2]),
+        ))
+    return people

@@ -1,36 +1,11 @@
-"""Results of a study computed from the database: the selector others render."""
+"""Results of a study computed from the database (annotation.selectors.results): the selector others
+render."""
 import pytest
 
 from annotation import selectors, services
-from annotation.models import Assignment
 from tests.factories import ResearcherFactory
 
-from .factories import make_study
-
 pytestmark = pytest.mark.django_db
-
-
-def answer(study, clinician, item, choices, unsafe_a=False, unsafe_b=False):
-    """Submit answers given in SOURCE terms, translated to what this clinician saw."""
-    assignment = Assignment.objects.get(study=study, clinician=clinician, item=item)
-    screen = {key: "tie" if value == "tie" else assignment.side_of(value) for key, value in choices.items()}
-    unsafe = {assignment.side_of("a"): unsafe_a, assignment.side_of("b"): unsafe_b}
-    services.judgment_submit(assignment=assignment, clinician=clinician, choices=screen,
-                             unsafe_left=unsafe["left"], unsafe_right=unsafe["right"])
-
-
-@pytest.fixture
-def worked_study():
-    """Four items, three clinicians (all rate all), the worked example of
-    tests/annotation/test_statistics.py on 'overall'; empathy: everyone says a."""
-    study = make_study(n_items=4, n_clinicians=3, overlap="all", keys=("empathy",))
-    items = list(study.items.order_by("order"))
-    clinicians = sorted((m.clinician for m in study.memberships.all()), key=lambda u: u.username)
-    overall = [["a", "a", "b"], ["b", "b", "b"], ["a", "tie", "b"], ["tie", "a", "a"]]
-    for item, row in zip(items, overall):
-        for clinician, choice in zip(clinicians, row):
-            answer(study, clinician, item, {"overall": choice, "empathy": "a"}, unsafe_b=(choice == "b"))
-    return study, items, clinicians
 
 
 def test_results_win_loss_tie_and_agreement(worked_study):
@@ -88,30 +63,7 @@ def test_results_cache_follows_changes(worked_study):
     assert second["study"]["judgments"] == first["study"]["judgments"] - 1
 
 
-def test_preference_pairs_follow_the_strict_majority(worked_study):
-    study, items, clinicians = worked_study
-    pairs = selectors.preference_pairs(study)
-    overall = [p for p in pairs if p["criterion"] == "overall"]
-    # Item 1: majority a; item 2: majority b; item 3: no majority; item 4: majority a.
-    assert [p["scenario_id"] for p in overall] == [f"s{items[i].scenario_id}" for i in (0, 1, 3)]
-    assert overall[0]["chosen"] == items[0].response_a.text and overall[0]["rejected"] == items[0].response_b.text
-    assert overall[1]["chosen"] == items[1].response_b.text
-    assert overall[0]["prompt"] == items[0].scenario.text
-    assert len([p for p in pairs if p["criterion"] == "empathy"]) == 4
-
-
 def test_chart_is_svg(worked_study):
     study, _, _ = worked_study
     results = selectors.rating_study_results(study, n_boot=0, pair_boot=0, chart=True, use_cache=False)
     assert results["chart_svg"].startswith("<svg") and "Overall preference" in results["chart_svg"]
-
-
-def test_rating_page_is_in_screen_terms(worked_study):
-    study, items, clinicians = worked_study
-    assignment = Assignment.objects.get(study=study, clinician=clinicians[0], item=items[0])
-    page = selectors.rating_page(assignment=assignment)
-    left = items[0].response_a if assignment.left_is_a else items[0].response_b
-    assert page["left_text"] == left.text
-    overall = next(d for d in page["dimensions"] if d["key"] == "overall")
-    assert overall["choice"] == assignment.side_of("a")
-    assert page["progress"] == {"done": 4, "total": 4}
