@@ -11,7 +11,6 @@ from training.pipeline.policies.common import (
     COMPLETE_MARKER,
     DAMAGE_NOTE,
     DAMAGED_CHECKPOINTS_DIR,
-    PolicyConfig,
     checkpoint_damage,
     damaged_checkpoints,
     find_resumable_checkpoint,
@@ -19,13 +18,7 @@ from training.pipeline.policies.common import (
 )
 from training.pipeline.policies.sft import SFTConfig, train_sft
 
-
-def config_for(tiny_lm_dir, out, **overrides):
-    values = dict(output_dir=out, base_model=str(tiny_lm_dir), lora_rank=4, lora_alpha=8,
-                  lora_target_modules=("q_proj", "v_proj"), learning_rate=1e-2, max_steps=4, batch_size=2,
-                  save_steps=2, max_length=128)
-    values.update(overrides)
-    return PolicyConfig(**values)
+from .policy_configs import config_for
 
 
 def sft_config(policy, dataset_dir, criterion):

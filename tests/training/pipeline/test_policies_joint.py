@@ -6,26 +6,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from training.pipeline.policies.common import PolicyConfig
 from training.pipeline.policies.joint import JointDPOConfig, build_joint_rows, build_joint_trainer, train_joint_dpo
 
+from .policy_configs import config_for
 
-def config_for(tiny_lm_dir, out, **overrides):
-    values = dict(
-        output_dir=out,
-        base_model=str(tiny_lm_dir),
-        lora_rank=4,
-        lora_alpha=8,
-        lora_target_modules=("q_proj", "v_proj"),
-        beta=0.1,
-        learning_rate=1e-2,
-        max_steps=2,
-        batch_size=2,
-        save_steps=100,
-        max_length=128,
-    )
-    values.update(overrides)
-    return PolicyConfig(**values)
+JOINT_RUN = dict(max_steps=2, save_steps=100)  # two steps, no checkpoint on the way
 
 
 def joint_config(policy, dataset_dir, weights):
@@ -42,7 +27,8 @@ def completion_logp(model, prompt_ids, completion_ids):
 
 def test_joint_loss_equals_hand_computation(tiny_lm_dir, preference_dataset_dir, tmp_path):
     weights = {"empathy": 0.7, "safety": 0.3}
-    setup = build_joint_trainer(joint_config(config_for(tiny_lm_dir, tmp_path / "joint"), preference_dataset_dir, weights))
+    setup = build_joint_trainer(joint_config(config_for(tiny_lm_dir, tmp_path / "joint", **JOINT_RUN), preference_dataset_dir,
+                                             weights))
     trainer, criteria = setup.trainer, setup.metrics["criteria"]
     assert criteria == ["empathy", "safety"] and setup.metrics["scenarios"] == 6
     generator = torch.Generator().manual_seed(7)
@@ -88,7 +74,7 @@ def test_scenarios_missing_a_criterion_are_counted(preference_dataset_dir, tmp_p
 
 
 def test_joint_dpo_trains_and_saves(tiny_lm_dir, preference_dataset_dir, tmp_path):
-    result = train_joint_dpo(joint_config(config_for(tiny_lm_dir, tmp_path / "joint"), preference_dataset_dir,
+    result = train_joint_dpo(joint_config(config_for(tiny_lm_dir, tmp_path / "joint", **JOINT_RUN), preference_dataset_dir,
                              {"empathy": 0.5, "safety": 0.5}))
     assert result.completed and result.metrics["global_step"] == 2
     assert (result.adapter_dir / "adapter_config.json").is_file()

@@ -1,0 +1,22 @@
+"""The tiny-model PolicyConfig the policy tests start from (SFT, DPO, joint DPO, checkpoints)."""
+from __future__ import annotations
+
+from training.pipeline.policies.common import PolicyConfig
+
+
+def config_for(tiny_lm_dir, out, **overrides):
+    values = dict(
+        output_dir=out,
+        base_model=str(tiny_lm_dir),
+        lora_rank=4,
+        lora_alpha=8,
+        lora_target_modules=("q_proj", "v_proj"),
+        beta=0.1,  # written out: the joint DPO test computes its loss by hand with this value
+        learning_rate=1e-2,
+        max_steps=4,
+        batch_size=2,
+        save_steps=2,
+        max_length=128,
+    )
+    values.update(overrides)
+    return PolicyConfig(**values)
