@@ -30,9 +30,11 @@
     const tr = document.createElement("tr");
     tr.dataset.jobId = job.id;
     tr.dataset.jobKey = job.key;
-    tr.innerHTML = '<th scope="row"><a class="job-link"></a></th><td class="job-queue"></td><td class="job-state"></td>' +
-      '<td class="job-progress"><progress max="100"></progress> <span class="job-steps"></span></td>' +
-      '<td class="job-loss"></td><td class="job-eta"></td>' +
+    // data-label: on a phone each row is a card, and each cell says what it is (jobs.css).
+    tr.innerHTML = '<th scope="row"><a class="job-link"></a></th><td class="job-queue" data-label="Queue"></td>' +
+      '<td class="job-state" data-label="State"></td>' +
+      '<td class="job-progress" data-label="Progress"><progress max="100"></progress> <span class="job-steps"></span></td>' +
+      '<td class="job-loss" data-label="Loss"></td><td class="job-eta" data-label="ETA"></td>' +
       '<td class="job-actions"><span class="job-buttons"></span>' +
       '<details class="job-log" hidden><summary></summary><pre tabindex="0"></pre></details></td>';
     const link = tr.querySelector(".job-link");

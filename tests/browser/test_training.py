@@ -97,10 +97,15 @@ def test_every_link_on_the_experiment_and_job_pages_opens_what_it_names(browser,
     page.context.close()
 
 
-def test_an_opened_log_stays_open_and_follows_the_running_job(browser, live_server, experiment):
+def scrolls_sideways(page) -> bool:
+    return page.evaluate("document.documentElement.scrollWidth > window.innerWidth")
+
+
+@pytest.mark.parametrize("width", [375, 1280])
+def test_an_opened_log_stays_open_and_follows_the_running_job(browser, live_server, experiment, width):
     from training.models import Job
 
-    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    page = browser.new_context(viewport={"width": width, "height": 900}).new_page()
     login(page, live_server, experiment["researcher"].username)
     page.goto(f"{live_server.url}/admin/training/experiment/{experiment['experiment'].pk}/change/")
     row = "#job-rows tr[data-job-key='generate']"
@@ -114,6 +119,34 @@ def test_an_opened_log_stays_open_and_follows_the_running_job(browser, live_serv
     assert page.eval_on_selector(f"{row} details.job-log", "e => e.open")
     assert page.eval_on_selector(f"{row} details.job-log pre", "e => e.dataset.marker") == "same element"
     assert "step 4/10: loss=0.6" in page.inner_text(f"{row} details.job-log pre")
+    assert not scrolls_sideways(page)
+    page.context.close()
+
+
+def test_the_experiment_and_job_pages_fit_a_phone_without_scrolling_sideways(browser, live_server, experiment):
+    """At 375 px each job is a card: every cell labelled, the opened log as wide as the card, long
+    log lines, paths and hashes wrapped, and the page itself never wider than the screen."""
+    from training.models import Job
+
+    long_line = "12:00:06 warning: " + "x" * 300 + " /very/long/path/" + "segment/" * 20
+    Job.objects.filter(pk=experiment["running"].pk).update(log_tail=long_line)
+    page = browser.new_context(viewport={"width": 375, "height": 800}).new_page()
+    login(page, live_server, experiment["researcher"].username)
+    page.goto(f"{live_server.url}/admin/training/experiment/{experiment['experiment'].pk}/change/")
+    row = "#job-rows tr[data-job-key='generate']"
+    page.wait_for_selector(f"{row} details.job-log summary")
+    assert not scrolls_sideways(page), page.evaluate("document.documentElement.scrollWidth")
+    # A card, not a squeezed table row: the state says what it is, and the card fits the screen.
+    assert page.eval_on_selector(f"{row} .job-state", "e => getComputedStyle(e, '::before').content") == '"State"'
+    assert page.eval_on_selector(row, "e => e.getBoundingClientRect().right") <= 375
+    page.click(f"{row} details.job-log summary")
+    assert not scrolls_sideways(page)
+    pre = page.eval_on_selector(f"{row} details.job-log pre",
+                                "e => [e.getBoundingClientRect().width, e.scrollWidth, e.clientWidth]")
+    assert pre[0] > 250 and pre[1] <= pre[2] + 1, pre  # as wide as the card, its lines wrapped
+    for job in (experiment["first"], experiment["running"]):
+        page.goto(f"{live_server.url}/admin/training/job/{job.pk}/change/")
+        assert not scrolls_sideways(page), (job.key, page.evaluate("document.documentElement.scrollWidth"))
     page.context.close()
 
 
