@@ -3,7 +3,7 @@ service the training pipeline calls), open, close, watch progress, see results,
 import judge decisions and export. Judgments are read-only here."""
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Q
+from django.db.models import Count, Prefetch, Q
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
@@ -19,7 +19,7 @@ from core.input import accepts_repeated
 from . import selectors, services
 from .exceptions import AnnotationError
 from .forms import JudgeImportForm, RatingStudyCreateForm
-from .models import Assignment, JudgeDecision, Judgment, JudgmentRevision, RatingItem, RatingStudy
+from .models import Assignment, Choice, JudgeDecision, Judgment, JudgmentChoice, JudgmentRevision, RatingItem, RatingStudy
 
 
 class HideRatedStudiesMixin:
@@ -55,19 +55,47 @@ class HideRatedStudiesMixin:
         return super().delete_view(request, object_id, extra_context)
 
 
+class ResearchersOnlyMixin:
+    """These pages name the sources a study compares (and the judgments say which
+    source each clinician preferred): researchers only, that is staff in the
+    Researchers group or superusers, whatever permissions a staff account was
+    given one by one. Clinicians have no admin access to begin with."""
+
+    def has_module_permission(self, request):
+        return roles.is_researcher(request.user) and super().has_module_permission(request)
+
+    def has_view_permission(self, request, obj=None):
+        return roles.is_researcher(request.user) and super().has_view_permission(request, obj)
+
+    def has_change_permission(self, request, obj=None):
+        return roles.is_researcher(request.user) and super().has_change_permission(request, obj)
+
+    def has_add_permission(self, request):
+        return roles.is_researcher(request.user) and super().has_add_permission(request)
+
+    def has_delete_permission(self, request, obj=None):
+        return roles.is_researcher(request.user) and super().has_delete_permission(request, obj)
+
+
 @admin.register(RatingStudy)
-class RatingStudyAdmin(HideRatedStudiesMixin, admin.ModelAdmin):
+class RatingStudyAdmin(ResearchersOnlyMixin, HideRatedStudiesMixin, admin.ModelAdmin):
     study_lookup = "pk"
     list_display = ["name", "state", "source_a", "source_b", "overlap_label", "item_count", "progress", "created_at", "results_link"]
     list_filter = ["state"]
     search_fields = ["name"]
     readonly_fields = [
         "name", "public_title", "description", "state", "source_a", "source_b", "criteria_set", "overlap", "overlap_all",
-        "sample_index", "seed_status", "normalisation", "screened_at", "token", "created_by", "created_at", "opened_at", "closed_at", "dimension_list", "clinician_progress",
+        "sample_index", "seed_status", "normalisation", "screened_at", "token", "created_by_name", "created_at", "opened_at",
+        "closed_at", "dimension_list", "clinician_progress",
     ]
-    exclude = ["seed"]  # never rendered, not even as a form input: it decides every position
+    # The seed is never rendered, not even as a form input: it decides every position. Who created the
+    # study is shown as text (created_by_name), so the field itself is left out of the form too.
+    exclude = ["seed", "created_by"]
     actions = ["open_studies", "close_studies"]
     change_form_template = "admin/annotation/ratingstudy/change_form.html"
+
+    class Media:
+        css = {"all": ["annotation/admin.css"]}  # the list's headers and dates wrap, so every column shows
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("source_a", "source_b").annotate(
@@ -76,6 +104,11 @@ class RatingStudyAdmin(HideRatedStudiesMixin, admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False  # judgments are research data; close a study instead
+
+    @admin.display(description="created by")
+    def created_by_name(self, obj):
+        # Plain text: a link to the user's page would be a 403 for researchers (no auth permissions).
+        return obj.created_by.get_username() if obj.created_by else "—"
 
     @admin.display(description="overlap")
     def overlap_label(self, obj):
@@ -332,26 +365,176 @@ class RatingStudyAdmin(HideRatedStudiesMixin, admin.ModelAdmin):
         return redirect("admin:annotation_ratingstudy_change", study.pk)
 
 
+def _source_choice(choice: str) -> str:
+    """A stored choice in source terms, short enough for a list column."""
+    return {"a": "A", "b": "B", "tie": "tie"}.get(choice, choice)
+
+
+def _unsafe_label(unsafe_a: bool, unsafe_b: bool) -> str:
+    flagged = [name for name, flag in (("A", unsafe_a), ("B", unsafe_b)) if flag]
+    return ", ".join(flagged) or "—"
+
+
+def _choice_label(choice: str) -> str:
+    try:
+        return Choice(choice).label
+    except ValueError:
+        return choice
+
+
+def _unsafe_sentence(unsafe_a: bool, unsafe_b: bool) -> str:
+    flagged = [name for name, flag in (("source A's", unsafe_a), ("source B's", unsafe_b)) if flag]
+    if not flagged:
+        return "Neither response"
+    return (" and ".join(flagged) + (" responses" if len(flagged) == 2 else " response")).capitalize()
+
+
+def _duration(ms: int) -> str:
+    seconds = round((ms or 0) / 1000)
+    return f"{seconds // 60} min {seconds % 60} s" if seconds >= 60 else f"{seconds} s"
+
+
+def _item_phrase(item: RatingItem) -> str:
+    """The item's title (its study, its place there and its scenario; never the token nor a source)
+    for the middle of a sentence."""
+    title = str(item)
+    return title[:1].lower() + title[1:]
+
+
+def _order_shown(left_is_a: bool) -> str:
+    return "Source A on the left" if left_is_a else "Source B on the left"
+
+
+class StudyRecordAdmin(ResearchersOnlyMixin, HideRatedStudiesMixin, ReadOnlyAdmin):
+    """Read-only records of a study (judgments, their revisions, judge decisions):
+    researchers only, titled for people (see object_title) rather than by repr."""
+
+    change_form_template = "admin/annotation/record_change_form.html"
+
+    def object_title(self, obj) -> str:
+        return str(obj)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        obj = self.get_object(request, object_id)  # None for an unknown, malformed or hidden id
+        if obj is not None:
+            extra_context = {"subtitle": self.object_title(obj), **(extra_context or {})}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    @admin.display(description="item", ordering="item__order")
+    def item_label(self, obj):
+        return str(obj.item)
+
+    @admin.display(description="item (study)", ordering="item")
+    def item_in_study(self, obj):
+        # The study's name under the item rather than in a column of its own: the list stays narrow
+        # enough to show every column beside the navigation and the filters.
+        return format_html('{}<br><span class="record-study">{}</span>', obj.item, obj.study.name)
+
+    class Media:
+        css = {"all": ["annotation/admin.css"]}
+
+
 @admin.register(Judgment)
-class JudgmentAdmin(HideRatedStudiesMixin, ReadOnlyAdmin):
-    list_display = ["study", "item", "clinician", "revision", "unsafe_a", "unsafe_b", "time_on_task_ms", "updated_at"]
-    list_select_related = ["study", "item", "clinician"]
-    list_filter = ["study"]
-    search_fields = ["clinician__username", "item__token"]
+class JudgmentAdmin(StudyRecordAdmin):
+    # The first column (the item, its study beneath) opens the judgment; the filter picks a study once there are two.
+    list_display = ["item_in_study", "clinician_name", "answers", "unsafe", "revision", "time_on_task", "updated_at"]
+    list_filter = [("study", admin.RelatedOnlyFieldListFilter)]
+    search_fields = ["clinician__username", "study__name"]
+    fields = readonly_fields = ["study", "item_label", "clinician_name", "answers_in_full", "unsafe_in_full", "comment",
+                                "order_shown", "time_on_task", "revision", "submitted_at", "updated_at"]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).select_related("study", "item", "clinician")
+        choices = JudgmentChoice.objects.select_related("criterion").order_by("criterion__position", "criterion__key")
+        return super().get_queryset(request).select_related("study", "item", "clinician").prefetch_related(
+            Prefetch("choices", queryset=choices))
+
+    def object_title(self, obj):
+        return f"Judgment by {obj.clinician.get_username()} on {_item_phrase(obj.item)}"
+
+    @admin.display(description="clinician", ordering="clinician__username")
+    def clinician_name(self, obj):
+        # Plain text: a link to the user's page would be a 403 for researchers.
+        return obj.clinician.get_username()
+
+    @admin.display(description="answers (A, B: source)")
+    def answers(self, obj):
+        return " · ".join(f"{c.criterion.key} {_source_choice(c.choice)}" for c in obj.choices.all()) or "—"
+
+    @admin.display(description="answers")
+    def answers_in_full(self, obj):
+        return "; ".join(f"{c.criterion.name}: {c.get_choice_display()}" for c in obj.choices.all()) or "—"
+
+    @admin.display(description="unsafe")
+    def unsafe(self, obj):
+        return _unsafe_label(obj.unsafe_a, obj.unsafe_b)
+
+    @admin.display(description="flagged unsafe")
+    def unsafe_in_full(self, obj):
+        return _unsafe_sentence(obj.unsafe_a, obj.unsafe_b)
+
+    @admin.display(description="order shown")
+    def order_shown(self, obj):
+        return _order_shown(obj.left_is_a)
+
+    @admin.display(description="time on task", ordering="time_on_task_ms")
+    def time_on_task(self, obj):
+        return _duration(obj.time_on_task_ms)
 
 
 @admin.register(JudgmentRevision)
-class JudgmentRevisionAdmin(HideRatedStudiesMixin, ReadOnlyAdmin):
+class JudgmentRevisionAdmin(StudyRecordAdmin):
     study_lookup = "assignment__study"
-    list_display = ["assignment", "number", "event", "created_at"]
+    list_display = ["assignment_label", "number", "event", "answers", "created_at"]
     list_select_related = ["assignment__clinician"]
-    list_filter = ["event", "assignment__study"]
+    list_filter = ["event", ("assignment__study", admin.RelatedOnlyFieldListFilter)]
+    fields = readonly_fields = ["assignment_label", "number", "event", "answers_in_full", "unsafe_in_full", "comment",
+                                "order_shown", "time_on_task", "created_at"]
+
+    def object_title(self, obj):
+        return f"Revision {obj.number} ({obj.get_event_display().lower()}) of {obj.assignment}"
+
+    @admin.display(description="judgment of", ordering="assignment")
+    def assignment_label(self, obj):
+        return str(obj.assignment)
+
+    @admin.display(description="answers (A, B: source)")
+    def answers(self, obj):
+        choices = (obj.answers or {}).get("choices") or {}
+        return " · ".join(f"{key} {_source_choice(choice)}" for key, choice in choices.items()) or "—"
+
+    @admin.display(description="answers")
+    def answers_in_full(self, obj):
+        choices = (obj.answers or {}).get("choices") or {}
+        return "; ".join(f"{key}: {_choice_label(choice)}" for key, choice in choices.items()) or "—"
+
+    @admin.display(description="flagged unsafe")
+    def unsafe_in_full(self, obj):
+        answers = obj.answers or {}
+        return _unsafe_sentence(answers.get("unsafe_a"), answers.get("unsafe_b"))
+
+    @admin.display(description="comment")
+    def comment(self, obj):
+        return (obj.answers or {}).get("comment") or "—"
+
+    @admin.display(description="order shown")
+    def order_shown(self, obj):
+        return _order_shown(obj.left_is_a)
+
+    @admin.display(description="time on task")
+    def time_on_task(self, obj):
+        return _duration(obj.time_on_task_ms)
 
 
 @admin.register(JudgeDecision)
-class JudgeDecisionAdmin(HideRatedStudiesMixin, ReadOnlyAdmin):
-    list_display = ["study", "judge_name", "item", "criterion", "choice", "synthetic", "imported_at"]
-    list_filter = ["study", "judge_name", "criterion"]
+class JudgeDecisionAdmin(StudyRecordAdmin):
+    list_display = ["item_in_study", "judge_name", "criterion_name", "choice", "synthetic", "imported_at"]
+    list_select_related = ["study", "item", "criterion"]
+    list_filter = [("study", admin.RelatedOnlyFieldListFilter), "judge_name", ("criterion", admin.RelatedOnlyFieldListFilter)]
+    fields = readonly_fields = ["study", "judge_name", "item_label", "criterion_name", "choice", "synthetic", "imported_at"]
+
+    def object_title(self, obj):
+        return f"{obj.judge_name} on {_item_phrase(obj.item)}: {obj.criterion.name}, {obj.get_choice_display()}"
+
+    @admin.display(description="criterion", ordering="criterion__position")
+    def criterion_name(self, obj):
+        return obj.criterion.name
