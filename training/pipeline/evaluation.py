@@ -364,13 +364,15 @@ def plot_pareto(table: dict, x: str, y: str, out_stem: Path, *, synthetic: bool)
     frontier.sort(key=lambda p: p[1])
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
     ax.scatter([p[1] for p in valid], [p[2] for p in valid], color="#4c72b0", zorder=3)
-    # The 95% bootstrap intervals (when the table has them) as error bars on both axes.
+    # The 95% bootstrap intervals (when the table has them) as segments from their ends on both axes. Not
+    # as error bars around the point: a percentile interval of the two-level bootstrap need not contain
+    # the point estimate (the persona resampling moves close majorities), and error bars cannot say that.
     for m, px, py in valid:
         xi, yi = table[m][x].get("interval"), table[m][y].get("interval")
-        if xi or yi:
-            xerr = [[px - 100 * xi[0]], [100 * xi[1] - px]] if xi else None
-            yerr = [[py - 100 * yi[0]], [100 * yi[1] - py]] if yi else None
-            ax.errorbar([px], [py], xerr=xerr, yerr=yerr, fmt="none", ecolor="#4c72b0", alpha=0.5, capsize=2, zorder=2)
+        if xi:
+            ax.plot([100 * xi[0], 100 * xi[1]], [py, py], color="#4c72b0", alpha=0.5, linewidth=1, zorder=2)
+        if yi:
+            ax.plot([px, px], [100 * yi[0], 100 * yi[1]], color="#4c72b0", alpha=0.5, linewidth=1, zorder=2)
     for m, px, py in valid:
         ax.annotate(m, (px, py), textcoords="offset points", xytext=(4, 4), fontsize=8)
     if len(frontier) > 1:

@@ -244,3 +244,19 @@ def test_pareto_plot_draws_the_intervals(tmp_path):
     assert "95% bootstrap intervals" in svg_with and "95% bootstrap intervals" not in svg_without
     # Each error bar is drawn as line segments: the plot with bars holds more paths.
     assert svg_with.count("<path") > svg_without.count("<path")
+
+
+def test_pareto_plot_draws_an_interval_that_leaves_out_its_point(tmp_path):
+    """A two-level percentile interval can miss the point estimate (close persona majorities move under
+    resampling); the plot draws the interval where it is instead of failing on a negative error bar."""
+    import re
+
+    from training.pipeline.evaluation import plot_pareto
+
+    table = {"a": {"empathy": {"average_pairwise_win_rate": 0.30, "interval": [0.32, 0.45]},
+                   "safety": {"average_pairwise_win_rate": 0.50, "interval": [0.40, 0.60]}},
+             "b": {"empathy": {"average_pairwise_win_rate": 0.60, "interval": [0.50, 0.70]},
+                   "safety": {"average_pairwise_win_rate": 0.20, "interval": [0.05, 0.18]}}}
+    paths = plot_pareto(table, "empathy", "safety", tmp_path / "outside", synthetic=False)
+    svg = next(p for p in paths if p.suffix == ".svg").read_text()
+    assert "95% bootstrap intervals" in svg and len(re.findall("<path", svg)) > 4
