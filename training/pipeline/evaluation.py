@@ -55,9 +55,9 @@ from pathlib import Path
 
 from .control import RunControl, run_control
 from .criteria import get_criterion
+from .generation import SamplingSettings, generate_answers
 from .io import (
     PipelineConfigError,
-    Persona,
     Scenario,
     append_jsonl,
     atomic_write_json,
@@ -67,9 +67,9 @@ from .io import (
     load_scenarios,
     personas_for_scenario,
     read_jsonl,
-    repair_jsonl_tail,
+    read_jsonl_for_resume,
 )
-from .judges import Judge, JudgeRequest, build_judge
+from .judges import Judge, JudgeRequest, build_judge, check_same_judge
 from .shape_checks import SHAPE_RULES, ShapeRoles, run_shape_checks
 from .stats import bootstrap_evaluation, ends_a_sentence, holm_adjust, mcnemar_exact_p, percentile_interval, word_count
 
@@ -133,14 +133,11 @@ class EvalModel:
 
 
 @dataclass
-class EvalGenerationSettings:
-    do_sample: bool = False
-    temperature: float = 0.8
-    top_p: float = 0.95
-    max_new_tokens: int = 256
-    seed: int = 0
-    # Use what the policies were trained with (PolicyConfig.system_prompt, None by default).
-    system_prompt: str | None = None
+class EvalGenerationSettings(SamplingSettings):
+    """How every model answers: the sampling settings both backends take (greedy by default; the system prompt
+    should be what the policies were trained with, PolicyConfig.system_prompt, None by default), and where the
+    local backend runs."""
+
     batch_size: int = 8
     device: str | None = None
     dtype: str | None = None
@@ -386,6 +383,13 @@ def plot_pareto(table: dict, x: str, y: str, out_stem: Path, *, synthetic: bool)
     has_intervals = any(table[m][c].get("interval") for m in models for c in (x, y) if c in table[m])
     ax.set_title("Average pairwise win rate" + (" (95% bootstrap intervals)" if has_intervals else "")
                  + (" - SYNTHETIC judge" if synthetic else ""), fontsize=10)
+    return _save_figure(fig, out_stem)
+
+
+def _save_figure(fig, out_stem: Path) -> list[Path]:
+    """Write a plot as PNG and SVG beside each other and close it."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     paths = []
     for suffix in (".png", ".svg"):
@@ -414,14 +418,7 @@ def plot_win_rate_table(table: dict, criteria: Sequence[str], out_stem: Path, *,
             text = "-" if values[i, j] != values[i, j] else f"{values[i, j]:.1f}"
             ax.text(j, i, text, ha="center", va="center", fontsize=8)
     ax.set_title("Average pairwise win rate (%)" + (" - SYNTHETIC judge" if synthetic else ""), fontsize=10)
-    fig.tight_layout()
-    paths = []
-    for suffix in (".png", ".svg"):
-        path = out_stem.with_suffix(suffix)
-        fig.savefig(path, dpi=120)
-        paths.append(path)
-    plt.close(fig)
-    return paths
+    return _save_figure(fig, out_stem)
 
 
 # ---------------------------------------------------------------------------
@@ -445,16 +442,12 @@ def _answers_for(model: EvalModel, scenarios: list[Scenario], settings: EvalGene
             raise PipelineConfigError(f"{model.answers_path} has no answer for scenarios {missing[:5]}{'...' if len(missing) > 5 else ''}")
         return {s.scenario_id: ready[s.scenario_id] for s in scenarios}
 
-    from .generation import generate_answers
-
     out_path = out_dir / "answers" / f"{_file_name(model.name)}.jsonl"
     if model.server is not None:
         from .server_generation import generate_answers_with_server
 
-        answers = generate_answers_with_server(
-            model.server, scenarios, n=1, do_sample=settings.do_sample, temperature=settings.temperature,
-            top_p=settings.top_p, max_new_tokens=settings.max_new_tokens, seed=settings.seed,
-            system_prompt=settings.system_prompt, output_path=out_path, control=control)
+        answers = generate_answers_with_server(model.server, scenarios, n=1, sampling=settings, output_path=out_path,
+                                               control=control)
         return {sid: texts[0] for sid, texts in answers.items()}
     loaded = None
     label = model.model
@@ -471,24 +464,9 @@ def _answers_for(model: EvalModel, scenarios: list[Scenario], settings: EvalGene
         else:
             loaded = ("unused", None)
         label = f"policy:{model.policy}"
-    answers = generate_answers(
-        label,
-        model.adapter,
-        scenarios,
-        n=1,
-        do_sample=settings.do_sample,
-        temperature=settings.temperature,
-        top_p=settings.top_p,
-        max_new_tokens=settings.max_new_tokens,
-        seed=settings.seed,
-        system_prompt=settings.system_prompt,
-        batch_size=settings.batch_size,
-        device=settings.device,
-        dtype=settings.dtype,
-        output_path=out_path,
-        control=control,
-        loaded=loaded,
-    )
+    answers = generate_answers(label, model.adapter, scenarios, n=1, sampling=settings, batch_size=settings.batch_size,
+                               device=settings.device, dtype=settings.dtype, output_path=out_path, control=control,
+                               loaded=loaded)
     return {sid: texts[0] for sid, texts in answers.items()}
 
 
@@ -545,12 +523,8 @@ def run_evaluation(config: EvaluationConfig, control: RunControl | None = None, 
 
     # 2. Votes
     decisions_path = out_dir / "judge_decisions.jsonl"
-    repair_jsonl_tail(decisions_path)
-    existing = read_jsonl(decisions_path) if decisions_path.exists() else []
-    for record in existing[:1]:
-        if record.get("judge") != judge_info:
-            raise PipelineConfigError(f"{decisions_path} holds decisions from another judge ({record.get('judge')}); "
-                              "use a new output_dir for a different judge")
+    existing = read_jsonl_for_resume(decisions_path)
+    check_same_judge(existing, judge_info, decisions_path, what="decisions", instead="a new output_dir")
     current = {(s.scenario_id, a, b): (answers[a][s.scenario_id], answers[b][s.scenario_id]) for s, a, b in units}
     done_units = set()
     by_unit: dict[tuple, set] = defaultdict(set)

@@ -3,6 +3,8 @@
 ``generate_candidates`` writes n sampled responses per scenario (the study: 5,
 temperature 0.8, top-p 0.95) with the model's chat template and a system prompt.
 ``generate_answers`` is the same machinery for evaluation (greedy by default).
+``SamplingSettings`` is how answers are drawn (greedy or sampled, length, seed,
+system prompt); the server backend (``server_generation``) takes the same object.
 
 Batching: prompts are left-padded (a decoder-only model continues from the last
 position, so padding must sit on the left) and sorted by token length so a batch
@@ -28,10 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .control import RunControl, StopCheck, run_control
-from .io import Scenario, append_jsonl, derive_seed, load_scenarios, read_jsonl, repair_jsonl_tail
+from .io import Scenario, append_jsonl, derive_seed, load_scenarios, read_jsonl_for_resume
 
 __all__ = [
     "DEFAULT_SYSTEM_PROMPT",
+    "SamplingSettings",
     "CandidateGenerationConfig",
     "GenerationResult",
     "generate_candidates",
@@ -40,6 +43,9 @@ __all__ = [
     "encode_prompts",
     "scenario_seed",
     "PerRowSampler",
+    "as_scenarios",
+    "stored_answers",
+    "response_record",
 ]
 
 log = logging.getLogger(__name__)
@@ -48,6 +54,51 @@ DEFAULT_SYSTEM_PROMPT = (
     "You are a supportive listener replying to someone who has shared what they are going through. "
     "Reply to them directly, with care, in a few short paragraphs."
 )
+
+
+@dataclass
+class SamplingSettings:
+    """How answers are drawn, by either backend (``generate_answers`` here, ``server_generation`` on a server).
+
+    Greedy unless ``do_sample``; a sampled row's seed comes from ``seed``, the scenario and the sample index
+    (``scenario_seed``), so both backends seed the same rows alike. ``record()`` is what a stored answer says
+    about these settings, and what a resumed run compares.
+    """
+
+    do_sample: bool = False
+    temperature: float = 0.8  # sampling only
+    top_p: float = 0.95  # sampling only
+    max_new_tokens: int = 256
+    seed: int = 0
+    system_prompt: str | None = None
+
+    def __post_init__(self):
+        self.check()
+
+    def check(self) -> None:
+        """Raise ValueError for settings no backend can run (checked again at the call: the object is mutable)."""
+        if self.max_new_tokens < 1:
+            raise ValueError("max_new_tokens must be at least 1")
+        if self.do_sample and (self.temperature <= 0 or not 0 < self.top_p <= 1):
+            raise ValueError("sampling needs temperature > 0 and top_p in (0, 1]")
+
+    @property
+    def effective_temperature(self) -> float:
+        return self.temperature if self.do_sample else 0.0
+
+    @property
+    def effective_top_p(self) -> float:
+        return self.top_p if self.do_sample else 1.0
+
+    def record(self) -> dict:
+        return {
+            "temperature": self.effective_temperature,
+            "top_p": self.effective_top_p,
+            "max_new_tokens": self.max_new_tokens,
+            "seed": self.seed,
+            "system_prompt": self.system_prompt,
+        }
+
 
 @dataclass
 class CandidateGenerationConfig:
@@ -84,6 +135,12 @@ class CandidateGenerationConfig:
             raise ValueError("temperature must be > 0 (use generate_answers(do_sample=False) for greedy)")
         if self.max_new_tokens < 1:
             raise ValueError("max_new_tokens must be at least 1")
+
+    @property
+    def sampling(self) -> SamplingSettings:
+        """Candidates are always sampled, with this config's settings."""
+        return SamplingSettings(do_sample=True, temperature=self.temperature, top_p=self.top_p,
+                                max_new_tokens=self.max_new_tokens, seed=self.seed, system_prompt=self.system_prompt)
 
 
 @dataclass
@@ -211,10 +268,7 @@ def _generate_batches(
     rows: list[_Row],
     *,
     batch_size: int,
-    do_sample: bool,
-    temperature: float,
-    top_p: float,
-    max_new_tokens: int,
+    sampling: SamplingSettings,
     should_stop: StopCheck | None,
 ) -> Iterator[list[tuple[_Row, str, int]]]:
     """Yield, batch by batch, (row, decoded text, new token count); rows are taken in the given order."""
@@ -225,7 +279,7 @@ def _generate_batches(
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
     # A clean config: the checkpoint's own sampling defaults (top_k, temperature...) must not leak in.
     gen_config = GenerationConfig(
-        do_sample=False, num_beams=1, max_new_tokens=max_new_tokens, pad_token_id=pad, eos_token_id=eos
+        do_sample=False, num_beams=1, max_new_tokens=sampling.max_new_tokens, pad_token_id=pad, eos_token_id=eos
     )
     device = next(model.parameters()).device
     for start in range(0, len(rows), batch_size):
@@ -234,8 +288,8 @@ def _generate_batches(
         batch = rows[start : start + batch_size]
         encoded = encode_prompts(tokenizer, [r.prompt for r in batch]).to(device)
         processors = LogitsProcessorList()
-        if do_sample:
-            processors.append(PerRowSampler([r.seed for r in batch], temperature, top_p))
+        if sampling.do_sample:
+            processors.append(PerRowSampler([r.seed for r in batch], sampling.temperature, sampling.top_p))
         with torch.inference_mode():
             output = model.generate(**encoded, generation_config=gen_config, logits_processor=processors)
         new_tokens = output[:, encoded["input_ids"].shape[1] :]
@@ -249,15 +303,15 @@ def _generate_batches(
         yield results
 
 
-def _plan_rows(tokenizer, scenarios: Sequence[Scenario], *, n: int, seed: int, system_prompt: str | None, sampled: bool):
+def _plan_rows(tokenizer, scenarios: Sequence[Scenario], *, n: int, sampling: SamplingSettings):
     """One row per (scenario, sample), longest prompts first; a scenario's rows stay next to each other."""
     rows = []
-    per_scenario = n if sampled else 1  # greedy samples are identical: generate once, copy
+    per_scenario = n if sampling.do_sample else 1  # greedy samples are identical: generate once, copy
     for index, scenario in enumerate(scenarios):
-        prompt = build_chat_prompt(tokenizer, scenario.prompt, system_prompt)
+        prompt = build_chat_prompt(tokenizer, scenario.prompt, sampling.system_prompt)
         n_tokens = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
         for j in range(per_scenario):
-            rows.append(_Row(index, j, prompt, n_tokens, scenario_seed(seed, scenario.scenario_id, j)))
+            rows.append(_Row(index, j, prompt, n_tokens, scenario_seed(sampling.seed, scenario.scenario_id, j)))
     rows.sort(key=lambda r: (-r.n_tokens, r.scenario_index, r.sample_index))
     return rows
 
@@ -268,39 +322,24 @@ def _run(
     scenarios: Sequence[Scenario],
     *,
     n: int,
-    do_sample: bool,
-    temperature: float,
-    top_p: float,
-    max_new_tokens: int,
-    seed: int,
-    system_prompt: str | None,
+    sampling: SamplingSettings,
     batch_size: int,
     should_stop: StopCheck | None,
     on_scenario: Callable[[Scenario, list[str]], None],
 ) -> int:
     """Generate for all scenarios, calling ``on_scenario`` as each one completes; returns new token count."""
-    rows = _plan_rows(tokenizer, scenarios, n=n, seed=seed, system_prompt=system_prompt, sampled=do_sample)
-    per_scenario = n if do_sample else 1
+    rows = _plan_rows(tokenizer, scenarios, n=n, sampling=sampling)
+    per_scenario = n if sampling.do_sample else 1
     pending: dict[int, dict[int, str]] = {}
     total_tokens = 0
-    for results in _generate_batches(
-        model,
-        tokenizer,
-        rows,
-        batch_size=batch_size,
-        do_sample=do_sample,
-        temperature=temperature,
-        top_p=top_p,
-        max_new_tokens=max_new_tokens,
-        should_stop=should_stop,
-    ):
+    for results in _generate_batches(model, tokenizer, rows, batch_size=batch_size, sampling=sampling, should_stop=should_stop):
         for row, text, count in results:
             total_tokens += count
             done = pending.setdefault(row.scenario_index, {})
             done[row.sample_index] = text
             if len(done) == per_scenario:
                 texts = [done[j] for j in range(per_scenario)]
-                if not do_sample:
+                if not sampling.do_sample:
                     texts = texts * n
                 on_scenario(scenarios[row.scenario_index], texts)
                 del pending[row.scenario_index]
@@ -318,29 +357,41 @@ def _progress(total: int, initial: int, enabled: bool, desc: str):
 # Public entry points
 
 
-def _generation_record(config: CandidateGenerationConfig) -> dict:
-    return {
-        "temperature": config.temperature,
-        "top_p": config.top_p,
-        "max_new_tokens": config.max_new_tokens,
-        "seed": config.seed,
-        "system_prompt": config.system_prompt,
-    }
-
-
 def _model_label(model: str, adapter: str | None) -> str:
     return f"{model}+{adapter}" if adapter else str(model)
 
 
 def _check_existing(existing: list[dict], model_label: str, generation: dict, path: Path) -> None:
+    """Refuse to add to a responses file written by another model or with other settings (either backend)."""
     for record in existing:
         found = {k: v for k, v in record.get("generation", {}).items() if k in generation}
         if record.get("model") != model_label or found != generation:
             raise ValueError(
-                f"{path} already holds candidates made with different settings "
+                f"{path} already holds responses made with different settings "
                 f"(model {record.get('model')!r}, {record.get('generation')}); "
                 "write to a new output_path or delete the file"
             )
+
+
+def stored_answers(output: Path | None, scenarios: Sequence[Scenario], n: int, model_label: str, generation: dict, *,
+                   compared: Callable[[dict], dict] = lambda record: record) -> dict[str, list[str]]:
+    """What a resumed answers run keeps from ``output``: ``{scenario_id: [n texts]}`` of the asked scenarios.
+
+    ``compared`` turns a stored record into what the settings check sees (a backend drops what a record adds
+    beyond the request, such as the model name a server answered with)."""
+    if output is None:
+        return {}
+    existing = read_jsonl_for_resume(output)
+    _check_existing([compared(r) for r in existing], model_label, generation, output)
+    wanted = {s.scenario_id for s in scenarios}
+    return {r["scenario_id"]: list(r["responses"][:n]) for r in existing
+            if r["scenario_id"] in wanted and len(r["responses"]) >= n}
+
+
+def response_record(scenario: Scenario, responses: list[str], model_label: str, generation: dict) -> dict:
+    """One line of the candidates format (candidates and stored answers alike)."""
+    return {"scenario_id": scenario.scenario_id, "prompt": scenario.prompt, "responses": responses,
+            "model": model_label, "generation": generation}
 
 
 def generate_candidates(
@@ -365,10 +416,10 @@ def generate_candidates(
         scenarios = scenarios[: config.limit]
     output = Path(config.output_path)
     model_label = _model_label(config.model, config.adapter)
-    generation = _generation_record(config)
+    sampling = config.sampling
+    generation = sampling.record()
 
-    repair_jsonl_tail(output)
-    existing = read_jsonl(output) if output.exists() else []
+    existing = read_jsonl_for_resume(output)
     _check_existing(existing, model_label, generation, output)
     done_ids = {r["scenario_id"] for r in existing}
     todo = [s for s in scenarios if s.scenario_id not in done_ids]
@@ -386,14 +437,8 @@ def generate_candidates(
 
     def write(scenario: Scenario, texts: list[str]) -> None:
         nonlocal written
-        record = {
-            "scenario_id": scenario.scenario_id,
-            "prompt": scenario.prompt,
-            "responses": texts,
-            "model": model_label,
-            "generation": {**generation, "scenario_seed": scenario_seed(config.seed, scenario.scenario_id)},
-        }
-        append_jsonl(output, [record])
+        generation_here = {**generation, "scenario_seed": scenario_seed(sampling.seed, scenario.scenario_id)}
+        append_jsonl(output, [response_record(scenario, texts, model_label, generation_here)])
         written += 1
         bar.update(1)
         control.progress(skipped + written, total)
@@ -404,12 +449,7 @@ def generate_candidates(
             tokenizer,
             todo,
             n=config.n,
-            do_sample=True,
-            temperature=config.temperature,
-            top_p=config.top_p,
-            max_new_tokens=config.max_new_tokens,
-            seed=config.seed,
-            system_prompt=config.system_prompt,
+            sampling=sampling,
             batch_size=config.batch_size,
             should_stop=control.should_stop,
             on_scenario=write,
@@ -420,7 +460,8 @@ def generate_candidates(
     return GenerationResult(str(output), total, written, skipped, stopped, time.monotonic() - started, new_tokens)
 
 
-def _as_scenarios(scenarios) -> list[Scenario]:
+def as_scenarios(scenarios) -> list[Scenario]:
+    """A scenarios file, or a list of ``Scenario`` objects or dicts, as a list of ``Scenario``."""
     if isinstance(scenarios, (str, Path)):
         return load_scenarios(scenarios)
     out = []
@@ -448,12 +489,7 @@ def generate_answers(
     scenarios,
     n: int = 1,
     *,
-    do_sample: bool = False,
-    temperature: float = 0.8,
-    top_p: float = 0.95,
-    max_new_tokens: int = 256,
-    seed: int = 0,
-    system_prompt: str | None = DEFAULT_SYSTEM_PROMPT,
+    sampling: SamplingSettings | None = None,
     batch_size: int = 8,
     device: str | None = None,
     dtype: str | None = None,
@@ -464,31 +500,19 @@ def generate_answers(
 ) -> dict[str, list[str]]:
     """Answers of one model (base ref +/- adapter) to scenarios: ``{scenario_id: [n texts]}``.
 
-    Greedy by default (evaluation). With ``output_path`` the answers are appended there in the candidates
-    format and a rerun reuses them; if ``control`` stops the run early the dict holds only finished
-    scenarios. ``loaded`` = (model, tokenizer) skips loading.
+    ``sampling`` None: ``SamplingSettings()``, greedy with no system prompt, as on a server; evaluation passes
+    its own. With ``output_path`` the answers are appended there in the candidates format and a rerun
+    reuses them; if ``control`` stops the run early the dict holds only finished scenarios.
+    ``loaded`` = (model, tokenizer) skips loading.
     """
     control = run_control(control)
-    scenario_list = _as_scenarios(scenarios)
-    results: dict[str, list[str]] = {}
+    sampling = SamplingSettings() if sampling is None else sampling
+    sampling.check()
+    scenario_list = as_scenarios(scenarios)
     output = Path(output_path) if output_path is not None else None
     model_label = _model_label(str(model), adapter)
-    generation = {
-        "temperature": temperature if do_sample else 0.0,
-        "top_p": top_p if do_sample else 1.0,
-        "max_new_tokens": max_new_tokens,
-        "seed": seed,
-        "system_prompt": system_prompt,
-    }
-    if output is not None:
-        repair_jsonl_tail(output)
-        if output.exists():
-            existing = read_jsonl(output)
-            _check_existing(existing, model_label, generation, output)
-            wanted = {s.scenario_id for s in scenario_list}
-            for record in existing:
-                if record["scenario_id"] in wanted and len(record["responses"]) >= n:
-                    results[record["scenario_id"]] = list(record["responses"][:n])
+    generation = sampling.record()
+    results = stored_answers(output, scenario_list, n, model_label, generation)
     todo = [s for s in scenario_list if s.scenario_id not in results]
     total = len(scenario_list)
     control.progress(len(results), total)
@@ -503,14 +527,8 @@ def generate_answers(
     def keep(scenario: Scenario, texts: list[str]) -> None:
         results[scenario.scenario_id] = texts
         if output is not None:
-            record = {
-                "scenario_id": scenario.scenario_id,
-                "prompt": scenario.prompt,
-                "responses": texts,
-                "model": model_label,
-                "generation": {**generation, "scenario_seed": scenario_seed(seed, scenario.scenario_id)},
-            }
-            append_jsonl(output, [record])
+            generation_here = {**generation, "scenario_seed": scenario_seed(sampling.seed, scenario.scenario_id)}
+            append_jsonl(output, [response_record(scenario, texts, model_label, generation_here)])
         bar.update(1)
         control.progress(len(results), total)
 
@@ -520,12 +538,7 @@ def generate_answers(
             tokenizer,
             todo,
             n=n,
-            do_sample=do_sample,
-            temperature=temperature,
-            top_p=top_p,
-            max_new_tokens=max_new_tokens,
-            seed=seed,
-            system_prompt=system_prompt,
+            sampling=sampling,
             batch_size=batch_size,
             should_stop=control.should_stop,
             on_scenario=keep,

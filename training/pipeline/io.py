@@ -2,7 +2,8 @@
 
 Stages append JSONL as they go so an interrupted run keeps its work; a crash can
 leave a half-written last line, so readers of such files skip an unterminated
-tail (``repair_jsonl_tail`` cuts it off before appending again). Files that are
+tail (``repair_jsonl_tail`` cuts it off before appending again;
+``read_jsonl_for_resume`` does that and reads what is kept). Files that are
 written whole (summaries, cards, reports) go through a temporary file and
 ``os.replace`` so a reader never sees half of one.
 
@@ -16,7 +17,7 @@ import hashlib
 import json
 import os
 import random
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ __all__ = [
     "write_jsonl_atomic",
     "append_jsonl",
     "repair_jsonl_tail",
+    "read_jsonl_for_resume",
     "atomic_write_text",
     "atomic_write_json",
     "read_json",
@@ -132,6 +134,13 @@ def repair_jsonl_tail(path: str | Path) -> bool:
     return True
 
 
+def read_jsonl_for_resume(path: str | Path) -> list[dict]:
+    """What a resumed stage keeps of its output file (nothing when there is none yet), after cutting off an
+    interrupted last line so the stage's appends start cleanly."""
+    repair_jsonl_tail(path)
+    return read_jsonl(path) if Path(path).exists() else []
+
+
 def append_jsonl(path: str | Path, records: Iterable[dict], *, fsync: bool = True) -> int:
     """Append records as JSON lines in one write; returns how many were written.
 
@@ -211,51 +220,51 @@ def _check_unique(ids: list[str], path: Path, what: str) -> None:
         seen.add(item)
 
 
-def load_scenarios(path: str | Path, *, split: str | None = None) -> list[Scenario]:
-    """Scenarios JSONL -> list of ``Scenario`` (optionally one split), in file order."""
+def _load_split_records(path: str | Path, split: str | None, id_key: str, text_key: str,
+                        build: Callable[[dict, str, str, str, str], Any]) -> list:
+    """The shared reader of the scenario and persona files: an id and a text per line, a split, unique ids, in
+    file order; ``build(record, where, id, text, split)`` checks the rest of a line and makes its object."""
     path = Path(path)
-    scenarios = []
+    items = []
     for number, record in enumerate(iter_jsonl(path, skip_partial_tail=False), start=1):
         where = f"{path}:{number}"
-        scenario_id = _require(record, "scenario_id", str, where)
-        prompt = _require(record, "prompt", str, where)
+        item_id = _require(record, id_key, str, where)
+        text = _require(record, text_key, str, where)
         record_split = record.get("split", "train")
         if record_split not in SCENARIO_SPLITS:
             raise JsonlFormatError(f"{where}: split must be one of {SCENARIO_SPLITS}, got {record_split!r}")
-        risk = record.get("risk_level", "none")
-        if risk not in RISK_LEVELS:
-            raise JsonlFormatError(f"{where}: risk_level must be one of {RISK_LEVELS}, got {risk!r}")
-        topics = record.get("topics", [])
-        if not isinstance(topics, list) or not all(isinstance(t, str) for t in topics):
-            raise JsonlFormatError(f"{where}: topics must be a list of strings")
-        scenarios.append(Scenario(scenario_id, prompt, record_split, risk, tuple(topics)))
-    _check_unique([s.scenario_id for s in scenarios], path, "scenario_id")
-    if split is not None:
-        scenarios = [s for s in scenarios if s.split == split]
-    return scenarios
+        items.append(build(record, where, item_id, text, record_split))
+    _check_unique([getattr(item, id_key) for item in items], path, id_key)
+    return items if split is None else [item for item in items if item.split == split]
+
+
+def _scenario(record: dict, where: str, scenario_id: str, prompt: str, split: str) -> Scenario:
+    risk = record.get("risk_level", "none")
+    if risk not in RISK_LEVELS:
+        raise JsonlFormatError(f"{where}: risk_level must be one of {RISK_LEVELS}, got {risk!r}")
+    topics = record.get("topics", [])
+    if not isinstance(topics, list) or not all(isinstance(t, str) for t in topics):
+        raise JsonlFormatError(f"{where}: topics must be a list of strings")
+    return Scenario(scenario_id, prompt, split, risk, tuple(topics))
+
+
+def _persona(record: dict, where: str, persona_id: str, text: str, split: str) -> Persona:
+    weights = record.get("weights") or {}
+    if not isinstance(weights, dict) or not all(
+        isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) for k, v in weights.items()
+    ):
+        raise JsonlFormatError(f"{where}: weights must map criterion keys to numbers")
+    return Persona(persona_id, text, split, {k: float(v) for k, v in weights.items()})
+
+
+def load_scenarios(path: str | Path, *, split: str | None = None) -> list[Scenario]:
+    """Scenarios JSONL -> list of ``Scenario`` (optionally one split), in file order."""
+    return _load_split_records(path, split, "scenario_id", "prompt", _scenario)
 
 
 def load_personas(path: str | Path, *, split: str | None = None) -> list[Persona]:
     """Personas JSONL -> list of ``Persona`` (optionally one split), in file order."""
-    path = Path(path)
-    personas = []
-    for number, record in enumerate(iter_jsonl(path, skip_partial_tail=False), start=1):
-        where = f"{path}:{number}"
-        persona_id = _require(record, "persona_id", str, where)
-        text = _require(record, "text", str, where)
-        record_split = record.get("split", "train")
-        if record_split not in SCENARIO_SPLITS:
-            raise JsonlFormatError(f"{where}: split must be one of {SCENARIO_SPLITS}, got {record_split!r}")
-        weights = record.get("weights") or {}
-        if not isinstance(weights, dict) or not all(
-            isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) for k, v in weights.items()
-        ):
-            raise JsonlFormatError(f"{where}: weights must map criterion keys to numbers")
-        personas.append(Persona(persona_id, text, record_split, {k: float(v) for k, v in weights.items()}))
-    _check_unique([p.persona_id for p in personas], path, "persona_id")
-    if split is not None:
-        personas = [p for p in personas if p.split == split]
-    return personas
+    return _load_split_records(path, split, "persona_id", "text", _persona)
 
 
 def personas_for_scenario(scenario_id: str, personas: list[Persona], per_scenario: int | None, seed: int, *,

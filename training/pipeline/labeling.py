@@ -30,7 +30,6 @@ from .control import RunControl, run_control
 from .criteria import ALL_CRITERIA_SETS, CriterionSpec, get_criterion
 from .io import (
     PipelineConfigError,
-    Persona,
     Scenario,
     append_jsonl,
     atomic_write_json,
@@ -39,10 +38,9 @@ from .io import (
     load_personas,
     load_scenarios,
     personas_for_scenario,
-    read_jsonl,
-    repair_jsonl_tail,
+    read_jsonl_for_resume,
 )
-from .judges import Judge, JudgeRequest, build_judge
+from .judges import Judge, JudgeRequest, build_judge, check_same_judge
 
 __all__ = ["LabelingConfig", "LabelingResult", "run_labeling", "resolve_criteria", "shown_order_for", "sidecar_paths"]
 
@@ -105,12 +103,8 @@ def shown_order_for(seed: int, persona_id: str, scenario_id: str, k: int) -> tup
 
 
 def _check_same_run(existing: list[dict], judge_info: dict, keys: list[str], path: Path) -> None:
+    check_same_judge(existing, judge_info, path, what="labels", instead="a new output_path")
     for record in existing[:1]:
-        if record.get("judge") != judge_info:
-            raise PipelineConfigError(
-                f"{path} holds labels from another judge ({record.get('judge')}); this run's judge is {judge_info}. "
-                "Use a new output_path: one labels file, one judge."
-            )
         if sorted(record.get("criteria", {})) != sorted(keys):
             raise PipelineConfigError(f"{path} holds labels for criteria {sorted(record.get('criteria', {}))}, not {sorted(keys)}")
 
@@ -141,11 +135,9 @@ def run_labeling(config: LabelingConfig, control: RunControl | None = None, *, j
 
     output = Path(config.output_path)
     rejected_path, summary_path = sidecar_paths(output)
-    for path in (output, rejected_path):
-        repair_jsonl_tail(path)
-    existing = read_jsonl(output) if output.exists() else []
+    existing = read_jsonl_for_resume(output)
+    rejected_before = read_jsonl_for_resume(rejected_path)
     _check_same_run(existing, judge_info, keys, output)
-    rejected_before = read_jsonl(rejected_path) if rejected_path.exists() else []
     done = {(r["persona_id"], r["scenario_id"]) for r in existing}
     if not config.retry_invalid:
         done |= {(r["persona_id"], r["scenario_id"]) for r in rejected_before}

@@ -293,6 +293,16 @@ def _tiny_chat_tokenizer():
     return fast
 
 
+# Both tiny models (causal LM, reward backbone) have this shape: seconds to build and train on a CPU.
+_TINY_SHAPE = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
+
+
+def _save_tiny(out: Path, model, tokenizer) -> Path:
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    return out.resolve()
+
+
 def build_tiny_causal_lm(out_dir: str | Path, *, seed: int = 0, vocab_from: str | None = None) -> Path:
     """Write a tiny random Llama-style causal LM and a chat tokenizer to ``out_dir``; deterministic for ``seed``.
 
@@ -310,10 +320,7 @@ def build_tiny_causal_lm(out_dir: str | Path, *, seed: int = 0, vocab_from: str 
 
     config = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
+        **_TINY_SHAPE,
         num_key_value_heads=2,
         max_position_embeddings=1024,
         tie_word_embeddings=True,  # like SmolLM2
@@ -325,9 +332,7 @@ def build_tiny_causal_lm(out_dir: str | Path, *, seed: int = 0, vocab_from: str 
     model = LlamaForCausalLM(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.save_pretrained(out, safe_serialization=True)
-    tokenizer.save_pretrained(out)
-    return out.resolve()
+    return _save_tiny(out, model, tokenizer)
 
 
 def build_tiny_sequence_classifier(out_dir: str | Path, *, seed: int = 0) -> Path:
@@ -358,19 +363,14 @@ def build_tiny_sequence_classifier(out_dir: str | Path, *, seed: int = 0) -> Pat
     )
     config = BertConfig(
         vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
+        **_TINY_SHAPE,
         max_position_embeddings=512,
         num_labels=1,
         pad_token_id=tokenizer.pad_token_id,
     )
     torch.manual_seed(seed)
     model = BertForSequenceClassification(config)
-    model.save_pretrained(out, safe_serialization=True)
-    tokenizer.save_pretrained(out)
-    return out.resolve()
+    return _save_tiny(out, model, tokenizer)
 
 
 # ---------------------------------------------------------------------------

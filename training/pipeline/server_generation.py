@@ -9,10 +9,11 @@ worker; this one sends the same prompts to a server through the shared client
   template); ``api="completions"`` renders the prompt here with the chat
   template of ``prompt_model``'s tokenizer (``generation.build_chat_prompt``,
   the very prompt the local backend sends) and posts it to ``/completions``.
-- Sampling: n, temperature, top_p, max_tokens and a seed go with every
-  request. With ``sampling_requests="per_sample"`` (the default) each
-  (scenario, sample) row is its own request with its own seed
-  (``generation.scenario_seed``, the local backend's seeds), so a row's text
+- Sampling: the local backend's settings object (``generation.SamplingSettings``);
+  n, temperature, top_p, max_tokens and a seed go with every request. With
+  ``sampling_requests="per_sample"`` (the default) each (scenario, sample) row
+  is its own request with its own seed (``generation.scenario_seed``, the
+  local backend's seeds), so a row's text
   does not depend on what else is in flight; ``"n"`` asks for all n samples in
   one request seeded by the scenario (fewer requests; needs a server that
   honours ``n``, e.g. vLLM). Greedy answers (evaluation) are one request at
@@ -34,12 +35,14 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .io import PipelineConfigError, Scenario, append_jsonl, dataclass_from_dict, load_scenarios, read_jsonl, repair_jsonl_tail
+from .control import RunControl, run_control
+from .generation import SamplingSettings, as_scenarios, response_record, scenario_seed, stored_answers
+from .io import PipelineConfigError, Scenario, append_jsonl, dataclass_from_dict, load_scenarios
 from .openai_client import (
     ClientSettings,
     MalformedReply,
@@ -64,9 +67,6 @@ __all__ = [
 
 APIS = ("chat", "completions")
 SAMPLING_REQUESTS = ("per_sample", "n")
-
-ProgressCallback = Callable[[int, int], None]
-StopCheck = Callable[[], bool]
 
 
 @dataclass
@@ -175,7 +175,7 @@ class ServerGenerationResult:
     generated: int  # written by this run
     skipped: int  # already stored
     failed: int  # no reply after every retry (not stored)
-    stopped: bool  # should_stop() ended the run early
+    stopped: bool  # the run control asked it to stop early
     seconds: float
     new_tokens: int  # completion tokens the server reported for this run
     served_models: list[str]  # model names the server answered with
@@ -235,8 +235,6 @@ class _Request:
 
 
 def _requests_for(scenario_id: str, *, n: int, sampled: bool, seed: int, mode: str) -> list[_Request]:
-    from .generation import scenario_seed
-
     if not sampled:
         return [_Request((0,), scenario_seed(seed, scenario_id, 0), 1)]
     if mode == "n":
@@ -248,29 +246,12 @@ def _requests_for(scenario_id: str, *, n: int, sampled: bool, seed: int, mode: s
 # The run
 
 
-def _check_existing(existing: list[dict], model_label: str, generation: dict, path: Path) -> None:
-    for record in existing:
-        found = {k: v for k, v in record.get("generation", {}).items() if k in generation}
-        if record.get("model") != model_label or found != generation:
-            raise ValueError(
-                f"{path} already holds responses made with different settings "
-                f"(model {record.get('model')!r}, {record.get('generation')}); write to a new output file or delete it"
-            )
-
-
-def _as_scenarios(scenarios) -> list[Scenario]:
-    if isinstance(scenarios, (str, Path)):
-        return load_scenarios(scenarios)
-    out = []
-    for item in scenarios:
-        if isinstance(item, Scenario):
-            out.append(item)
-        elif isinstance(item, dict):
-            out.append(Scenario(item["scenario_id"], item["prompt"], item.get("split", "train"),
-                                item.get("risk_level", "none"), tuple(item.get("topics", ()))))
-        else:
-            raise TypeError(f"expected Scenario or dict, got {type(item).__name__}")
-    return out
+def _as_requested(record: dict) -> dict:
+    """A stored record as the settings check sees it: without the model name the server answered with (a
+    record adds it; the request decides)."""
+    generation = record.get("generation", {})
+    server = {k: v for k, v in generation.get("server", {}).items() if k != "served_model"}
+    return {**record, "generation": {**generation, "server": server}}
 
 
 def _prompt_builder(config: ServerConfig, system_prompt: str | None):
@@ -292,82 +273,50 @@ def generate_with_server(
     scenarios,
     *,
     n: int = 1,
-    do_sample: bool = False,
-    temperature: float = 0.8,
-    top_p: float = 0.95,
-    max_new_tokens: int = 256,
-    seed: int = 0,
-    system_prompt: str | None = None,
+    sampling: SamplingSettings | None = None,
     output_path: str | Path | None = None,
-    should_stop: StopCheck | None = None,
-    progress_callback: ProgressCallback | None = None,
-    control=None,
+    control: RunControl | None = None,
 ) -> ServerGenerationResult:
     """``n`` responses per scenario from the server (sampled, or greedy copied n times), stored as they finish.
 
-    ``control``: a run-control object (``progress(done, total)`` and ``should_stop()``), instead of the two
-    callables.
+    ``sampling`` None: greedy, no system prompt. ``control`` hears ``progress(done, total)`` per scenario and is
+    asked ``should_stop()`` before each one.
 
     Raises ``ServerGenerationError`` after the pass when some scenarios got no reply (retryable) or the server
     rejected the requests (not retryable); ``ServerMisconfigured`` at once for 401/403/404."""
     config = server_config(server)
-    if control is not None:
-        progress_callback, should_stop = control.progress, control.should_stop
+    control = run_control(control)
+    sampling = SamplingSettings() if sampling is None else sampling
     if n < 1:
         raise ValueError("n must be at least 1")
-    if max_new_tokens < 1:
-        raise ValueError("max_new_tokens must be at least 1")
-    if do_sample and (temperature <= 0 or not 0 < top_p <= 1):
-        raise ValueError("sampling needs temperature > 0 and top_p in (0, 1]")
+    sampling.check()
     started = time.monotonic()
-    scenario_list = _as_scenarios(scenarios)
+    scenario_list = as_scenarios(scenarios)
     output = Path(output_path) if output_path is not None else None
     model_label = f"server:{config.model}"
-    generation = {
-        "backend": "server",
-        "temperature": temperature if do_sample else 0.0,
-        "top_p": top_p if do_sample else 1.0,
-        "max_new_tokens": max_new_tokens,
-        "seed": seed,
-        "system_prompt": system_prompt,
-        "server": config.record(),
-    }
-    answers: dict[str, list[str]] = {}
-    if output is not None:
-        repair_jsonl_tail(output)
-        if output.exists():
-            existing = read_jsonl(output)
-            # "server" is compared without the answered model name (a record adds it; the request decides).
-            _check_existing([{**r, "generation": {**r.get("generation", {}),
-                                                  "server": {k: v for k, v in r.get("generation", {}).get("server", {}).items()
-                                                             if k != "served_model"}}} for r in existing],
-                            model_label, generation, output)
-            wanted = {s.scenario_id for s in scenario_list}
-            for record in existing:
-                if record["scenario_id"] in wanted and len(record["responses"]) >= n:
-                    answers[record["scenario_id"]] = list(record["responses"][:n])
+    generation = {"backend": "server", **sampling.record(), "server": config.record()}
+    answers = stored_answers(output, scenario_list, n, model_label, generation, compared=_as_requested)
     todo = [s for s in scenario_list if s.scenario_id not in answers]
     total, skipped = len(scenario_list), len(answers)
-    if progress_callback:
-        progress_callback(skipped, total)
+    control.progress(skipped, total)
     client = OpenAIClient(config.client_settings())
     result = ServerGenerationResult(str(output) if output else None, total, 0, skipped, 0, False, 0.0, 0, [], answers)
     if not todo:
         result.seconds = time.monotonic() - started
         return result
-    build_prompt = _prompt_builder(config, system_prompt)
+    build_prompt = _prompt_builder(config, sampling.system_prompt)
     path = "chat/completions" if config.api == "chat" else "completions"
-    sample_temperature = temperature if do_sample else 0.0
-    sample_top_p = top_p if do_sample else 1.0
     errors: list[str] = []
     served: set[str] = set()
 
     async def one_scenario(scenario: Scenario) -> None:
         prompt = build_prompt(scenario.prompt)
-        requests = _requests_for(scenario.scenario_id, n=n, sampled=do_sample, seed=seed, mode=config.sampling_requests)
+        requests = _requests_for(scenario.scenario_id, n=n, sampled=sampling.do_sample, seed=sampling.seed,
+                                 mode=config.sampling_requests)
         replies = await asyncio.gather(*(
-            client.post(path, _payload(config, prompt, n=r.n, temperature=sample_temperature, top_p=sample_top_p,
-                                       max_tokens=max_new_tokens, seed=r.seed), validate=_parse_reply(config.api, r.n))
+            client.post(path, _payload(config, prompt, n=r.n, temperature=sampling.effective_temperature,
+                                       top_p=sampling.effective_top_p, max_tokens=sampling.max_new_tokens, seed=r.seed),
+                        validate=_parse_reply(config.api, r.n))
             for r in requests), return_exceptions=True)
         for reply in replies:
             if isinstance(reply, (ServerMisconfigured, RequestRejected)):
@@ -398,32 +347,23 @@ def generate_with_server(
         served.update(names)
         answers[scenario.scenario_id] = responses
         if output is not None:
-            from .generation import scenario_seed
-
-            record = {
-                "scenario_id": scenario.scenario_id,
-                "prompt": scenario.prompt,
-                "responses": responses,
-                "model": model_label,
-                "generation": {
-                    **generation,
-                    "server": {**generation["server"], "served_model": names[0] if len(set(names)) == 1 else names},
-                    "scenario_seed": scenario_seed(seed, scenario.scenario_id),
-                    "sample_seeds": seed_list,
-                    "finish_reasons": reasons_list,
-                },
+            generation_here = {
+                **generation,
+                "server": {**generation["server"], "served_model": names[0] if len(set(names)) == 1 else names},
+                "scenario_seed": scenario_seed(sampling.seed, scenario.scenario_id),
+                "sample_seeds": seed_list,
+                "finish_reasons": reasons_list,
             }
-            append_jsonl(output, [record])
+            append_jsonl(output, [response_record(scenario, responses, model_label, generation_here)])
         result.generated += 1
-        if progress_callback:
-            progress_callback(skipped + result.generated, total)
+        control.progress(skipped + result.generated, total)
 
     async def main() -> None:
         queue = list(reversed(todo))
 
         async def worker():
             while queue:
-                if should_stop is not None and should_stop():
+                if control.should_stop():
                     result.stopped = True
                     return
                 await one_scenario(queue.pop())
@@ -456,21 +396,20 @@ def generate_with_server(
     return result
 
 
-def generate_candidates_with_server(config, server: ServerConfig | dict, *, progress_callback: ProgressCallback | None = None,
-                                    should_stop: StopCheck | None = None, control=None) -> ServerGenerationResult:
+def generate_candidates_with_server(config, server: ServerConfig | dict, *,
+                                    control: RunControl | None = None) -> ServerGenerationResult:
     """The ``generate`` stage through a server: ``config`` is the local backend's candidate settings
-    (scenarios, split, limit, output, n, temperature, top_p, max_new_tokens, seed, system prompt)."""
+    (scenarios, split, limit, output, n, and its ``sampling``)."""
     scenarios = load_scenarios(config.scenarios_path, split=config.split)
     if config.limit is not None:
         scenarios = scenarios[: config.limit]
-    return generate_with_server(
-        server, scenarios, n=config.n, do_sample=True, temperature=config.temperature, top_p=config.top_p,
-        max_new_tokens=config.max_new_tokens, seed=config.seed, system_prompt=config.system_prompt,
-        output_path=config.output_path, should_stop=should_stop, progress_callback=progress_callback, control=control,
-    )
+    return generate_with_server(server, scenarios, n=config.n, sampling=config.sampling, output_path=config.output_path,
+                                control=control)
 
 
-def generate_answers_with_server(server: ServerConfig | dict, scenarios: Sequence[Scenario], n: int = 1, **kwargs) -> dict[str, list[str]]:
+def generate_answers_with_server(server: ServerConfig | dict, scenarios: Sequence[Scenario], n: int = 1, *,
+                                 sampling: SamplingSettings | None = None, output_path: str | Path | None = None,
+                                 control: RunControl | None = None) -> dict[str, list[str]]:
     """Evaluation answers through a server: ``{scenario_id: [n texts]}`` (greedy by default), like
     ``generation.generate_answers``; with ``output_path`` resumable in the same format."""
-    return generate_with_server(server, scenarios, n=n, **kwargs).answers
+    return generate_with_server(server, scenarios, n=n, sampling=sampling, output_path=output_path, control=control).answers

@@ -9,6 +9,7 @@ from training.pipeline.control import RunControl
 from training.pipeline.generation import (
     CandidateGenerationConfig,
     PerRowSampler,
+    SamplingSettings,
     build_chat_prompt,
     encode_prompts,
     generate_answers,
@@ -114,10 +115,27 @@ def test_sampler_respects_top_p():
         assert (out.argmax(dim=-1) == 0).all()  # only the top token is inside top-p 0.5
 
 
+def test_sampling_settings_record_what_is_sent_and_refuse_what_cannot_run():
+    greedy = SamplingSettings(temperature=0.7, top_p=0.9, max_new_tokens=5, seed=2, system_prompt="Be kind.")
+    assert greedy.record() == {"temperature": 0.0, "top_p": 1.0, "max_new_tokens": 5, "seed": 2, "system_prompt": "Be kind."}
+    sampled = SamplingSettings(do_sample=True, temperature=0.7, top_p=0.9)
+    assert (sampled.record()["temperature"], sampled.record()["top_p"]) == (0.7, 0.9)
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        SamplingSettings(max_new_tokens=0)
+    with pytest.raises(ValueError, match="temperature > 0"):
+        SamplingSettings(do_sample=True, temperature=0.0)
+    SamplingSettings(temperature=0.0)  # greedy ignores the temperature
+    config = CandidateGenerationConfig(model="m", scenarios_path="s", output_path="o", temperature=0.6, seed=4)
+    assert config.sampling == SamplingSettings(do_sample=True, temperature=0.6, seed=4, system_prompt=config.system_prompt)
+
+
 def test_generate_answers_greedy_and_resume(tiny_lm_dir, scenarios_path, tmp_path):
     out = tmp_path / "answers.jsonl"
-    answers = generate_answers(str(tiny_lm_dir), None, scenarios_path, n=2, max_new_tokens=5, output_path=out)
+    greedy = SamplingSettings(max_new_tokens=5)
+    answers = generate_answers(str(tiny_lm_dir), None, scenarios_path, n=2, sampling=greedy, output_path=out)
     assert len(answers) == 5 and all(len(v) == 2 and v[0] == v[1] for v in answers.values())
-    assert generate_answers(str(tiny_lm_dir), None, scenarios_path, n=2, max_new_tokens=5, output_path=out, loaded=("unused", None)) == answers
-    sampled = generate_answers(str(tiny_lm_dir), None, scenarios_path, n=2, do_sample=True, max_new_tokens=5, seed=3)
-    assert sampled == generate_answers(str(tiny_lm_dir), None, scenarios_path, n=2, do_sample=True, max_new_tokens=5, seed=3)
+    resumed = generate_answers(str(tiny_lm_dir), None, scenarios_path, n=2, sampling=greedy, output_path=out, loaded=("unused", None))
+    assert resumed == answers
+    sampled = SamplingSettings(do_sample=True, max_new_tokens=5, seed=3)
+    assert generate_answers(str(tiny_lm_dir), None, scenarios_path, n=2, sampling=sampled) == generate_answers(
+        str(tiny_lm_dir), None, scenarios_path, n=2, sampling=sampled)

@@ -19,6 +19,7 @@ from training.pipeline.io import (
     personas_for_scenario,
     read_json,
     read_jsonl,
+    read_jsonl_for_resume,
     repair_jsonl_tail,
     sha256_file,
     sha256_json,
@@ -35,6 +36,17 @@ def test_append_and_read_skip_a_cut_off_last_line(tmp_path):
     append_jsonl(path, [{"a": 3}])
     assert read_jsonl(path) == [{"a": 1}, {"a": 2}, {"a": 3}]
     assert repair_jsonl_tail(path) is False
+
+
+def test_a_resumed_stage_reads_what_is_kept_and_appends_cleanly(tmp_path):
+    path = tmp_path / "x.jsonl"
+    assert read_jsonl_for_resume(path) == [] and not path.exists()
+    append_jsonl(path, [{"a": 1}])
+    with open(path, "a") as handle:
+        handle.write('{"a": 2')  # a crash mid-append
+    assert read_jsonl_for_resume(path) == [{"a": 1}]
+    append_jsonl(path, [{"a": 2}])
+    assert read_jsonl(path, skip_partial_tail=False) == [{"a": 1}, {"a": 2}]
 
 
 def test_a_bad_line_in_the_middle_is_an_error_with_its_line_number(tmp_path):

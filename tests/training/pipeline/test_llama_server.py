@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from training.pipeline.generation import scenario_seed
+from training.pipeline.generation import SamplingSettings, scenario_seed
 from training.pipeline.io import Scenario, read_jsonl
 from training.pipeline.llama_server import LlamaCppServer, ServedModel, llama_cpp_installed
 from training.pipeline.server_generation import (
@@ -39,6 +39,11 @@ def llama(tmp_path_factory):
         yield server
 
 
+def _sampled(seed: int) -> SamplingSettings:
+    return SamplingSettings(do_sample=True, temperature=0.8, top_p=0.95, max_new_tokens=24, seed=seed,
+                            system_prompt="Reply warmly and briefly.")
+
+
 def _server(llama, **overrides) -> dict:
     return {"base_url": llama.url, "model": "smollm2", "api_key_env": None, "max_concurrency": 2, "timeout_s": 120.0,
             **overrides}
@@ -46,8 +51,7 @@ def _server(llama, **overrides) -> dict:
 
 def test_candidates_from_llama_cpp_are_seeded_per_row_and_recorded(llama, tmp_path):
     out = tmp_path / "c.jsonl"
-    result = generate_with_server(_server(llama), SCENARIOS, n=2, do_sample=True, temperature=0.8, top_p=0.95,
-                                  max_new_tokens=24, seed=7, system_prompt="Reply warmly and briefly.", output_path=out)
+    result = generate_with_server(_server(llama), SCENARIOS, n=2, sampling=_sampled(7), output_path=out)
     assert (result.generated, result.failed) == (2, 0) and result.new_tokens > 0
     records = {r["scenario_id"]: r for r in read_jsonl(out)}
     for scenario in SCENARIOS:
@@ -57,22 +61,19 @@ def test_candidates_from_llama_cpp_are_seeded_per_row_and_recorded(llama, tmp_pa
         assert record["generation"]["server"]["served_model"]  # the name llama.cpp answered with
         assert set(record["generation"]["finish_reasons"]) <= {"stop", "length"}
     # The seed goes through: the same settings in a new file give the same texts, another seed others.
-    again = generate_with_server(_server(llama), SCENARIOS, n=2, do_sample=True, temperature=0.8, top_p=0.95,
-                                 max_new_tokens=24, seed=7, system_prompt="Reply warmly and briefly.")
+    again = generate_with_server(_server(llama), SCENARIOS, n=2, sampling=_sampled(7))
     assert again.answers == result.answers
-    other = generate_with_server(_server(llama), SCENARIOS[:1], n=1, do_sample=True, temperature=0.8, top_p=0.95,
-                                 max_new_tokens=24, seed=8, system_prompt="Reply warmly and briefly.")
+    other = generate_with_server(_server(llama), SCENARIOS[:1], n=1, sampling=_sampled(8))
     assert other.answers["s0"][0] != result.answers["s0"][0]
     # Resume: nothing left to ask.
-    rerun = generate_with_server(_server(llama), SCENARIOS, n=2, do_sample=True, temperature=0.8, top_p=0.95,
-                                 max_new_tokens=24, seed=7, system_prompt="Reply warmly and briefly.", output_path=out)
+    rerun = generate_with_server(_server(llama), SCENARIOS, n=2, sampling=_sampled(7), output_path=out)
     assert (rerun.generated, rerun.skipped) == (0, 2)
 
 
 def test_greedy_answers_by_model_name_and_the_start_check(llama, tmp_path):
     out = tmp_path / "answers.jsonl"
-    answers = generate_answers_with_server(_server(llama, model="smollm2-policy"), SCENARIOS[:1], max_new_tokens=16,
-                                           output_path=out)
+    answers = generate_answers_with_server(_server(llama, model="smollm2-policy"), SCENARIOS[:1],
+                                           sampling=SamplingSettings(max_new_tokens=16), output_path=out)
     assert len(answers["s0"][0].split()) >= 3
     assert read_jsonl(out)[0]["generation"]["server"]["requested_model"] == "smollm2-policy"
     assert server_problem(server_config(_server(llama, model="smollm2-policy"))) is None
@@ -83,6 +84,6 @@ def test_greedy_answers_by_model_name_and_the_start_check(llama, tmp_path):
 def test_llama_cpp_ignores_n_which_is_caught_not_stored(llama, tmp_path):
     # llama_cpp.server drops `n` from the request and answers with one choice: "per_sample" is the mode to use.
     with pytest.raises(ServerGenerationError, match="asked for 2 choices, got 1"):
-        generate_with_server(_server(llama, sampling_requests="n", max_retries=0), SCENARIOS[:1], n=2, do_sample=True,
-                             max_new_tokens=8, output_path=tmp_path / "n.jsonl")
+        generate_with_server(_server(llama, sampling_requests="n", max_retries=0), SCENARIOS[:1], n=2,
+                             sampling=SamplingSettings(do_sample=True, max_new_tokens=8), output_path=tmp_path / "n.jsonl")
     assert not (tmp_path / "n.jsonl").exists()

@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from training.pipeline.generation import CandidateGenerationConfig, build_chat_prompt, scenario_seed
+from training.pipeline.control import RunControl
+from training.pipeline.generation import CandidateGenerationConfig, SamplingSettings, build_chat_prompt, scenario_seed
 from training.pipeline.io import PipelineConfigError, Scenario, read_jsonl
 from training.pipeline.judges.http import HTTPJudge, HTTPJudgeConfig
 from training.pipeline.judges.loopback import LoopbackChatServer
@@ -22,6 +23,7 @@ from training.pipeline.server_generation import (
 )
 
 SCENARIOS = [Scenario(f"s{i}", f"I have been feeling low for {i + 1} weeks.") for i in range(4)]
+SAMPLED = SamplingSettings(do_sample=True)
 
 
 def echo(payload: dict) -> str:
@@ -45,8 +47,8 @@ def _server(server, **overrides) -> dict:
 
 def test_candidates_pass_sampling_settings_and_a_seed_per_row(server, tmp_path):
     out = tmp_path / "c.jsonl"
-    result = generate_with_server(_server(server), SCENARIOS, n=3, do_sample=True, temperature=0.7, top_p=0.9,
-                                  max_new_tokens=17, seed=5, system_prompt="Be kind.", output_path=out)
+    sampling = SamplingSettings(do_sample=True, temperature=0.7, top_p=0.9, max_new_tokens=17, seed=5, system_prompt="Be kind.")
+    result = generate_with_server(_server(server), SCENARIOS, n=3, sampling=sampling, output_path=out)
     assert (result.generated, result.skipped, result.failed, result.stopped) == (4, 0, 0, False)
     assert server.requests == 12  # one request per (scenario, sample)
     payload = server.payloads[0]
@@ -67,7 +69,8 @@ def test_candidates_pass_sampling_settings_and_a_seed_per_row(server, tmp_path):
 
 
 def test_n_in_one_request(server, tmp_path):
-    result = generate_with_server(_server(server, sampling_requests="n"), SCENARIOS[:2], n=4, do_sample=True, seed=1)
+    result = generate_with_server(_server(server, sampling_requests="n"), SCENARIOS[:2], n=4,
+                                  sampling=SamplingSettings(do_sample=True, seed=1))
     assert server.requests == 2 and all(p["n"] == 4 for p in server.payloads)
     seeds = {p["messages"][-1]["content"]: p["seed"] for p in server.payloads}
     assert seeds == {s.prompt: scenario_seed(1, s.scenario_id, 0) for s in SCENARIOS[:2]}
@@ -82,12 +85,12 @@ def test_too_few_choices_is_a_malformed_reply(tmp_path):
             one_choice.then_body(json.dumps({"model": "smol", "choices": [{"index": 0, "message": {"content": "x"}}]}))
         with pytest.raises(ServerGenerationError, match="asked for 2 choices, got 1") as caught:
             generate_with_server(_server(one_choice, sampling_requests="n", max_retries=2), SCENARIOS[:1], n=2,
-                                 do_sample=True, output_path=tmp_path / "c.jsonl")
+                                 sampling=SAMPLED, output_path=tmp_path / "c.jsonl")
     assert caught.value.retryable and not (tmp_path / "c.jsonl").exists()
 
 
 def test_greedy_answers_are_one_request_copied(server):
-    answers = generate_answers_with_server(_server(server), SCENARIOS[:2], n=2, seed=3)
+    answers = generate_answers_with_server(_server(server), SCENARIOS[:2], n=2, sampling=SamplingSettings(seed=3))
     assert server.requests == 2
     assert all(p["temperature"] == 0.0 and p["top_p"] == 1.0 for p in server.payloads)
     assert answers["s0"][0] == answers["s0"][1] and answers["s0"][0].startswith(f"seed={scenario_seed(3, 's0', 0)} t=0.0")
@@ -108,21 +111,22 @@ def test_resume_skips_stored_scenarios_and_refuses_other_settings(server, tmp_pa
         asked.append(1)
         return len(read_jsonl(out)) >= 2 if out.exists() else False
 
-    first = generate_with_server(_server(server, max_concurrency=1), SCENARIOS, n=2, do_sample=True, output_path=out,
-                                 should_stop=stop_after_two)
+    first = generate_with_server(_server(server, max_concurrency=1), SCENARIOS, n=2, sampling=SAMPLED, output_path=out,
+                                 control=RunControl(stop_check=stop_after_two))
     assert first.stopped and first.generated == 2 and server.requests == 4
     progress = []
-    second = generate_with_server(_server(server), SCENARIOS, n=2, do_sample=True, output_path=out,
-                                  progress_callback=lambda done, total: progress.append((done, total)))
+    second = generate_with_server(_server(server), SCENARIOS, n=2, sampling=SAMPLED, output_path=out,
+                                  control=RunControl(on_progress=lambda done, total, loss: progress.append((done, total))))
     assert (second.generated, second.skipped) == (2, 2) and server.requests == 8
     assert progress[0] == (2, 4) and progress[-1] == (4, 4)
     assert sorted(r["scenario_id"] for r in read_jsonl(out)) == ["s0", "s1", "s2", "s3"]
-    third = generate_with_server(_server(server), SCENARIOS, n=2, do_sample=True, output_path=out)
+    third = generate_with_server(_server(server), SCENARIOS, n=2, sampling=SAMPLED, output_path=out)
     assert third.generated == 0 and server.requests == 8  # nothing left to ask
     with pytest.raises(ValueError, match="different settings"):
-        generate_with_server(_server(server), SCENARIOS, n=2, do_sample=True, temperature=0.5, output_path=out)
+        generate_with_server(_server(server), SCENARIOS, n=2, sampling=SamplingSettings(do_sample=True, temperature=0.5),
+                             output_path=out)
     with pytest.raises(ValueError, match="different settings"):
-        generate_with_server(_server(server, model="dpo_empathy"), SCENARIOS, n=2, do_sample=True, output_path=out)
+        generate_with_server(_server(server, model="dpo_empathy"), SCENARIOS, n=2, sampling=SAMPLED, output_path=out)
 
 
 def test_429_and_5xx_are_retried_with_retry_after(server, tmp_path):
@@ -165,7 +169,7 @@ def test_concurrency_is_bounded():
     with LoopbackChatServer(echo, latency_s=0.1, models=("smol",)) as slow:
         started = time.monotonic()
         result = generate_with_server(_server(slow, max_concurrency=3), [Scenario(f"s{i}", "hi") for i in range(6)],
-                                      n=2, do_sample=True)
+                                      n=2, sampling=SAMPLED)
         elapsed = time.monotonic() - started
     assert result.generated == 6 and slow.max_in_flight == 3
     assert elapsed < 12 * 0.1 * 0.8
@@ -175,7 +179,7 @@ def test_completions_api_sends_the_local_backends_prompt(server, tiny_lm_dir):
     from training.pipeline.models import load_tokenizer
 
     generate_with_server(_server(server, api="completions", prompt_model=str(tiny_lm_dir)), SCENARIOS[:1],
-                         system_prompt="Be kind.")
+                         sampling=SamplingSettings(system_prompt="Be kind."))
     assert server.payloads[0]["prompt"] == build_chat_prompt(load_tokenizer(tiny_lm_dir), SCENARIOS[0].prompt, "Be kind.")
 
 

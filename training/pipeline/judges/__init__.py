@@ -8,7 +8,16 @@ their heavy dependencies lazily.
 """
 from __future__ import annotations
 
-from .base import Judge, JudgeError, JudgeRequest, JudgeResult, is_permutation, ranking_from_scores, response_labels
+from .base import (
+    Judge,
+    JudgeError,
+    JudgeRequest,
+    JudgeResult,
+    check_same_judge,
+    is_permutation,
+    ranking_from_scores,
+    response_labels,
+)
 from .registry import JUDGES, build_judge, judge_config
 
 __all__ = [
@@ -22,4 +31,5 @@ __all__ = [
     "JUDGES",
     "build_judge",
     "judge_config",
+    "check_same_judge",
 ]

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ..criteria import CriterionSpec
-from ..io import Persona, Scenario
+from ..io import Persona, PipelineConfigError, Scenario
 
 __all__ = [
     "JudgeRequest",
@@ -27,6 +27,7 @@ __all__ = [
     "response_labels",
     "is_permutation",
     "ranking_from_scores",
+    "check_same_judge",
 ]
 
 
@@ -114,3 +115,15 @@ class Judge(ABC):
 
     def __exit__(self, *exc):
         self.close()
+
+
+def check_same_judge(records: Sequence[dict], judge_info: dict, path, *, what: str, instead: str) -> None:
+    """One file of judged records, one judge: refuse to add to a file (labels, decisions) another judge began.
+
+    ``records`` are what the file holds (each with its ``judge``); ``instead`` says what to use for this judge."""
+    for record in records[:1]:
+        if record.get("judge") != judge_info:
+            raise PipelineConfigError(
+                f"{path} holds {what} from another judge ({record.get('judge')}); this run's judge is {judge_info}. "
+                f"Use {instead}: one {what} file, one judge."
+            )

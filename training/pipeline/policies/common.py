@@ -489,6 +489,18 @@ def build_trainer(trainer_cls, control: RunControl | None, *, state_providers=No
     return trainer, progress
 
 
+def sequence_logps(model, batch):
+    """Summed completion log-probs per sequence of a collated preference batch, via the fused LM head TRL adds
+    to the model (see trl.trainer.utils.add_fused_lm_head); the joint trainer and MODPO's safety measure share it."""
+    completion_mask = batch["completion_mask"]
+    labels = batch["input_ids"].masked_fill(completion_mask == 0, -100)
+    outputs = model(
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels,
+        fused_lm_head=True, use_cache=False,
+    )
+    return outputs.log_probs[:, -(completion_mask.size(1) - 1):].sum(dim=1)
+
+
 def load_trainable_model(config: PolicyConfig):
     """The model to train (the base with ``base_adapter`` merged, plus a fresh LoRA adapter unless full fine-tuning)
     and its tokenizer."""

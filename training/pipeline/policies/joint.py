@@ -29,6 +29,7 @@ from .common import (
     load_base_model,
     prepare_output_dir,
     prompt_messages,
+    sequence_logps,
     train_policy,
     trainer_args_kwargs,
 )
@@ -139,17 +140,6 @@ def collate_joint(examples: list[dict], *, pad_token_id: int, max_length: int | 
         batch["ref_chosen_logps"] = torch.tensor([e["ref_chosen_logps"] for e in examples], dtype=torch.float32)
         batch["ref_rejected_logps"] = torch.tensor([e["ref_rejected_logps"] for e in examples], dtype=torch.float32)
     return batch
-
-
-def sequence_logps(model, batch):
-    """Summed completion log-probs per sequence, via the fused LM head (see trl.trainer.utils.add_fused_lm_head)."""
-    completion_mask = batch["completion_mask"]
-    labels = batch["input_ids"].masked_fill(completion_mask == 0, -100)
-    outputs = model(
-        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels,
-        fused_lm_head=True, use_cache=False,
-    )
-    return outputs.log_probs[:, -(completion_mask.size(1) - 1):].sum(dim=1)
 
 
 def joint_dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, weights, beta: float):

@@ -54,6 +54,7 @@ from .common import (
     load_preference_split,
     prepare_output_dir,
     read_checkpoint_state,
+    sequence_logps,
     to_conversational_preferences,
     train_policy,
 )
@@ -130,7 +131,7 @@ class _SafetyState:
                         [{k: r[k] for k in ("prompt_ids", "chosen_ids", "rejected_ids")} for r in rows]
                     )
                     batch = {k: v.to(trainer.accelerator.device) for k, v in batch.items()}
-                    c, r = fused_sequence_logps(model, batch)
+                    c, r = sequence_logps(model, batch).chunk(2, dim=0)  # the collator stacks [chosen; rejected]
                     chosen.extend(c.float().cpu().tolist())
                     rejected.extend(r.float().cpu().tolist())
         finally:
@@ -158,18 +159,6 @@ class _SafetyState:
         )
         self.history.append({"step": step, "measured_margin": measured, "lambda": self.multiplier})
         trainer._metrics["train"]["safety/measured_margin"].append(measured)
-
-
-def fused_sequence_logps(model, batch):
-    """Summed completion log-probs of a [chosen; rejected] batch, through the fused LM head TRL adds to the model."""
-    completion_mask = batch["completion_mask"]
-    labels = batch["input_ids"].masked_fill(completion_mask == 0, -100)
-    outputs = model(
-        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels,
-        fused_lm_head=True, use_cache=False,
-    )
-    per_token = outputs.log_probs[:, -(completion_mask.size(1) - 1):]
-    return per_token.sum(dim=1).chunk(2, dim=0)
 
 
 def load_margin_dataset(margin_dataset_dir: str | Path, weights: dict[str, float], primary: str):

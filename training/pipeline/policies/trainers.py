@@ -14,7 +14,8 @@ from transformers import Trainer
 from trl import DPOTrainer
 from trl.trainer.dpo_trainer import DataCollatorForPreference
 
-from .joint import joint_dpo_loss, sequence_logps
+from .common import sequence_logps
+from .joint import joint_dpo_loss
 from .modpo import MARGIN_COLUMN
 
 __all__ = ["JointDPOTrainer", "MODPOTrainer", "MarginCollator"]
