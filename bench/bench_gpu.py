@@ -25,7 +25,6 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -112,10 +111,7 @@ def build_data(root: Path, *, pairs: int, prompt_words: int, response_words: int
 def run_one(method: str, mode: str, model_dir: Path, data: dict, out: Path, args) -> dict:
     """Train ``args.steps`` steps; per-step times (CUDA-synchronised) and tokens per step."""
     import torch
-    from transformers import TrainerCallback
-
-    from training.pipeline.policies.dpo import DPOConfig, build_dpo_trainer
-    from training.pipeline.policies.modpo import MODPOConfig, build_modpo_trainer
+    from timed_training import timed_trainer
 
     cuda = torch.cuda.is_available()
     recipe = dict(output_dir=out, base_model=str(model_dir), max_steps=args.steps, batch_size=args.batch_size,
@@ -124,37 +120,17 @@ def run_one(method: str, mode: str, model_dir: Path, data: dict, out: Path, args
                   gradient_checkpointing=args.gradient_checkpointing, precompute_ref_log_probs=True,
                   logging_steps=max(1, args.steps))
 
-    class StepTimer(TrainerCallback):
-        def __init__(self):
-            self.times, self._start = [], None
-
-        def on_step_begin(self, a, state, control, **kw):
-            if cuda:
-                torch.cuda.synchronize()
-            self._start = time.perf_counter()
-
-        def on_step_end(self, a, state, control, **kw):
-            if cuda:
-                torch.cuda.synchronize()
-            self.times.append(time.perf_counter() - self._start)
-
-    if method == "dpo":
-        trainer = build_dpo_trainer(DPOConfig(**recipe, dataset_dir=data["prefs"], criterion="empathy")).trainer
-    else:
-        trainer = build_modpo_trainer(MODPOConfig(**recipe, margin_dataset_dir=data["margins"], weights=data["weights"],
-                                                  primary="empathy")).trainer
+    trainer, step_times = timed_trainer(method, recipe, data)
     dataset = trainer.train_dataset
     # Each pair is two sequences, prompt + chosen and prompt + rejected (each cut at max_length).
     sequences = [(min(len(p) + len(c), args.max_length), min(len(p) + len(r), args.max_length))
                  for p, c, r in zip(dataset["prompt_ids"], dataset["chosen_ids"], dataset["rejected_ids"])]
     lengths = [a + b for a, b in sequences]
     seq_len = max(max(pair) for pair in sequences)
-    timer = StepTimer()
-    trainer.add_callback(timer)
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     trainer.train()
-    result = {"method": method, "mode": mode, "step_times": timer.times,
+    result = {"method": method, "mode": mode, "step_times": step_times,
               "tokens_per_step": statistics.mean(lengths) * args.batch_size * max(1, trainer.args.gradient_accumulation_steps),
               "seq_len": seq_len,
               "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None}

@@ -20,7 +20,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -76,10 +75,7 @@ def child(kind: str, spec: dict) -> dict:
     import resource
 
     import torch
-    from transformers import TrainerCallback
-
-    from training.pipeline.policies.dpo import DPOConfig, build_dpo_trainer
-    from training.pipeline.policies.modpo import MODPOConfig, build_modpo_trainer
+    from timed_training import timed_trainer
 
     torch.set_num_threads(spec["threads"])
     cuda = torch.cuda.is_available()
@@ -87,32 +83,12 @@ def child(kind: str, spec: dict) -> dict:
     recipe = dict(output_dir=out, base_model=spec["model"], max_steps=spec["steps"], batch_size=spec["batch_size"],
                   save_steps=10**6, max_length=spec["max_length"], learning_rate=1e-4, beta=0.1, resume=False)
 
-    class StepTimer(TrainerCallback):
-        def __init__(self):
-            self.times, self._start = [], None
-
-        def on_step_begin(self, args, state, control, **kwargs):
-            if cuda:
-                torch.cuda.synchronize()
-            self._start = time.perf_counter()
-
-        def on_step_end(self, args, state, control, **kwargs):
-            if cuda:
-                torch.cuda.synchronize()
-            self.times.append(time.perf_counter() - self._start)
-
-    if kind == "dpo":
-        trainer = build_dpo_trainer(DPOConfig(**recipe, dataset_dir=spec["prefs"], criterion="empathy")).trainer
-    else:
-        trainer = build_modpo_trainer(MODPOConfig(**recipe, margin_dataset_dir=spec["margins"], weights=spec["weights"],
-                                                  primary="empathy")).trainer
-    timer = StepTimer()
-    trainer.add_callback(timer)
+    trainer, step_times = timed_trainer(kind, recipe, spec)
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     trainer.train()
     peak = torch.cuda.max_memory_allocated() if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return {"kind": kind, "step_times": timer.times, "peak_bytes": peak,
+    return {"kind": kind, "step_times": step_times, "peak_bytes": peak,
             "memory_measure": "cuda max_memory_allocated" if cuda else "peak RSS (ru_maxrss)"}
 
 

@@ -33,8 +33,11 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 PYTHON = sys.executable
 STUDY = "demo"
+
+from scripts.servers import wait_until_up  # noqa: E402  (needs ROOT on the path)
 
 
 # --- Setup and verification run in child processes (plain Django, no gevent) ------------
@@ -44,7 +47,6 @@ def _django(env_url: str, var_dir: str):
     os.environ["DATABASE_URL"] = env_url
     os.environ["ATTUNE_VAR_DIR"] = var_dir
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
-    sys.path.insert(0, str(ROOT))
     import django
 
     django.setup()
@@ -367,17 +369,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_until_up(url: str, timeout: float = 60) -> bool:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return True
-        except OSError:
-            time.sleep(0.3)
-    return False
-
-
 class PrivatePostgres:
     """A throwaway PostgreSQL cluster (the machine's own binaries, default configuration) that
     only the bench uses, so the CPU time of its processes is the bench's database cost alone."""
@@ -460,7 +451,7 @@ def side_run(side: str, args, users: int, database_url: str, var_dir: str, db_pi
     host = f"http://127.0.0.1:{port}"
     submitted_path = str(Path(var_dir) / f"submitted-{side}-{users}.json")
     try:
-        if not wait_until_up(f"{host}/healthz"):
+        if not wait_until_up(f"{host}/healthz", poll_s=0.3):
             raise SystemExit(f"gunicorn ({side}) did not come up")
         for _ in range(4 * args.workers):  # every worker has imported and answered once
             urllib.request.urlopen(f"{host}/study/{STUDY}/", timeout=10).read()

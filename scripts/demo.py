@@ -10,10 +10,13 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from scripts.servers import wait_until_up  # noqa: E402  (needs ROOT on the path)
+
 PYTHON = sys.executable
 HOST = os.environ.get("ATTUNE_HOST", "127.0.0.1")
 PORT = os.environ.get("ATTUNE_PORT", "8000")
@@ -24,22 +27,10 @@ def manage(*args):
     subprocess.run([PYTHON, "manage.py", *args], cwd=ROOT, env=ENV, check=True)
 
 
-def wait_until_up(url, timeout=60):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return True
-        except OSError:
-            time.sleep(0.5)
-    return False
-
-
 def participant_path() -> str:
     """The demo study's entry page, as the survey app's demo defines it."""
     from importlib import import_module
 
-    sys.path.insert(0, str(ROOT))
     os.environ.update(ENV)
     import django
 

@@ -1,0 +1,1 @@
+"""Developer scripts (`make demo`); a package so the benches can import its helpers as `scripts.servers`."""
