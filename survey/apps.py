@@ -7,5 +7,7 @@ class SurveyConfig(AppConfig):
 
     def ready(self):
         from . import log_redaction
+        from .selectors import vocabulary
 
         log_redaction.install()
+        vocabulary.connect()  # the cached criteria are dropped when a criterion is saved or deleted

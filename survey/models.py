@@ -160,6 +160,12 @@ class Participant(models.Model):
     scenarios_intro_at = models.DateTimeField(null=True, blank=True)
     scenario_plan = models.JSONField(null=True, blank=True, editable=False,
                                      help_text="Scenarios, responses and criteria of the ranking screens, fixed on first use.")
+    # Where the person is: how many steps of their survey are done, in order (only the next step
+    # can be answered, so the done steps are always the first ones). Written by each save in the
+    # transaction that saves the answer, under the row lock, so a page reads it instead of counting
+    # answers (selectors.participant_progress_counted recounts them).
+    steps_done = models.PositiveSmallIntegerField(default=0, editable=False,
+                                                  help_text="Steps done, in survey order; the next step is the one after them.")
     attention_failures = models.PositiveSmallIntegerField(default=0)
     attention_flagged = models.BooleanField(default=False, help_text="Failed two attention checks; marked, not dropped.")
     synthetic = models.BooleanField(default=False, editable=False,

@@ -1,12 +1,14 @@
 """Participant pages. Thin: find the participant by the token in the URL,
-check the step is open (from the saved answers), hand the POST to a
-service, redirect (303) to the next step. Bad input re-renders the page with
-the errors and status 400; nothing is saved."""
+check the step is open (from the progress on their row), hand the POST to a
+service, redirect (303) to the next step. A POST looks the participant up and
+locks their row in one query, in a transaction the service's save runs in. Bad
+input re-renders the page with the errors and status 400; nothing is saved."""
 from __future__ import annotations
 
 from functools import wraps
 
 from django.core import signing
+from django.db import transaction
 from django.http import Http404, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
@@ -90,11 +92,17 @@ def _saved(participant: Participant, crisis: bool = False) -> SeeOther:
 
 
 def _next(participant: Participant, crisis: bool = False) -> SeeOther:
-    if not Participant.objects.filter(pk=participant.pk).exists():
-        return SeeOther(reverse("survey:withdrawn"))  # withdrew (in another tab) while this page was open
-    participant.refresh_from_db()
+    """Where the participant belongs, from the row this request read (a POST read it under its
+    lock, so nothing changed it since)."""
     url = status_url(participant) or step_url(participant, selectors.participant_progress(participant).next_step)
     return SeeOther(url + ("?support=1" if crisis else ""))
+
+
+def _form_not_theirs(request):
+    return render(request, "survey/error.html", {
+        "message": "This form belongs to a different participant link, so nothing was saved. "
+                   "Please continue from your own link.",
+    }, status=400)
 
 
 def participant_step(step: str | None):
@@ -104,33 +112,51 @@ def participant_step(step: str | None):
     def decorator(view):
         @wraps(view)
         def wrapper(request, token, *args, **kwargs):
-            # A page shows the progress, so it is loaded with the participant; a POST is checked by
-            # the service, under the participant's row lock.
-            participant = selectors.participant_by_token(token, with_progress=request.method != "POST")
+            if request.method == "POST":
+                return _post(view, request, token, *args, **kwargs)
+            participant = selectors.participant_by_token(token)
             if participant is None:
                 return link_gone(request)
-            if request.method == "POST" and request.POST.get("participant") != participant.token:
-                return render(request, "survey/error.html", {
-                    "message": "This form belongs to a different participant link, so nothing was saved. "
-                               "Please continue from your own link.",
-                }, status=400)
             elsewhere = status_url(participant)
             if elsewhere:
                 return SeeOther(elsewhere)
-            progress = None
-            if request.method != "POST":
-                progress = selectors.participant_progress(participant)
-                this_step = step if step != "scenario" else f"scenario-{kwargs.get('number')}"
-                if this_step is not None and not progress.reachable(this_step):
-                    return SeeOther(step_url(participant, progress.next_step))
+            progress = selectors.participant_progress(participant)  # on the row: no query
+            this_step = step if step != "scenario" else f"scenario-{kwargs.get('number')}"
+            if this_step is not None and not progress.reachable(this_step):
+                return SeeOther(step_url(participant, progress.next_step))
             try:
                 return view(request, participant, progress, *args, **kwargs)
             except StepNotAvailable:
+                if not Participant.objects.filter(pk=participant.pk).exists():
+                    return SeeOther(reverse("survey:withdrawn"))  # withdrew (in another tab) just now
                 return _next(participant)
 
         return wrapper
 
     return decorator
+
+
+def _post(view, request, token, *args, **kwargs):
+    """A step's POST in one transaction: the lookup locks the participant's row (one query), the
+    service saves under that lock (the step checked there), and a page with errors (4xx)
+    rolls back, so it never saves anything."""
+    participant = None
+    try:
+        with transaction.atomic():
+            participant = services.participant_lock_by_token(token)
+            if participant is None:
+                return link_gone(request)  # unknown, or withdrawn (their row is gone)
+            if request.POST.get("participant") != participant.token:
+                return _form_not_theirs(request)
+            elsewhere = status_url(participant)
+            if elsewhere:
+                return SeeOther(elsewhere)
+            response = view(request, participant, None, *args, **kwargs)
+            if response.status_code >= 400:
+                transaction.set_rollback(True)
+            return response
+    except StepNotAvailable:
+        return _next(participant)  # as read under the lock; the save was rolled back
 
 
 # --- Entry, resume ----------------------------------------------------------------------
@@ -212,7 +238,8 @@ def consent(request, participant, progress):
 
 
 def _consent_context(participant):
-    record = selectors.participant_consent(participant)
+    # No consent record before the consent step is done (the progress on the row says so).
+    record = selectors.participant_consent(participant) if participant.steps_done else None
     version = record.consent_version if record else selectors.consent_version_current(participant.study)
     if version is None:
         return None
@@ -253,7 +280,7 @@ def eligibility(request, participant, progress):
         try:
             eligible = services.eligibility_submit(participant=participant, answers=answers)
         except InvalidAnswer as exc:
-            context = {"questions": list(participant.study.eligibility_questions.all()), "values": answers, "errors": exc.field_errors}
+            context = {"questions": selectors.study_eligibility_questions(participant.study_id), "values": answers, "errors": exc.field_errors}
             return _page(request, "survey/eligibility.html", participant, progress, "eligibility", context, status=400)
         if eligible:
             return _saved(participant)
@@ -262,7 +289,7 @@ def eligibility(request, participant, progress):
         note = signing.dumps({"study": participant.study_id, "prolific": participant.arrived_from_prolific}, salt=SCREENED_OUT_SALT)
         return SeeOther(reverse("survey:screened-out", args=[note]))
     return _page(request, "survey/eligibility.html", participant, progress, "eligibility",
-                 {"questions": list(participant.study.eligibility_questions.all()), "values": {}})
+                 {"questions": selectors.study_eligibility_questions(participant.study_id), "values": {}})
 
 
 # --- Background, attitudes, importance --------------------------------------------------------

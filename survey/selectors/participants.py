@@ -1,4 +1,5 @@
-"""A participant's reads: by token or code, the study's criteria, the scenario plan and progress (computed on the server from the saved answers), the answers of each page."""
+"""A participant's reads: by token or code, the study's criteria, the scenario plan and progress (kept on the
+participant's row by every save, checkable against the saved answers), the answers of each page."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -8,21 +9,39 @@ from django.db.models.expressions import RawSQL
 from core.models import Criterion, Response
 
 from .. import questions
-from ..models import Answer, ConsentRecord, ConsentVersion, CriteriaRanking, ImportanceRating, Participant, ResponseRanking, Study
+from ..models import (
+    Answer,
+    ConsentRecord,
+    ConsentVersion,
+    CriteriaRanking,
+    EligibilityQuestion,
+    ImportanceRating,
+    Participant,
+    ResponseRanking,
+    Study,
+)
 from ..ordering import build_scenario_plan, shuffled
+from .prepared import PreparedLookup
+from .vocabulary import criterion_by_key, study_criteria
 
 
 # --- Participants --------------------------------------------------------------
 
 
-def participant_by_token(token: str, *, with_progress: bool = False) -> Participant | None:
-    """The participant of a link (with their study); ``with_progress`` loads the counts
-    participant_progress needs in the same query (for pages that show the progress)."""
+# What no participant page or save reads of the participant's row (Prolific session and study ids,
+# start nonce, timestamps): left unloaded by the lookups every request makes.
+PAGE_DEFERRED = ("prolific_session_hash", "prolific_study_id", "start_nonce", "created_at", "updated_at", "completed_at",
+                 "screened_out_at", "withdrawn_at")
+# order_by(): the token is unique; the model's default order (by study) would only add a join.
+_BY_TOKEN = PreparedLookup(
+    lambda token: Participant.objects.select_related("study").defer(*PAGE_DEFERRED).filter(token=token).order_by())
+
+
+def participant_by_token(token: str) -> Participant | None:
+    """The participant of a link, with their study (and their progress: steps_done)."""
     if not token or len(token) > 64:
         return None
-    # order_by(): the token is unique; the model's default order (by study) would only add a join.
-    queryset = Participant.objects.select_related("study").filter(token=token).order_by()
-    return participant_with_progress(queryset) if with_progress else queryset.first()
+    return _BY_TOKEN.first(token)
 
 
 def participant_by_withdrawal_code(code: str) -> Participant | None:
@@ -45,9 +64,9 @@ def consent_version_current(study: Study) -> ConsentVersion | None:
     return study.consent_versions.order_by("-version").first()
 
 
-def study_criteria() -> list[Criterion]:
-    """The criteria participants rate and rank: the therapeutic ones."""
-    return list(Criterion.objects.filter(is_therapeutic=True).order_by("position", "key"))
+def study_eligibility_questions(study_id: int) -> list[EligibilityQuestion]:
+    # Ordered within the study: the model's default order starts with the study's (a join).
+    return list(EligibilityQuestion.objects.filter(study_id=study_id).order_by("order", "id"))
 
 
 def criteria_shown_order(participant: Participant, criteria: list[Criterion], purpose: str) -> list[Criterion]:
@@ -132,6 +151,11 @@ class Progress:
         """The progress once ``step`` is saved (every step's save completes it)."""
         return Progress(self.steps, self.done | {step})
 
+    @classmethod
+    def after(cls, steps: list[str], steps_done: int) -> "Progress":
+        """The first ``steps_done`` steps done (steps are answered in order)."""
+        return cls(steps, set(steps[:steps_done]))
+
 
 _PROGRESS_COLUMNS = None
 PROGRESS_COUNTS = ("has_consent", "background_n", "attitudes_n", "check_2", "ratings_n", "criteria_n", "has_ranking", "screens_n")
@@ -188,17 +212,28 @@ def _steps(participant: Participant) -> list[str]:
     return steps
 
 
+def participant_steps(participant: Participant) -> list[str]:
+    """The participant's steps in order (the scenario screens are fixed with the plan)."""
+    return _steps(participant)
+
+
 def participant_progress(participant: Participant) -> Progress:
-    """Which steps are done, from the saved answers (never from the browser). Uses the
-    counts the participant was loaded with (participant_with_progress), else one query."""
+    """Which steps are done: the count every save keeps on the participant's row, under its
+    lock, in the answer's transaction (never from the browser). No query."""
     steps = _steps(participant)
     if participant.status == Participant.Status.COMPLETED:
         return Progress(steps, set(steps))
-    if not hasattr(participant, "has_consent"):
-        fresh = participant_with_progress(Participant.objects.filter(pk=participant.pk).only("pk"))
-        row = {name: getattr(fresh, name) if fresh else 0 for name in PROGRESS_COUNTS}
-    else:
-        row = {name: getattr(participant, name) for name in PROGRESS_COUNTS}
+    return Progress.after(steps, participant.steps_done)
+
+
+def participant_progress_counted(participant: Participant) -> Progress:
+    """The progress as the saved answers say it is (one query): what ``steps_done`` must agree
+    with, and what filled it for rows saved before it existed (migration 0008)."""
+    steps = _steps(participant)
+    if participant.status == Participant.Status.COMPLETED:
+        return Progress(steps, set(steps))
+    fresh = participant_with_progress(Participant.objects.filter(pk=participant.pk).only("pk"))
+    row = {name: getattr(fresh, name) if fresh else 0 for name in PROGRESS_COUNTS}
     return _progress(participant, steps, row)
 
 
@@ -228,16 +263,17 @@ def participant_consent(participant: Participant) -> ConsentRecord | None:
     return ConsentRecord.objects.select_related("consent_version").filter(participant=participant).first()
 
 
+# order_by() in these reads: the models' default orders (by participant, then study...) would add joins.
 def participant_answers(participant: Participant) -> dict:
-    return {a.item_key: a for a in participant.answers.all()}
+    return {a.item_key: a for a in Answer.objects.filter(participant_id=participant.pk).order_by()}
 
 
 def participant_importance(participant: Participant) -> dict[str, int]:
-    return dict(participant.importance_ratings.values_list("criterion__key", "rating"))
+    return dict(ImportanceRating.objects.filter(participant_id=participant.pk).order_by().values_list("criterion__key", "rating"))
 
 
 def participant_criteria_ranking(participant: Participant) -> CriteriaRanking | None:
-    return CriteriaRanking.objects.filter(participant=participant).first()
+    return CriteriaRanking.objects.filter(participant_id=participant.pk).first()
 
 
 def response_screen(participant: Participant, number: int) -> dict | None:
@@ -255,7 +291,7 @@ def response_screen(participant: Participant, number: int) -> dict | None:
         "number": number,
         "position": number - 1,
         "scenario": scenario if scenario is not None else Scenario.objects.get(pk=entry["scenario"]),
-        "criterion": Criterion.objects.get(key=entry["criterion"]),
+        "criterion": criterion_by_key(entry["criterion"]),
         "responses": [responses[pk] for pk in entry["responses"] if pk in responses],
-        "saved": ResponseRanking.objects.filter(participant=participant, position=number - 1).first(),
+        "saved": ResponseRanking.objects.filter(participant_id=participant.pk, position=number - 1).order_by().first(),
     }

@@ -4,18 +4,16 @@ Every save locks the participant's row, checks the
 participant may answer that step, and upserts on the answer table's unique
 key (INSERT ... ON CONFLICT UPDATE), so a refresh, the back button, a double
 submit or a second tab updates the one row instead of adding another, and a
-withdrawal can never interleave with a save. Bad input raises InvalidAnswer
-before anything is written.
+withdrawal can never interleave with a save. The step is then recorded as done
+on the participant's row (steps_done) in the same transaction. Bad input raises
+InvalidAnswer before anything is written. A page's POST locks the row with its
+lookup and runs the save in that transaction (participant_atomic).
 """
 from __future__ import annotations
 
 from django.db import transaction
-from django.db.models import Count, OuterRef, Q, Subquery
-from django.db.models.functions import Coalesce
-from django.db.models.lookups import GreaterThanOrEqual
 from django.utils import timezone
 
-from core.models import Criterion
 from core.audit import AuditAction, audit_record
 
 from .. import questions, selectors
@@ -24,10 +22,12 @@ from ..exceptions import InvalidAnswer
 from ..models import Answer, CriteriaRanking, CrisisFlag, ImportanceRating, Participant, ResponseRanking
 from .participants import (
     PARTICIPANT_ACTOR,
+    participant_atomic,
     participant_audit_subject,
     participant_lock,
     participant_lock_row,
     participant_step_check,
+    participant_step_saved,
 )
 from .personas import persona_build
 
@@ -102,14 +102,14 @@ def _save_choice_items(participant: Participant, items, data: dict, step: str) -
         errors[""] = f"Unknown question: {', '.join(sorted(unknown))}."
     if errors:
         raise InvalidAnswer(errors)
-    with transaction.atomic():
+    with participant_atomic(participant):
         locked = participant_lock(participant, step)
         _upsert_answers([Answer(participant=locked, item_key=item.key, value=value, text=text) for item, value, text, _ in cleaned])
         crisis = False
         for item, _, _, typed in cleaned:
             crisis = _crisis_check(locked, item.key, typed) or crisis
-        if any(item.correct for item, _, _, _ in cleaned):
-            _attention_update(locked)
+        # An attention check on the page: its failures are counted in the same UPDATE as the progress.
+        participant_step_saved(participant, locked, step, attention=any(item.correct for item, _, _, _ in cleaned))
         return crisis
 
 
@@ -121,19 +121,6 @@ def background_save(*, participant: Participant, data: dict) -> bool:
 def attitudes_save(*, participant: Participant, data: dict) -> bool:
     """The five attitude items (values "1".."5") and the first attention check."""
     return _save_choice_items(participant, (*questions.ATTITUDES, questions.ATTENTION_CHECKS[0]), data, "attitudes")
-
-
-def _attention_update(participant: Participant):
-    """Count the participant's failed attention checks and set the flag, in one UPDATE."""
-    failed = Q(pk__in=[])
-    for item in questions.ATTENTION_CHECKS:
-        failed |= Q(item_key=item.key) & ~Q(value=item.correct)
-    failures = Coalesce(Subquery(
-        Answer.objects.filter(failed, participant=OuterRef("pk")).order_by().values("participant").annotate(n=Count("pk")).values("n")
-    ), 0)
-    Participant.objects.filter(pk=participant.pk).update(
-        attention_failures=failures, attention_flagged=GreaterThanOrEqual(failures, questions.ATTENTION_FLAG_AFTER)
-    )
 
 
 def importance_save(*, participant: Participant, ratings: dict, attention: str) -> None:
@@ -161,14 +148,14 @@ def importance_save(*, participant: Participant, ratings: dict, attention: str) 
     if errors:
         raise InvalidAnswer(errors)
     shown = [c.key for c in selectors.criteria_shown_order(participant, criteria, "importance")]
-    with transaction.atomic():
+    with participant_atomic(participant):
         locked = participant_lock(participant, "importance")
         ImportanceRating.objects.bulk_create(
-            [ImportanceRating(participant=locked, criterion=c, rating=r, shown_order=shown) for c, r in clean.items()],
+            [ImportanceRating(participant=locked, criterion_id=c.pk, rating=r, shown_order=shown) for c, r in clean.items()],
             update_conflicts=True, unique_fields=["participant", "criterion"], update_fields=["rating", "shown_order", "updated_at"],
         )
         _upsert_answers([Answer(participant=locked, item_key=check.key, value=attention_value)])
-        _attention_update(locked)
+        participant_step_saved(participant, locked, "importance", attention=True)
 
 
 def _ranking_from_ranks(ranks: dict, expected: list[str], what: str, names: dict[str, str]) -> list[str]:
@@ -199,7 +186,8 @@ ORDER_NOT_CONFIRMED = ("The qualities are still in the order they were shown in.
 def criteria_ranking_save(*, participant: Participant, ranks: dict, order_confirmed: bool = False) -> CriteriaRanking:
     """ranks: {criterion key: "1".."k"}, a full ranking of the therapeutic criteria.
     The order first shown (random) counts only when the participant confirms it;
-    which of the two it was is stored with the ranking."""
+    which of the two it was is stored with the ranking. Returns the row as saved (its
+    pk set; answered_at is the table's on a first save only)."""
     criteria = selectors.study_criteria()
     ranking = _ranking_from_ranks(ranks, [c.key for c in criteria], "criterion", {c.key: c.name for c in criteria})
     shown = [c.key for c in selectors.criteria_shown_order(participant, criteria, "ranking")]
@@ -209,28 +197,26 @@ def criteria_ranking_save(*, participant: Participant, ranks: dict, order_confir
         basis = CriteriaRanking.Basis.CONFIRMED
     else:
         raise InvalidAnswer({"ranking": ORDER_NOT_CONFIRMED})
-    with transaction.atomic():
+    with participant_atomic(participant):
         locked = participant_lock(participant, "criteria-ranking")
+        row = CriteriaRanking(participant=locked, ranking=ranking, shown_order=shown, basis=basis)
         CriteriaRanking.objects.bulk_create(
-            [CriteriaRanking(participant=locked, ranking=ranking, shown_order=shown, basis=basis)],
-            update_conflicts=True, unique_fields=["participant"], update_fields=["ranking", "basis", "updated_at"],
+            [row], update_conflicts=True, unique_fields=["participant"], update_fields=["ranking", "basis", "updated_at"],
         )
-        return CriteriaRanking.objects.get(participant=locked)
+        participant_step_saved(participant, locked, "criteria-ranking")
+        return row
 
 
 def scenarios_begin(*, participant: Participant) -> list[dict]:
     """Fix the participant's ranking screens (scenarios, responses, criteria) and mark the support note read."""
-    with transaction.atomic():
+    with participant_atomic(participant):
         locked = participant_lock(participant, "before-scenarios")
-        fields = []
+        fields = {}
         if locked.scenario_plan is None:
-            locked.scenario_plan = selectors.scenario_plan_compute(locked)
-            fields.append("scenario_plan")
+            fields["scenario_plan"] = selectors.scenario_plan_compute(locked)
         if locked.scenarios_intro_at is None:
-            locked.scenarios_intro_at = timezone.now()
-            fields.append("scenarios_intro_at")
-        if fields:
-            locked.save(update_fields=[*fields, "updated_at"])
+            fields["scenarios_intro_at"] = timezone.now()
+        participant_step_saved(participant, locked, "before-scenarios", **fields)
         return locked.scenario_plan
 
 
@@ -247,7 +233,8 @@ def scenario_plan_fix(participant: Participant) -> Participant:
 
 
 def response_ranking_save(*, participant: Participant, number: int, ranks: dict | None, skip: bool = False) -> ResponseRanking:
-    """Screen ``number`` (from 1): ranks {response id: "1".."K"}, or skip=True."""
+    """Screen ``number`` (from 1): ranks {response id: "1".."K"}, or skip=True. Returns the row
+    as saved (its pk set; answered_at is the table's on a first save only)."""
     plan = participant.scenario_plan or []
     if not 1 <= number <= len(plan):
         raise InvalidAnswer("There is no such scenario screen for you. Please use your link to continue.")
@@ -258,15 +245,16 @@ def response_ranking_save(*, participant: Participant, number: int, ranks: dict 
     else:
         labels = {str(pk): f"Response {chr(65 + i)}" for i, pk in enumerate(entry["responses"])}
         ranking = [int(k) for k in _ranking_from_ranks(ranks or {}, expected, "response", labels)]
-    criterion = Criterion.objects.get(key=entry["criterion"])
-    with transaction.atomic():
+    criterion = selectors.criterion_by_key(entry["criterion"])
+    with participant_atomic(participant):
         locked = participant_lock(participant, f"scenario-{number}")
+        row = ResponseRanking(participant=locked, position=number - 1, scenario_id=entry["scenario"], criterion_id=criterion.pk,
+                              shown_order=entry["responses"], ranking=ranking, skipped=skip)
         ResponseRanking.objects.bulk_create(
-            [ResponseRanking(participant=locked, position=number - 1, scenario_id=entry["scenario"], criterion=criterion,
-                             shown_order=entry["responses"], ranking=ranking, skipped=skip)],
-            update_conflicts=True, unique_fields=["participant", "position"], update_fields=["ranking", "skipped", "updated_at"],
+            [row], update_conflicts=True, unique_fields=["participant", "position"], update_fields=["ranking", "skipped", "updated_at"],
         )
-        return ResponseRanking.objects.get(participant=locked, position=number - 1)
+        participant_step_saved(participant, locked, f"scenario-{number}")
+        return row
 
 
 def participant_complete(*, participant: Participant, feedback: str = "") -> bool:
@@ -275,16 +263,14 @@ def participant_complete(*, participant: Participant, feedback: str = "") -> boo
     feedback = (feedback or "").strip()
     if len(feedback) > MAX_TEXT:
         raise InvalidAnswer({"feedback": f"Please keep this under {MAX_TEXT} characters."})
-    with transaction.atomic():
-        locked = participant_lock_row(participant, with_progress=True)
+    with participant_atomic(participant):
+        locked = participant_lock_row(participant)
         if locked.status == Participant.Status.COMPLETED:
             return False
         participant_step_check(participant, locked, "closing")
         _upsert_answers([Answer(participant=locked, item_key=questions.FEEDBACK_KEY, value=None, text=feedback)])
         crisis = _crisis_check(locked, questions.FEEDBACK_KEY, feedback)
-        locked.status = Participant.Status.COMPLETED
-        locked.completed_at = timezone.now()
-        locked.save(update_fields=["status", "completed_at", "updated_at"])
+        participant_step_saved(participant, locked, "closing", status=Participant.Status.COMPLETED, completed_at=timezone.now())
         persona_build(participant=locked, new=True)
         return crisis
 

@@ -11,7 +11,7 @@ from core.audit import AuditAction, actor_user, audit_record
 
 from .. import questions, selectors
 from ..exceptions import InvalidAnswer, SurveyError
-from ..models import Answer, CriteriaRanking, DatasetVersion, Participant, Persona, PersonaSelection, Study
+from ..models import Answer, CriteriaRanking, DatasetVersion, ImportanceRating, Participant, Persona, PersonaSelection, Study
 from ..personas import persona_scores, persona_text, persona_weights, select_diverse, split_balanced
 from ..statistics import rating_ranking_agreement
 from .datasets import dataset_version_write
@@ -19,9 +19,11 @@ from .participants import participant_audit_subject
 
 
 def _profile(participant: Participant, criteria: list[Criterion]) -> tuple[dict, float | None]:
-    answers = {a.item_key: a.value for a in participant.answers.all()}
-    ratings = {r.criterion.key: r.rating for r in participant.importance_ratings.select_related("criterion")}
-    record = CriteriaRanking.objects.filter(participant=participant).first()
+    # By participant_id, ordered without the models' default orders (joins to the participant and study).
+    answers = dict(Answer.objects.filter(participant_id=participant.pk).order_by().values_list("item_key", "value"))
+    ratings = dict(ImportanceRating.objects.filter(participant_id=participant.pk).order_by("criterion__position")
+                   .values_list("criterion__key", "rating"))
+    record = CriteriaRanking.objects.filter(participant_id=participant.pk).first()
     ranking = record.ranking if record else None
     profile = {
         "background": {i.key.split(".", 1)[1]: answers.get(i.key) for i in questions.BACKGROUND},
