@@ -5,6 +5,11 @@ grouped by where the time is spent (database driver, ORM, templates, middleware,
 
     python bench/profile_survey.py                 # 20 participants
     python bench/profile_survey.py --participants 50 --top 40
+    python bench/profile_survey.py --timer cpu     # this process's CPU time, not wall time
+
+With ``--timer cpu`` the profile counts the CPU time of the Django process only (waiting on
+PostgreSQL, and PostgreSQL's own work, are left out), so its shares move less with the load of a
+busy machine than the wall-clock ones do.
 
 The walk is the one tests/survey/test_query_budgets.py counts queries with.
 """
@@ -41,6 +46,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--participants", type=int, default=20)
     parser.add_argument("--top", type=int, default=25, help="functions to list by their own time")
+    parser.add_argument("--timer", choices=("wall", "cpu"), default="wall",
+                        help="profile wall-clock time (default) or this process's CPU time")
     args = parser.parse_args()
 
     from load_survey import PrivatePostgres, recreate_database
@@ -71,7 +78,7 @@ def main() -> int:
         demo.load(io.StringIO())
         study = Study.objects.get(slug="demo")
         walk(Client(), study, pid="warm-up")
-        profile = cProfile.Profile()
+        profile = cProfile.Profile(time.process_time) if args.timer == "cpu" else cProfile.Profile()
         counts: dict[str, list[int]] = defaultdict(list)
         wall: dict[str, list[float]] = defaultdict(list)
         started = time.perf_counter()
@@ -99,7 +106,7 @@ def main() -> int:
         total += tottime
         group = next((g for g, needles in GROUPS if any(needle in path for needle in needles)), "other (Python, stdlib)")
         own[group] += tottime
-    print(f"\nown time by where it is spent ({total:.2f} s profiled):")
+    print(f"\nown {'CPU' if args.timer == 'cpu' else 'wall'} time by where it is spent ({total:.2f} s profiled):")
     for group, seconds in sorted(own.items(), key=lambda kv: -kv[1]):
         print(f"  {100 * seconds / total:5.1f}%  {1000 * seconds / requests:6.2f} ms/request  {group}")
     print()
