@@ -143,13 +143,12 @@ SETTING_LABELS = {
 # 120 training and 40 test scenarios (of the bank's 172), the test set stratified by risk level and topic so
 # that about 30% of it carries risk signals. The `validation` preset is the method comparison at this scale;
 # `make validate-criteria` runs the criteria comparison with these settings as overrides.
-# FIRST CHOICE, AWAITING THE PILOT'S RESULT: policy_max_steps (40) and reward_max_steps (60). The pilot is
-# `manage.py validation_pilot --from-experiment <validation run>` (training.pipeline.pilot: DPO-empathy at 10, 20,
-# 40 and 80 steps judged against base on the reward models' held-out scenarios). The validation run of
-# 2026-12-02 (40 steps) was stopped at dpo:empathy after 1 h 54 min on a loaded 2-core machine; its pilot (on its
-# SFT adapter and pairs) was still running when this was written. At these settings the 90-minute budget is not
-# met (README: about 2.5-3.5 h projected on a quiet machine), so the pilot's answer decides whether fewer steps
-# suffice. Record its table and the chosen value here; if it says 40 is too few, raise policy_max_steps.
+# Steps: 20 policy steps (batch 4) and 60 reward-model steps. The first run (40 policy steps, 2 December 2026
+# morning) was stopped at 1 h 54 min; from its measured step costs 20 steps was chosen to approach the 90-minute
+# budget, and the run of 2 December 2026 evening took 98 min on a shared machine (README, "Validation run"), the
+# reference log-probability passes of the four DPO-family jobs being some 24 min of it. The pilot
+# (`manage.py validation_pilot --from-experiment <run> --steps 5,10,20,40`, training.pipeline.pilot: DPO-empathy
+# judged against base on the reward models' held-out scenarios) checks the step count; README has its table.
 VALIDATION_SCALE: dict = {
     "judge": {"backend": "rubric"}, "train_scenarios": 120, "test_scenarios": 40, "test_split": "stratified",
     "personas_train": 8, "personas_test": 8, "personas_per_scenario": 8, "candidates_per_scenario": 4,
