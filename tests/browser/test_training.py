@@ -9,6 +9,7 @@ from playwright.sync_api import expect
 
 from tests.browser.test_annotation import PASSWORD
 from tests.training.conftest import published, register_fake_stage  # noqa: F401 - fixtures
+from tests.training.test_reports import stored_run  # noqa: F401 - fixture
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -162,4 +163,21 @@ def test_the_job_page_refreshes_its_progress_and_log_while_the_job_runs(browser,
     Job.objects.filter(pk=running.pk).update(progress_step=5, log_tail="12:00:04 step 5/10: loss=0.5")
     expect(page.locator("#job-steps")).to_have_text("5 of 10", timeout=10000)
     expect(page.locator("#job-log")).to_have_text("12:00:04 step 5/10: loss=0.5")
+    page.context.close()
+
+
+def test_the_report_fits_a_phone_its_wide_tables_scrolling_in_their_own_box(browser, live_server, stored_run):
+    """At 375 px the report's tables (shape checks, win rates, length control, pairings, reward models) are
+    wider than the screen: each scrolls inside its box and the page itself never scrolls sideways."""
+    from tests.factories import ResearcherFactory
+
+    experiment, _ = stored_run
+    researcher = ResearcherFactory()
+    page = browser.new_context(viewport={"width": 375, "height": 800}).new_page()
+    login(page, live_server, researcher.username)
+    page.goto(f"{live_server.url}/admin/training/experiment/{experiment.pk}/report/")
+    page.wait_for_selector("#win-rate-table")
+    assert not scrolls_sideways(page), page.evaluate("document.documentElement.scrollWidth")
+    boxes = page.eval_on_selector_all(".table-scroll", "els => els.map(e => e.getBoundingClientRect().right)")
+    assert len(boxes) >= 3 and max(boxes) <= 375, boxes
     page.context.close()
