@@ -199,7 +199,8 @@ def participant_with_progress(queryset) -> Participant | None:
     return queryset.annotate(**progress_columns()).first()
 
 
-def _steps(participant: Participant) -> list[str]:
+def participant_steps(participant: Participant) -> list[str]:
+    """The participant's steps in order (the scenario screens are fixed with the plan)."""
     if participant.scenario_plan is not None:
         screens = len(participant.scenario_plan)
     else:
@@ -212,15 +213,10 @@ def _steps(participant: Participant) -> list[str]:
     return steps
 
 
-def participant_steps(participant: Participant) -> list[str]:
-    """The participant's steps in order (the scenario screens are fixed with the plan)."""
-    return _steps(participant)
-
-
 def participant_progress(participant: Participant) -> Progress:
     """Which steps are done: the count every save keeps on the participant's row, under its
     lock, in the answer's transaction (never from the browser). No query."""
-    steps = _steps(participant)
+    steps = participant_steps(participant)
     if participant.status == Participant.Status.COMPLETED:
         return Progress(steps, set(steps))
     return Progress.after(steps, participant.steps_done)
@@ -229,7 +225,7 @@ def participant_progress(participant: Participant) -> Progress:
 def participant_progress_counted(participant: Participant) -> Progress:
     """The progress as the saved answers say it is (one query): what ``steps_done`` must agree
     with, and what filled it for rows saved before it existed (migration 0008)."""
-    steps = _steps(participant)
+    steps = participant_steps(participant)
     if participant.status == Participant.Status.COMPLETED:
         return Progress(steps, set(steps))
     fresh = participant_with_progress(Participant.objects.filter(pk=participant.pk).only("pk"))
