@@ -71,7 +71,7 @@ from .io import (
 )
 from .judges import Judge, JudgeRequest, build_judge, check_same_judge
 from .shape_checks import SHAPE_RULES, ShapeRoles, run_shape_checks
-from .stats import bootstrap_evaluation, ends_a_sentence, holm_adjust, mcnemar_exact_p, percentile_interval, word_count
+from .stats import bootstrap_evaluation, ends_a_sentence, holm_adjust, mcnemar_exact_p, word_count
 
 __all__ = [
     "EvalModel",
@@ -101,9 +101,11 @@ RULES = {
     "mcnemar": "exact McNemar on [[0, wins_a], [wins_b, ties]]: two-sided binomial test of wins_a among wins_a + wins_b; "
     "p = 1 when no scenario was decided either way",
     "holm": "mcnemar_p_holm: Holm's step-down correction over every pairing and criterion of this evaluation (one family)",
-    "interval": "95% percentile interval of a two-level bootstrap: resample the test scenarios, and within each drawn "
+    "interval": "95% interval of a two-level bootstrap: resample the test scenarios, and within each drawn "
     "scenario its personas, with replacement; the majority of the drawn personas' valid votes decides each scenario; "
-    "seeded (bootstrap.seed), so a rerun gives the same interval",
+    "the 2.5/97.5 percentiles are shifted by the replicates' mean offset from the observed rate (redrawing personas "
+    "breaks tied majorities, which lifts the replicates of a model with many ties; the shift removes that and keeps the "
+    "spread); seeded (bootstrap.seed), so a rerun gives the same interval",
     "tie_rate": "ties / decisions; decisive = wins + losses (decisions that were not ties)",
     "length_controlled_win_rate": "per criterion, logit P(A preferred) = alpha_pair + gamma * tanh(word difference / sd) "
     "fitted on every decided scenario (ties as half, small ridge penalty); the rate is sigmoid(alpha_pair), the preference "
@@ -285,12 +287,12 @@ def evaluation_statistics(decisions: Sequence[dict], models: Sequence[str], crit
         for c in criteria:
             row = summary["table"][m][c]
             mi, ci = boot.model_index(m), boot.criterion_index(c)
-            row["interval"] = percentile_interval(boot.replicates["apwr"][:, mi, ci]) if samples else None
+            row["interval"] = boot.interval_at("apwr", mi, ci) if samples else None
             row["tie_rate"] = row["ties"] / row["decisions"] if row["decisions"] else None
             row["decisive"] = row["wins"] + row["losses"]
             if "lc" in boot.observed:
                 row["length_controlled_win_rate"] = _finite(boot.observed["lc"][mi, ci])
-                row["length_controlled_interval"] = percentile_interval(boot.replicates["lc"][:, mi, ci]) if samples else None
+                row["length_controlled_interval"] = boot.interval_at("lc", mi, ci) if samples else None
     pair_index = {pair: i for i, pair in enumerate(boot.table.pairs)}
     adjusted = holm_adjust([p["mcnemar_p"] for p in summary["pairings"]])
     for pairing, p_holm in zip(summary["pairings"], adjusted):
@@ -298,14 +300,14 @@ def evaluation_statistics(decisions: Sequence[dict], models: Sequence[str], crit
         pairing["mcnemar_p_holm"] = p_holm
         pairing["tie_rate"] = pairing["ties"] / pairing["decisions"] if pairing["decisions"] else None
         pairing["decisive"] = pairing["wins_a"] + pairing["wins_b"]
-        pairing["win_rate_a_interval"] = percentile_interval(boot.replicates["pair_rate_a"][:, pi, ci]) if samples else None
+        pairing["win_rate_a_interval"] = boot.interval_at("pair_rate_a", pi, ci) if samples else None
         if "pair_lc_a" in boot.observed:
             pairing["length_controlled_win_rate_a"] = _finite(boot.observed["pair_lc_a"][pi, ci])
     return {
         "table": summary["table"],
         "pairings": summary["pairings"],
         "lengths": answer_lengths(decisions, models),
-        "bootstrap": {"samples": samples, "seed": seed, "level": 0.95, "method": "two-level percentile bootstrap",
+        "bootstrap": {"samples": samples, "seed": seed, "level": 0.95, "method": "two-level bootstrap, recentred percentile interval",
                       "scenarios": len(boot.table.scenarios)},
         "multiple_comparisons": {"method": "holm", "family_size": len(summary["pairings"]),
                                  "family": "every pairing and criterion of this evaluation"},
@@ -362,8 +364,7 @@ def plot_pareto(table: dict, x: str, y: str, out_stem: Path, *, synthetic: bool)
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
     ax.scatter([p[1] for p in valid], [p[2] for p in valid], color="#4c72b0", zorder=3)
     # The 95% bootstrap intervals (when the table has them) as segments from their ends on both axes. Not
-    # as error bars around the point: a percentile interval of the two-level bootstrap need not contain
-    # the point estimate (the persona resampling moves close majorities), and error bars cannot say that.
+    # as error bars around the point: an interval need not be symmetric about its point.
     for m, px, py in valid:
         xi, yi = table[m][x].get("interval"), table[m][y].get("interval")
         if xi:

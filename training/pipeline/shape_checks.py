@@ -43,7 +43,8 @@ STATISTIC = "average_pairwise_win_rate"
 
 SHAPE_RULES = {
     "statistic": "difference of average pairwise win rates (ties are non-wins), with its 95% paired two-level bootstrap "
-                 "interval [lo, hi] (scenarios and personas within scenarios resampled together for all models)",
+                 "interval [lo, hi] (scenarios and personas within scenarios resampled together for all models; recentred on the "
+                 "observed difference, see RULES['interval'])",
     "beats": "PASS when lo > 0, FAIL when hi < 0, INCONCLUSIVE when the interval contains 0",
     "not_worse": f"non-inferiority with a margin of {100 * NON_INFERIORITY_MARGIN:.0f} points on every evaluated criterion: "
                  f"PASS when lo > -{NON_INFERIORITY_MARGIN} on every criterion, FAIL when hi < -{NON_INFERIORITY_MARGIN} "

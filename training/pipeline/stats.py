@@ -10,10 +10,22 @@ personas with replacement (as many as it had); the majority of the drawn
 personas' valid votes decides each (pair, criterion) in that scenario (win,
 loss or tie; no valid vote is no decision). The same draws serve every pair
 and criterion of a replicate, so differences between models (the shape
-checks) are paired. The interval is the percentile interval (2.5 %, 97.5 %)
-of the replicates; the point estimate is the statistic of the data as
-observed. Draws come from ``numpy.random.default_rng(seed)``: the same seed
-gives the same numbers.
+checks) are paired. Draws come from ``numpy.random.default_rng(seed)``: the
+same seed gives the same numbers.
+
+The interval is recentred (``bootstrap_interval``): the 2.5 % and 97.5 %
+percentiles of the replicates, shifted by the replicates' mean offset from
+the observed statistic. Why: the majority of a handful of personas is not
+linear in their votes. A scenario tied 4 to 4 is a tie as observed, but
+drawing 8 of those personas again breaks the tie about three times in four,
+so on a criterion with many ties (safety) the replicates sit systematically
+above the observed rate and a plain percentile interval can miss its own
+point estimate (seen in the validation run: 22.5 % against [27.9, 45.4]).
+The observed majority is an unbiased estimate of the rate a panel of that
+size gives; the offset is what the persona redraw adds on top of it (it votes
+on already-noisy votes), so it is removed and the spread kept. Where nothing
+ties and personas agree the offset is about zero and the interval is the
+plain percentile one.
 
 Length control (``fit_length_controlled``), in the spirit of AlpacaEval 2:
 for one criterion, every decided (pair, scenario) is a row with outcome
@@ -45,6 +57,7 @@ __all__ = [
     "mcnemar_exact_p",
     "holm_adjust",
     "percentile_interval",
+    "bootstrap_interval",
     "VoteTable",
     "build_vote_table",
     "BootstrapResult",
@@ -129,8 +142,17 @@ def percentile_interval(replicates: np.ndarray, level: float = 0.95) -> list[flo
     return [float(low), float(high)]
 
 
-# ---------------------------------------------------------------------------
-# Votes as arrays
+def bootstrap_interval(replicates: np.ndarray, observed: float, level: float = 0.95,
+                       bounds: tuple[float, float] = (0.0, 1.0)) -> list[float] | None:
+    """The percentile interval shifted by the replicates' mean offset from ``observed`` (see the module
+    docstring), clipped to the statistic's range. Without a defined observed value: the plain percentile one."""
+    interval = percentile_interval(replicates, level)
+    if interval is None or not math.isfinite(observed):
+        return interval
+    values = np.asarray(replicates, dtype=float)
+    offset = float(values[np.isfinite(values)].mean()) - observed
+    low, high = bounds
+    return [min(high, max(low, interval[0] - offset)), min(high, max(low, interval[1] - offset))]
 
 
 def word_count(text: str) -> int:
@@ -352,7 +374,12 @@ class BootstrapResult:
         return self.table.criteria.index(criterion)
 
     def interval(self, name: str, model: str, criterion: str) -> list[float] | None:
-        return percentile_interval(self.replicates[name][:, self.model_index(model), self.criterion_index(criterion)])
+        """The interval of a per-model statistic (``apwr``, ``tie_rate``, ``lc``)."""
+        return self.interval_at(name, self.model_index(model), self.criterion_index(criterion))
+
+    def interval_at(self, name: str, row: int, criterion_index: int) -> list[float] | None:
+        return bootstrap_interval(self.replicates[name][:, row, criterion_index],
+                                  float(self.observed[name][row, criterion_index]))
 
     def estimate(self, name: str, model: str, criterion: str) -> float | None:
         value = float(self.observed[name][self.model_index(model), self.criterion_index(criterion)])
@@ -362,7 +389,8 @@ class BootstrapResult:
         """first - second on one statistic, with the paired bootstrap interval of the difference."""
         i, j, c = self.model_index(first), self.model_index(second), self.criterion_index(criterion)
         estimate = float(self.observed[name][i, c] - self.observed[name][j, c])
-        interval = percentile_interval(self.replicates[name][:, i, c] - self.replicates[name][:, j, c])
+        interval = bootstrap_interval(self.replicates[name][:, i, c] - self.replicates[name][:, j, c], estimate,
+                                      bounds=(-1.0, 1.0))
         return (estimate if math.isfinite(estimate) else None), interval
 
 

@@ -51,7 +51,7 @@ def test_beats_checks(key, first, second, criterion):
     assert check["parts"][0]["first"] == first and check["criteria"] == [criterion]
     weak = _phase_1(**{second.replace(":", "__"): {criterion: 6.0}})
     assert _checks(weak)[key]["status"] == FAIL and _checks(weak)[key]["interval"][1] < 0
-    even = _checks(_phase_1(), scenarios=12)[key]
+    even = _checks(_phase_1(), scenarios=40)[key]  # at 12 the seeded draw is one of the ~7% that exclude 0 by chance
     assert even["status"] == INCONCLUSIVE and even["interval"][0] < 0 < even["interval"][1]
 
 
@@ -63,7 +63,7 @@ def test_criteria_comparison_check():
 
     assert run(6.0, 1.0)["five_therapeutic_beats_gricean"]["status"] == PASS
     assert run(1.0, 6.0)["five_therapeutic_beats_gricean"]["status"] == FAIL
-    assert run(1.0, 1.0, scenarios=12)["five_therapeutic_beats_gricean"]["status"] == INCONCLUSIVE
+    assert run(1.0, 1.0, scenarios=40)["five_therapeutic_beats_gricean"]["status"] == INCONCLUSIVE
     # A phase-2 run has no DPO, SFT or phase-1 MODPO: those checks do not apply (and do not pass).
     checks = run(6.0, 1.0)
     for key in ("dpo_beats_base", "modpo_beats_dpo_on_safety", "modpo_not_dominated", "sft_not_worse_than_base"):
