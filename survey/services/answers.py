@@ -1,161 +1,145 @@
-"""Participant answers, page by page, to the end of the survey.
+"""How a participant's page is saved, and the response-ranking screens.
 
-Every save locks the participant's row, checks the
-participant may answer that step, and upserts on the answer table's unique
-key (INSERT ... ON CONFLICT UPDATE), so a refresh, the back button, a double
-submit or a second tab updates the one row instead of adding another, and a
-withdrawal can never interleave with a save. The step is then recorded as done
-on the participant's row (steps_done) in the same transaction. Bad input raises
-InvalidAnswer before anything is written. A page's POST locks the row with its
-lookup and runs the save in that transaction (participant_atomic).
+The save protocol every page shares (the questionnaire pages in
+``questionnaire`` use it too): a page's POST looks the link up and locks the
+participant's row in one query (``participant_lock_by_token``) and runs the
+save in that transaction (``participant_atomic``); the save checks the
+participant may answer that step (``participant_lock``), upserts on the answer
+table's unique key (INSERT ... ON CONFLICT UPDATE), so a refresh, the back
+button, a double submit or a second tab updates the one row instead of adding
+another, and records the step as done on the participant's row
+(``participant_step_saved``: steps_done) in the same transaction. A withdrawal
+takes the same lock, so it never interleaves with a save. Bad input raises
+InvalidAnswer before anything is written.
 """
 from __future__ import annotations
 
-from django.db import transaction
+from contextlib import nullcontext
+
+from django.db import connection, transaction
+from django.db.models import Count, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
+from django.db.models.lookups import GreaterThanOrEqual
 from django.utils import timezone
 
-from core.audit import AuditAction, audit_record
-
 from .. import questions, selectors
-from ..crisis import contains_crisis_language
-from ..exceptions import InvalidAnswer
-from ..models import Answer, CriteriaRanking, CrisisFlag, ImportanceRating, Participant, ResponseRanking
-from .participants import (
-    PARTICIPANT_ACTOR,
-    participant_atomic,
-    participant_audit_subject,
-    participant_lock,
-    participant_lock_row,
-    participant_step_check,
-    participant_step_saved,
-)
-from .personas import persona_build
-
-MAX_TEXT = 2000
+from ..exceptions import InvalidAnswer, StepNotAvailable
+from ..models import Answer, Participant, ResponseRanking
+from ..selectors.prepared import PreparedLookup
 
 
-def _validate_choice(item: questions.ChoiceItem, value, text: str = "") -> tuple[object, str]:
-    label = item.label
-    if item.multiple:
-        values = value if isinstance(value, list) else ([value] if value else [])
-        if not values:
-            raise InvalidAnswer({item.key: f"Please choose at least one answer (or “Prefer not to say”) for: {label}"})
-        unknown = [v for v in values if v not in item.choice_keys]
-        if unknown:
-            raise InvalidAnswer({item.key: f"“{unknown[0]}” is not one of the options for: {label}"})
-        if questions.PREFER_NOT in values and len(values) > 1:
-            raise InvalidAnswer({item.key: f"“Prefer not to say” cannot be combined with other answers for: {label}"})
-        cleaned = [k for k in item.choice_keys if k in values]  # option order, no duplicates
-        keep_text = item.text_choice in cleaned
-    else:
-        if value in (None, ""):
-            raise InvalidAnswer({item.key: f"Please choose an answer for: {label}"})
-        if value not in item.choice_keys:
-            raise InvalidAnswer({item.key: f"“{value}” is not one of the options for: {label}"})
-        cleaned = value
-        keep_text = value == item.text_choice
-    text = (text or "").strip()
-    if len(text) > MAX_TEXT:
-        raise InvalidAnswer({f"{item.key}-text": f"Please keep this under {MAX_TEXT} characters."})
-    return cleaned, text if keep_text else ""
+def _locked_queryset():
+    # FOR UPDATE OF the participant only: the study row stays free, so participants of one study
+    # never wait for each other; order_by(): no join for the model's default order.
+    return Participant.objects.select_for_update(of=("self",)).defer(*selectors.PAGE_DEFERRED).order_by()
 
 
-def _upsert_answers(rows: list[Answer]):
-    Answer.objects.bulk_create(
-        rows, update_conflicts=True, unique_fields=["participant", "item_key"],
-        update_fields=["value", "text", "shown_order", "updated_at"],
-    )
+# The lookup of a page's POST, compiled once (selectors.prepared).
+_LOCK_BY_TOKEN = PreparedLookup(lambda token: _locked_queryset().select_related("study").filter(token=token))
 
 
-def _crisis_check(participant: Participant, item_key: str, text: str) -> bool:
-    """Flag crisis language for researchers (one flag per question) and say whether it matched."""
-    if not contains_crisis_language(text):
-        return False
-    flag, created = CrisisFlag.objects.get_or_create(participant=participant, item_key=item_key)
-    if created:
-        audit_record(
-            action=AuditAction.SURVEY_CRISIS_FLAG, actor_label=PARTICIPANT_ACTOR, target_type="survey.crisisflag",
-            subject=participant_audit_subject(participant), details={"study": participant.study.slug, "item": item_key},
-        )
-    return True
+def _mark_locked(participant: Participant) -> Participant:
+    # The transaction (atomic block) that holds the lock: a service called inside it uses this row as locked.
+    participant.locked_by = connection.atomic_blocks[-1]
+    return participant
 
 
-def _save_choice_items(participant: Participant, items, data: dict, step: str) -> bool:
-    """Validate and upsert a page of choice items; True if free text matched crisis language."""
-    cleaned = []
-    errors = {}
-    for item in items:
-        entry = data.get(item.key) or {}
-        try:
-            value, text = _validate_choice(item, entry.get("value"), entry.get("text", ""))
-        except InvalidAnswer as exc:
-            errors.update(exc.field_errors)
-            continue
-        if item in questions.ATTITUDES:
-            value = int(value)
-        # Crisis language is looked for in whatever was typed, even text the answer does not keep
-        # (words in an "other" box whose option was not ticked).
-        typed = str(entry.get("text") or "")
-        cleaned.append((item, value, text, typed))
-    unknown = set(data) - {i.key for i in items}
-    if unknown:
-        errors[""] = f"Unknown question: {', '.join(sorted(unknown))}."
-    if errors:
-        raise InvalidAnswer(errors)
-    with participant_atomic(participant):
-        locked = participant_lock(participant, step)
-        _upsert_answers([Answer(participant=locked, item_key=item.key, value=value, text=text) for item, value, text, _ in cleaned])
-        crisis = False
-        for item, _, _, typed in cleaned:
-            crisis = _crisis_check(locked, item.key, typed) or crisis
-        # An attention check on the page: its failures are counted in the same UPDATE as the progress.
-        participant_step_saved(participant, locked, step, attention=any(item.correct for item, _, _, _ in cleaned))
-        return crisis
+def participant_locked_here(participant: Participant) -> bool:
+    """True while the transaction that locked this instance's row (participant_lock_by_token) is open."""
+    block = getattr(participant, "locked_by", None)
+    return block is not None and any(b is block for b in connection.atomic_blocks)
 
 
-def background_save(*, participant: Participant, data: dict) -> bool:
-    """data: {item_key: {"value": key or [keys], "text": str}}. Returns True if free text needs the helplines shown."""
-    return _save_choice_items(participant, questions.BACKGROUND, data, "background")
+def participant_atomic(participant: Participant):
+    """The transaction of a save: the caller's own when it already holds the participant's row lock
+    (a page's POST, which locked it with the lookup), else a new one."""
+    return nullcontext() if participant_locked_here(participant) else transaction.atomic()
 
 
-def attitudes_save(*, participant: Participant, data: dict) -> bool:
-    """The five attitude items (values "1".."5") and the first attention check."""
-    return _save_choice_items(participant, (*questions.ATTITUDES, questions.ATTENTION_CHECKS[0]), data, "attitudes")
+def participant_lock_by_token(token: str) -> Participant | None:
+    """A participant page's POST: look the link up and lock the row in one query, for the
+    transaction the caller has open (the services then save under this lock). None when
+    no such link (or the participant withdrew: their row is gone)."""
+    if not token or len(token) > 64:
+        return None
+    locked = _LOCK_BY_TOKEN.first(token)
+    return _mark_locked(locked) if locked is not None else None
 
 
-def importance_save(*, participant: Participant, ratings: dict, attention: str) -> None:
-    """ratings: {criterion key: "1".."5"} for every therapeutic criterion; attention: the second check's answer."""
-    criteria = selectors.study_criteria()
-    keys = [c.key for c in criteria]
-    errors = {}
-    unknown = sorted(set(ratings) - set(keys))
-    if unknown:
-        errors[""] = f"Unknown criterion: {', '.join(unknown)}."
-    clean = {}
-    for criterion in criteria:
-        value = ratings.get(criterion.key)
-        if value in (None, ""):
-            errors[f"importance-{criterion.key}"] = f"Please rate how important {criterion.name.lower()} is to you."
-        elif str(value) not in {"1", "2", "3", "4", "5"}:
-            errors[f"importance-{criterion.key}"] = f"The rating for {criterion.name.lower()} must be a whole number from 1 to 5."
-        else:
-            clean[criterion] = int(value)
-    check = questions.ATTENTION_CHECKS[1]
-    try:
-        attention_value, _ = _validate_choice(check, attention)
-    except InvalidAnswer as exc:
-        errors.update(exc.field_errors)
-    if errors:
-        raise InvalidAnswer(errors)
-    shown = [c.key for c in selectors.criteria_shown_order(participant, criteria, "importance")]
-    with participant_atomic(participant):
-        locked = participant_lock(participant, "importance")
-        ImportanceRating.objects.bulk_create(
-            [ImportanceRating(participant=locked, criterion_id=c.pk, rating=r, shown_order=shown) for c, r in clean.items()],
-            update_conflicts=True, unique_fields=["participant", "criterion"], update_fields=["rating", "shown_order", "updated_at"],
-        )
-        _upsert_answers([Answer(participant=locked, item_key=check.key, value=attention_value)])
-        participant_step_saved(participant, locked, "importance", attention=True)
+def participant_lock_row(participant: Participant) -> Participant:
+    """Lock the participant's row (only theirs) and return it fresh; the instance itself when this
+    transaction locked it already. Raises StepNotAvailable when the row is gone (withdrawn)."""
+    if participant_locked_here(participant):
+        return participant
+    queryset = _locked_queryset().filter(pk=participant.pk)
+    study_cached = Participant._meta.get_field("study").is_cached(participant)
+    if not study_cached:
+        queryset = queryset.select_related("study")
+    locked = queryset.first()
+    if locked is None:
+        raise StepNotAvailable("this participant has withdrawn")  # their row is gone
+    if study_cached and locked.study_id == participant.study_id:
+        locked.study = participant.study  # read with the participant a moment ago; this transaction does not write it
+    return _mark_locked(locked)
+
+
+def participant_lock(participant: Participant, step: str | None = None) -> Participant:
+    """Lock the participant's row for this transaction and check they may answer ``step``
+    (the progress is on the row: one query, none when the caller locked it already).
+
+    The progress as it will be once the caller's save commits (``step`` done) is left on
+    the caller's instance as ``participant.progress_after_save``, so the page can say where
+    the person goes next without asking the database again."""
+    locked = participant_lock_row(participant)
+    participant_step_check(participant, locked, step)
+    return locked
+
+
+def participant_step_check(participant: Participant, locked: Participant, step: str | None) -> None:
+    """Raise StepNotAvailable unless the locked participant is answering and ``step`` is open."""
+    if locked.status != Participant.Status.IN_PROGRESS:
+        raise StepNotAvailable(f"this participant is {locked.get_status_display().lower()}")
+    progress = selectors.participant_progress(locked)
+    if step is not None and not progress.reachable(step):
+        raise StepNotAvailable(f"the step {step!r} is not open yet")
+    participant.progress_after_save = progress.with_done(step) if step is not None else progress
+
+
+def participant_step_saved(participant: Participant, locked: Participant, step: str, *, attention: bool = False,
+                           **fields) -> None:
+    """Record on the locked row that ``step`` is saved, with ``fields`` (and, with ``attention``,
+    the count of failed attention checks), in one UPDATE in the save's transaction; no query
+    when nothing changes (a resubmitted page). The new progress is left on the caller's
+    instance as ``progress_after_save``."""
+    steps = selectors.participant_steps(locked)
+    done = locked.steps_done
+    if step in steps and done == steps.index(step):
+        done += 1  # the next step saved; a done one saved again (Back, a double submit) changes nothing
+    for name, value in fields.items():
+        setattr(locked, name, value)
+    steps = selectors.participant_steps(locked)  # a plan fixed by this save fixes the steps
+    # The closing page is done with completion only.
+    done = len(steps) if locked.status == Participant.Status.COMPLETED else min(done, len(steps) - 1)
+    if done != locked.steps_done:
+        fields["steps_done"] = done
+    if attention:
+        failures = _attention_failures()
+        fields.update(attention_failures=failures, attention_flagged=GreaterThanOrEqual(failures, questions.ATTENTION_FLAG_AFTER))
+    if fields:
+        fields["updated_at"] = timezone.now()
+        Participant.objects.filter(pk=locked.pk).update(**fields)
+        locked.steps_done = done
+    participant.progress_after_save = selectors.participant_progress(locked)
+
+
+def _attention_failures():
+    """The participant's failed attention checks, counted in the UPDATE that stores them."""
+    failed = Q(pk__in=[])
+    for item in questions.ATTENTION_CHECKS:
+        failed |= Q(item_key=item.key) & ~Q(value=item.correct)
+    return Coalesce(Subquery(
+        Answer.objects.filter(failed, participant=OuterRef("pk")).order_by().values("participant").annotate(n=Count("pk")).values("n")
+    ), 0)
 
 
 def _ranking_from_ranks(ranks: dict, expected: list[str], what: str, names: dict[str, str]) -> list[str]:
@@ -177,34 +161,6 @@ def _ranking_from_ranks(ranks: dict, expected: list[str], what: str, names: dict
         repeated = sorted({v for v in numbers.values() if list(numbers.values()).count(v) > 1})
         raise InvalidAnswer({"ranking": f"Each rank from 1 to {n} must be used exactly once (rank {repeated[0]} is used more than once)."})
     return sorted(expected, key=lambda k: numbers[k])
-
-
-ORDER_NOT_CONFIRMED = ("The qualities are still in the order they were shown in. Please put them in your order, "
-                       "or tick “This order is right” if it already is.")
-
-
-def criteria_ranking_save(*, participant: Participant, ranks: dict, order_confirmed: bool = False) -> CriteriaRanking:
-    """ranks: {criterion key: "1".."k"}, a full ranking of the therapeutic criteria.
-    The order first shown (random) counts only when the participant confirms it;
-    which of the two it was is stored with the ranking. Returns the row as saved (its
-    pk set; answered_at is the table's on a first save only)."""
-    criteria = selectors.study_criteria()
-    ranking = _ranking_from_ranks(ranks, [c.key for c in criteria], "criterion", {c.key: c.name for c in criteria})
-    shown = [c.key for c in selectors.criteria_shown_order(participant, criteria, "ranking")]
-    if ranking != shown:
-        basis = CriteriaRanking.Basis.REORDERED
-    elif order_confirmed:
-        basis = CriteriaRanking.Basis.CONFIRMED
-    else:
-        raise InvalidAnswer({"ranking": ORDER_NOT_CONFIRMED})
-    with participant_atomic(participant):
-        locked = participant_lock(participant, "criteria-ranking")
-        row = CriteriaRanking(participant=locked, ranking=ranking, shown_order=shown, basis=basis)
-        CriteriaRanking.objects.bulk_create(
-            [row], update_conflicts=True, unique_fields=["participant"], update_fields=["ranking", "basis", "updated_at"],
-        )
-        participant_step_saved(participant, locked, "criteria-ranking")
-        return row
 
 
 def scenarios_begin(*, participant: Participant) -> list[dict]:
@@ -257,31 +213,3 @@ def response_ranking_save(*, participant: Participant, number: int, ranks: dict 
         return row
 
 
-def participant_complete(*, participant: Participant, feedback: str = "") -> bool:
-    """Finish: store the closing feedback, mark completed and build the persona.
-    Returns True if the feedback needs the helplines shown. Idempotent."""
-    feedback = (feedback or "").strip()
-    if len(feedback) > MAX_TEXT:
-        raise InvalidAnswer({"feedback": f"Please keep this under {MAX_TEXT} characters."})
-    with participant_atomic(participant):
-        locked = participant_lock_row(participant)
-        if locked.status == Participant.Status.COMPLETED:
-            return False
-        participant_step_check(participant, locked, "closing")
-        _upsert_answers([Answer(participant=locked, item_key=questions.FEEDBACK_KEY, value=None, text=feedback)])
-        crisis = _crisis_check(locked, questions.FEEDBACK_KEY, feedback)
-        participant_step_saved(participant, locked, "closing", status=Participant.Status.COMPLETED, completed_at=timezone.now())
-        persona_build(participant=locked, new=True)
-        return crisis
-
-
-@transaction.atomic
-def crisis_flag_review(*, flag: CrisisFlag, actor) -> CrisisFlag:
-    flag = CrisisFlag.objects.select_for_update().select_related("participant").get(pk=flag.pk)
-    if flag.reviewed_at is None:
-        flag.reviewed_at = timezone.now()
-        flag.reviewed_by = actor
-        flag.save(update_fields=["reviewed_at", "reviewed_by"])
-        audit_record(actor=actor, action=AuditAction.SURVEY_CRISIS_FLAG_REVIEW, target_type="survey.crisisflag",
-                     subject=participant_audit_subject(flag.participant), details={"item": flag.item_key})
-    return flag

@@ -1,28 +1,20 @@
-"""A participant's start, consent and eligibility; the row lock, audit subject and erasure
-that every participant write shares."""
+"""A participant's start (idempotent, Prolific-aware), and the audit subject and erasure
+that every participant write shares. Saving a page is ``answers`` (the protocol) and
+``questionnaire`` (the pages)."""
 from __future__ import annotations
 
-from collections.abc import Iterable
-from contextlib import nullcontext
-
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, F, OuterRef, Q, Subquery
-from django.db.models.functions import Coalesce
-from django.db.models.lookups import GreaterThanOrEqual
-from django.utils import timezone
+from django.db.models import Q
 
 from core.audit import audit_subject_create, audit_subject_erase
 
-from .. import questions, selectors
-from ..exceptions import AlreadyStarted, InvalidAnswer, ProlificExcluded, StepNotAvailable, SurveyError
+from ..exceptions import AlreadyStarted, ProlificExcluded, SurveyError
 from ..models import (
     Answer,
     ConsentRecord,
-    ConsentVersion,
     CriteriaRanking,
     CrisisFlag,
     DatasetVersionMember,
-    EligibilityQuestion,
     ImportanceRating,
     Participant,
     Persona,
@@ -31,7 +23,6 @@ from ..models import (
     Study,
 )
 from ..prolific import prolific_id_hash, prolific_session_hash
-from ..selectors.prepared import PreparedLookup
 
 
 PARTICIPANT_ACTOR = "participant"
@@ -116,187 +107,6 @@ def _participant_existing(study, nonce, pid_hash, session_hash=""):
             return by_pid
         raise AlreadyStarted("This Prolific account has already started this study.")
     return None
-
-
-def _locked_queryset():
-    # FOR UPDATE OF the participant only: the study row stays free, so participants of one study
-    # never wait for each other; order_by(): no join for the model's default order.
-    return Participant.objects.select_for_update(of=("self",)).defer(*selectors.PAGE_DEFERRED).order_by()
-
-
-# The lookup of a page's POST, compiled once (selectors.prepared).
-_LOCK_BY_TOKEN = PreparedLookup(lambda token: _locked_queryset().select_related("study").filter(token=token))
-
-
-def _mark_locked(participant: Participant) -> Participant:
-    # The transaction (atomic block) that holds the lock: a service called inside it uses this row as locked.
-    participant.locked_by = connection.atomic_blocks[-1]
-    return participant
-
-
-def participant_locked_here(participant: Participant) -> bool:
-    """True while the transaction that locked this instance's row (participant_lock_by_token) is open."""
-    block = getattr(participant, "locked_by", None)
-    return block is not None and any(b is block for b in connection.atomic_blocks)
-
-
-def participant_atomic(participant: Participant):
-    """The transaction of a save: the caller's own when it already holds the participant's row lock
-    (a page's POST, which locked it with the lookup), else a new one."""
-    return nullcontext() if participant_locked_here(participant) else transaction.atomic()
-
-
-def participant_lock_by_token(token: str) -> Participant | None:
-    """A participant page's POST: look the link up and lock the row in one query, for the
-    transaction the caller has open (the services then save under this lock). None when
-    no such link (or the participant withdrew: their row is gone)."""
-    if not token or len(token) > 64:
-        return None
-    locked = _LOCK_BY_TOKEN.first(token)
-    return _mark_locked(locked) if locked is not None else None
-
-
-def participant_lock_row(participant: Participant) -> Participant:
-    """Lock the participant's row (only theirs) and return it fresh; the instance itself when this
-    transaction locked it already. Raises StepNotAvailable when the row is gone (withdrawn)."""
-    if participant_locked_here(participant):
-        return participant
-    queryset = _locked_queryset().filter(pk=participant.pk)
-    study_cached = Participant._meta.get_field("study").is_cached(participant)
-    if not study_cached:
-        queryset = queryset.select_related("study")
-    locked = queryset.first()
-    if locked is None:
-        raise StepNotAvailable("this participant has withdrawn")  # their row is gone
-    if study_cached and locked.study_id == participant.study_id:
-        locked.study = participant.study  # read with the participant a moment ago; this transaction does not write it
-    return _mark_locked(locked)
-
-
-def participant_lock(participant: Participant, step: str | None = None) -> Participant:
-    """Lock the participant's row for this transaction and check they may answer ``step``
-    (the progress is on the row: one query, none when the caller locked it already).
-
-    The progress as it will be once the caller's save commits (``step`` done) is left on
-    the caller's instance as ``participant.progress_after_save``, so the page can say where
-    the person goes next without asking the database again."""
-    locked = participant_lock_row(participant)
-    participant_step_check(participant, locked, step)
-    return locked
-
-
-def participant_step_check(participant: Participant, locked: Participant, step: str | None) -> None:
-    """Raise StepNotAvailable unless the locked participant is answering and ``step`` is open."""
-    if locked.status != Participant.Status.IN_PROGRESS:
-        raise StepNotAvailable(f"this participant is {locked.get_status_display().lower()}")
-    progress = selectors.participant_progress(locked)
-    if step is not None and not progress.reachable(step):
-        raise StepNotAvailable(f"the step {step!r} is not open yet")
-    participant.progress_after_save = progress.with_done(step) if step is not None else progress
-
-
-def participant_step_saved(participant: Participant, locked: Participant, step: str, *, attention: bool = False,
-                           **fields) -> None:
-    """Record on the locked row that ``step`` is saved, with ``fields`` (and, with ``attention``,
-    the count of failed attention checks), in one UPDATE in the save's transaction; no query
-    when nothing changes (a resubmitted page). The new progress is left on the caller's
-    instance as ``progress_after_save``."""
-    steps = selectors.participant_steps(locked)
-    done = locked.steps_done
-    if step in steps and done == steps.index(step):
-        done += 1  # the next step saved; a done one saved again (Back, a double submit) changes nothing
-    for name, value in fields.items():
-        setattr(locked, name, value)
-    steps = selectors.participant_steps(locked)  # a plan fixed by this save fixes the steps
-    # The closing page is done with completion only.
-    done = len(steps) if locked.status == Participant.Status.COMPLETED else min(done, len(steps) - 1)
-    if done != locked.steps_done:
-        fields["steps_done"] = done
-    if attention:
-        failures = _attention_failures()
-        fields.update(attention_failures=failures, attention_flagged=GreaterThanOrEqual(failures, questions.ATTENTION_FLAG_AFTER))
-    if fields:
-        fields["updated_at"] = timezone.now()
-        Participant.objects.filter(pk=locked.pk).update(**fields)
-        locked.steps_done = done
-    participant.progress_after_save = selectors.participant_progress(locked)
-
-
-def _attention_failures():
-    """The participant's failed attention checks, counted in the UPDATE that stores them."""
-    failed = Q(pk__in=[])
-    for item in questions.ATTENTION_CHECKS:
-        failed |= Q(item_key=item.key) & ~Q(value=item.correct)
-    return Coalesce(Subquery(
-        Answer.objects.filter(failed, participant=OuterRef("pk")).order_by().values("participant").annotate(n=Count("pk")).values("n")
-    ), 0)
-
-
-def consent_give(*, participant: Participant, consent_version_id, agreed: Iterable) -> ConsentRecord:
-    """Record consent to the version the person saw; every statement must be ticked.
-    Consent is given once: a resubmitted form returns the record and changes nothing."""
-    with participant_atomic(participant):
-        locked = participant_lock(participant, "consent")
-        if "consent" in selectors.participant_progress(locked).done:
-            return ConsentRecord.objects.get(participant_id=locked.pk)
-        current = selectors.consent_version_current(participant.study)
-        try:
-            version_id = int(consent_version_id)
-        except (TypeError, ValueError):
-            version_id = None
-        if current is None or version_id != current.pk:
-            if version_id is None or not ConsentVersion.objects.filter(pk=version_id, study_id=participant.study_id).exists():
-                raise InvalidAnswer("This consent form does not belong to this study; please reload the page.")
-            # Consent counts only for the text the study asks people to agree to now.
-            raise InvalidAnswer("The information and consent form has been updated since this page was opened. "
-                                "Please reload the page, read the current version and tick the statements again. Nothing was saved.")
-        statements = current.statement_list
-        try:
-            ticked = sorted({int(i) for i in agreed})
-        except (TypeError, ValueError):
-            raise InvalidAnswer("The consent answers were not understood; please tick the boxes again.") from None
-        if ticked != list(range(len(statements))):
-            if any(i < 0 or i >= len(statements) for i in ticked):
-                raise InvalidAnswer("The consent answers do not match this consent form; please reload the page.")
-            raise InvalidAnswer({"statements": "To take part, please tick every statement. If you would rather not, you can simply close this page."})
-        record = ConsentRecord.objects.create(
-            participant=locked, consent_version=current, statements_agreed=[statements[i] for i in ticked]
-        )
-        participant_step_saved(participant, locked, "consent")
-        return record
-
-
-def eligibility_submit(*, participant: Participant, answers: dict) -> bool:
-    """True if eligible. Otherwise the person is screened out: their row and
-    everything they answered are deleted; the study counts them, and a Prolific
-    id is kept only as its exclusion hash (so it cannot start again)."""
-    study_questions = selectors.study_eligibility_questions(participant.study_id)
-    errors = {}
-    for question in study_questions:
-        value = answers.get(question.key)
-        if value in (None, ""):
-            errors[f"eligibility-{question.key}"] = f"Please answer: {question.text}"
-        elif value not in EligibilityQuestion.Answer.values:
-            errors[f"eligibility-{question.key}"] = f"Please answer yes or no: {question.text}"
-    unknown = set(answers) - {q.key for q in study_questions}
-    if unknown:
-        errors[""] = f"Unknown eligibility question: {', '.join(sorted(unknown))}."
-    if errors:
-        raise InvalidAnswer(errors)
-    eligible = all(answers[q.key] == q.eligible_answer for q in study_questions)
-    with participant_atomic(participant):
-        locked = participant_lock(participant, "eligibility")
-        if locked.eligible_at is not None:
-            return True  # already through; a resubmitted old page changes nothing
-        if eligible:
-            # The ranking screens are fixed now, so progress counts them from here on.
-            participant_step_saved(participant, locked, "eligibility", eligible_at=timezone.now(),
-                                   scenario_plan=selectors.scenario_plan_compute(locked))
-            return True
-        prolific_exclude(locked)
-        participant_erase(locked)
-        Study.objects.filter(pk=locked.study_id).update(screened_out_count=F("screened_out_count") + 1)
-        return False
 
 
 def participant_erase(participant: Participant):

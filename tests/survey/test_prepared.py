@@ -32,9 +32,9 @@ def test_the_posts_lookup_locks_and_marks_the_row_for_the_services_in_its_transa
     with transaction.atomic():
         locked = services.participant_lock_by_token(participant.token)
         assert locked.pk == participant.pk and locked.study == study
-        assert services.participants.participant_locked_here(locked)
-        assert services.participants.participant_lock_row(locked) is locked  # no second lock query
-    assert not services.participants.participant_locked_here(locked)  # that transaction is over
+        assert services.answers.participant_locked_here(locked)
+        assert services.answers.participant_lock_row(locked) is locked  # no second lock query
+    assert not services.answers.participant_locked_here(locked)  # that transaction is over
     with transaction.atomic():
         assert services.participant_lock_by_token("no-such-token") is None
 

@@ -1,4 +1,4 @@
-"""Answers (survey.services.answers): attention checks, steps in order, two tabs at once."""
+"""The save protocol (survey.services.answers): steps in order, two tabs at once."""
 import threading
 
 import pytest
@@ -6,21 +6,10 @@ from django.db import connection
 
 from survey import selectors, services
 from survey.exceptions import StepNotAvailable
-from survey.models import Answer, Participant
-from tests.survey.factories import background_data, complete_participant
+from survey.models import Answer
+from tests.survey.factories import background_data
 
 pytestmark = pytest.mark.django_db
-
-
-def test_attention_checks_flag_only_after_two_failures_and_keep_the_person(study):
-    one = complete_participant(study, attention=("agree", "strongly_agree"))
-    two = complete_participant(study, attention=("agree", "disagree"))
-    assert (one.attention_failures, one.attention_flagged) == (1, False)
-    assert (two.attention_failures, two.attention_flagged) == (2, True)
-    assert two.status == Participant.Status.COMPLETED
-    assert selectors.study_funnel(study)["attention_flagged"] == 1
-    assert two in selectors.cohort_participants(study)
-    assert two not in selectors.cohort_participants(study, exclude_flagged=True)
 
 
 def test_steps_must_be_reached_in_order(study):
