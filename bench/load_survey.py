@@ -446,7 +446,8 @@ def side_run(side: str, args, users: int, database_url: str, var_dir: str, db_pi
     env.pop("REDIS_URL", None)  # the survey does not need a shared cache; keep the bench self-contained
     port = free_port()
     command = [PYTHON, "-m", "gunicorn", app, "--bind", f"127.0.0.1:{port}", "--workers", str(args.workers),
-               "--threads", str(args.threads), "--worker-class", args.worker_class, "--log-level", "warning", "--timeout", "60"]
+               "--threads", str(args.threads), "--worker-class", args.worker_class, "--log-level", "warning", "--timeout", "60",
+               "--keep-alive", str(args.keep_alive)]
     server = subprocess.Popen(command, cwd=cwd, env=env, start_new_session=True)
     host = f"http://127.0.0.1:{port}"
     submitted_path = str(Path(var_dir) / f"submitted-{side}-{users}.json")
@@ -518,6 +519,8 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=4, help="gunicorn workers")
     parser.add_argument("--threads", type=int, default=1, help="threads per gunicorn worker")
     parser.add_argument("--worker-class", default="sync", choices=["sync", "gthread"], help="gunicorn worker class")
+    parser.add_argument("--keep-alive", type=int, default=2,
+                        help="gunicorn's --keep-alive seconds (gthread; 0: a new connection per request, as behind nginx)")
     parser.add_argument("--conn-max-age", type=int, default=60, help="CONN_MAX_AGE for both sides (0: a new connection per request)")
     parser.add_argument("--health-checks", action=argparse.BooleanOptionalAction, default=True,
                         help="CONN_HEALTH_CHECKS for both sides")
@@ -577,7 +580,8 @@ def main() -> int:
         if args.compare:
             recreate_database(admin_url, anchor_name)
             subprocess.run([PYTHON, __file__, "--child", "setup-anchor", "--child-args", anchor_url], cwd=ROOT, env=setup_env, check=True)
-        print(f"gunicorn: {args.workers} {args.worker_class} workers x {args.threads} threads, CONN_MAX_AGE={args.conn_max_age}, "
+        print(f"gunicorn: {args.workers} {args.worker_class} workers x {args.threads} threads, keep-alive {args.keep_alive} s, "
+              f"CONN_MAX_AGE={args.conn_max_age}, "
               f"health checks {'on' if args.health_checks else 'off'}; {args.think[0]:g}-{args.think[1]:g} s per page, "
               f"spawn rate {args.spawn_rate}/s; database CPU {'not measured (shared server)' if db_pid is None else 'measured (private cluster)'}",
               flush=True)

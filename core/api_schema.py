@@ -75,6 +75,9 @@ def _guard(node, components: dict, seen: set) -> None:
         node["pattern"] = NO_CONTROL_CHARACTERS
     if "object" in types:
         node.setdefault("propertyNames", {"pattern": NO_CONTROL_CHARACTERS})
+        # A field the serializer does not declare is ignored, but the guard still reads it: say so, or the
+        # schema would allow an extra field whose value holds a control character (a nested key, say).
+        node.setdefault("additionalProperties", {"$ref": f"#/components/schemas/{GUARDED_JSON}"})
     for child in (node.get("properties") or {}).values():
         _guard(child, components, seen)
     for key in ("items", "additionalProperties"):
