@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 __all__ = [
@@ -83,6 +83,11 @@ class ClientSettings:
             raise ValueError("retry counts cannot be negative")
         if self.timeout_s <= 0:
             raise ValueError("timeout_s must be positive")
+
+    @classmethod
+    def of(cls, config) -> ClientSettings:
+        """The transport settings of a backend's config (the judge's, a server's): its fields of the same names."""
+        return cls(**{f.name: getattr(config, f.name) for f in fields(cls)})
 
 
 def retry_after_seconds(value: str | None) -> float | None:

@@ -117,14 +117,6 @@ class ServerConfig:
         if problems:
             raise PipelineConfigError("; ".join(problems))
 
-    def client_settings(self) -> ClientSettings:
-        return ClientSettings(
-            base_url=self.base_url, api_key_env=self.api_key_env, timeout_s=self.timeout_s,
-            max_concurrency=self.max_concurrency, max_retries=self.max_retries,
-            backoff_initial_s=self.backoff_initial_s, backoff_max_s=self.backoff_max_s,
-            max_retry_after_s=self.max_retry_after_s,
-        )
-
     def record(self) -> dict:
         """What decides this backend's answers (the address is left out: the same model behind a new port is the same)."""
         out = {"requested_model": self.model, "api": self.api, "sampling_requests": self.sampling_requests}
@@ -148,7 +140,7 @@ def server_config(spec: Any, where: str = "server") -> ServerConfig:
 
 def server_problem(config: ServerConfig, *, timeout_s: float = 5.0) -> str | None:
     """Why this server cannot be used now (unreachable, not an OpenAI server, model not listed), or None."""
-    client = OpenAIClient(config.client_settings())
+    client = OpenAIClient(ClientSettings.of(config))
     try:
         models = client.list_models(timeout_s=timeout_s)
     except ServerError as exc:
@@ -299,7 +291,7 @@ def generate_with_server(
     todo = [s for s in scenario_list if s.scenario_id not in answers]
     total, skipped = len(scenario_list), len(answers)
     control.progress(skipped, total)
-    client = OpenAIClient(config.client_settings())
+    client = OpenAIClient(ClientSettings.of(config))
     result = ServerGenerationResult(str(output) if output else None, total, 0, skipped, 0, False, 0.0, 0, [], answers)
     if not todo:
         result.seconds = time.monotonic() - started

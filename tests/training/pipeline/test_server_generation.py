@@ -167,12 +167,11 @@ def test_misconfigured_and_rejected_requests_stop_at_once(server, tmp_path):
 
 def test_concurrency_is_bounded():
     with LoopbackChatServer(echo, latency_s=0.1, models=("smol",)) as slow:
-        started = time.monotonic()
         result = generate_with_server(_server(slow, max_concurrency=3), [Scenario(f"s{i}", "hi") for i in range(6)],
                                       n=2, sampling=SAMPLED)
-        elapsed = time.monotonic() - started
+    # Three requests were in flight together, never more: bounded, and used (a wall-time bound here
+    # failed on a loaded machine).
     assert result.generated == 6 and slow.max_in_flight == 3
-    assert elapsed < 12 * 0.1 * 0.8
 
 
 def test_completions_api_sends_the_local_backends_prompt(server, tiny_lm_dir):

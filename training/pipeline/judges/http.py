@@ -130,12 +130,7 @@ class HTTPJudge(Judge):
         self.model = config.model
         self.cache = ReplyCache(config.cache_path) if config.cache_path else None
         self.stats = {"http_requests": 0, "cache_hits": 0, "transport_retries": 0, "invalid_replies": 0, "unavailable": 0}
-        self.client = OpenAIClient(ClientSettings(
-            base_url=config.base_url, api_key_env=config.api_key_env, timeout_s=config.timeout_s,
-            max_concurrency=config.max_concurrency, max_retries=config.max_retries,
-            backoff_initial_s=config.backoff_initial_s, backoff_max_s=config.backoff_max_s,
-            max_retry_after_s=config.max_retry_after_s,
-        ), stats=self.stats)
+        self.client = OpenAIClient(ClientSettings.of(config), stats=self.stats)
 
     # -- request shape ------------------------------------------------------
 
