@@ -6,9 +6,10 @@ case "$1" in
   web)
     python manage.py migrate --noinput
     python manage.py collectstatic --noinput -v 0
-    # Measured in bench/README.md (load_survey.py --compare): 4 sync workers on 2 cores.
-    exec gunicorn config.wsgi:application --bind 0.0.0.0:8000 --workers "${WEB_CONCURRENCY:-4}" \
-        --worker-class "${WEB_WORKER_CLASS:-sync}" --threads "${WEB_THREADS:-1}" --access-logfile - \
+    # Measured in bench/README.md (load_survey.py --compare): 2 gthread workers x 4 threads on 2 cores,
+    # behind the compose nginx (a new upstream connection per request, so keep-alive never races).
+    exec gunicorn config.wsgi:application --bind 0.0.0.0:8000 --workers "${WEB_CONCURRENCY:-2}" \
+        --worker-class "${WEB_WORKER_CLASS:-gthread}" --threads "${WEB_THREADS:-4}" --access-logfile - \
         --logger-class survey.gunicorn_logging.RedactingLogger
     ;;
   worker)
