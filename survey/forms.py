@@ -3,7 +3,10 @@ or submitted values into what the templates render. Validation lives in the
 services, so every caller gets the same checks."""
 from __future__ import annotations
 
+from html import escape
+
 from django import forms as django_forms
+from django.utils.safestring import mark_safe
 
 from . import questions
 
@@ -30,10 +33,21 @@ def with_attention(items, check):
     return (*items[:position], check, *items[position:])
 
 
+def option_input(*, kind: str, name: str, option_id: str, value, checked: bool, required: bool, exclusive: bool = False):
+    """One radio or checkbox ``<input>``, escaped, made here rather than in the template: the
+    questionnaire pages show about fifty of them, and attribute by attribute in the template
+    they were most of a page's rendering time (html.escape: format_html cost as much again)."""
+    return mark_safe(f'<input type="{kind}" name="{escape(name)}" id="{escape(option_id)}" value="{escape(str(value))}"'
+                     f'{" checked" if checked else ""}{" required" if required else ""}{" data-exclusive" if exclusive else ""}>')
+
+
 def _options(item, selected, prefix_id):
     chosen = set(selected) if isinstance(selected, list) else {selected}
+    kind = "checkbox" if item.multiple else "radio"
     return [
-        {"value": value, "label": label, "checked": value in chosen, "id": f"{prefix_id}-{n}"}
+        {"value": value, "label": label, "id": f"{prefix_id}-{n}",
+         "input": option_input(kind=kind, name=item.key, option_id=f"{prefix_id}-{n}", value=value, checked=value in chosen,
+                               required=not item.multiple, exclusive=item.multiple and value == "prefer_not_to_say")}
         for n, (value, label) in enumerate(item.choices)
     ]
 
@@ -60,7 +74,10 @@ def importance_context(criteria, ratings: dict, attention, check, errors: dict) 
         selected = str(ratings.get(criterion.key, ""))
         rows.append({
             "criterion": criterion, "name": f"importance-{criterion.key}", "id": fid,
-            "options": [{"value": v, "label": label, "checked": v == selected, "id": f"{fid}-{v}"} for v, label in questions.IMPORTANCE_5],
+            "options": [{"value": v, "label": label, "id": f"{fid}-{v}",
+                         "input": option_input(kind="radio", name=f"importance-{criterion.key}", option_id=f"{fid}-{v}", value=v,
+                                               checked=v == selected, required=True)}
+                        for v, label in questions.IMPORTANCE_5],
             "error": errors.get(f"importance-{criterion.key}", ""),
         })
     position = questions.ATTENTION_POSITION[check.key]
@@ -82,8 +99,25 @@ def _ranking_items(entries, ranks: dict) -> list[dict]:
     if sorted(i["rank"] for i in items) == list(range(1, n + 1)):
         items.sort(key=lambda i: i["rank"])
     for item in items:
-        item["choices"] = list(range(1, n + 1))
+        # The rank select's options, made here for the same reason as option_input's.
+        item["rank_options"] = mark_safe("".join(f'<option value="{k}"{" selected" if k == item["rank"] else ""}>{k}</option>'
+                                                 for k in range(1, n + 1)))
     return items
+
+
+def eligibility_fields(questions_, answers: dict, errors: dict) -> list[dict]:
+    """The eligibility questions as the page shows them, with the submitted answers ticked."""
+    fields = []
+    for question in questions_:
+        name = f"eligibility-{question.key}"
+        fields.append({
+            "name": name, "text": question.text, "error": errors.get(name, ""),
+            "options": [{"id": f"{name}-{value}", "label": label,
+                         "input": option_input(kind="radio", name=name, option_id=f"{name}-{value}", value=value,
+                                               checked=answers.get(question.key) == value, required=True)}
+                        for value, label in question.Answer.choices],
+        })
+    return fields
 
 
 def criteria_ranking_items(criteria, ranks: dict) -> list[dict]:

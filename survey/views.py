@@ -280,7 +280,8 @@ def eligibility(request, participant, progress):
         try:
             eligible = services.eligibility_submit(participant=participant, answers=answers)
         except InvalidAnswer as exc:
-            context = {"questions": selectors.study_eligibility_questions(participant.study_id), "values": answers, "errors": exc.field_errors}
+            context = {"fields": forms.eligibility_fields(selectors.study_eligibility_questions(participant.study_id), answers,
+                                                          exc.field_errors), "errors": exc.field_errors}
             return _page(request, "survey/eligibility.html", participant, progress, "eligibility", context, status=400)
         if eligible:
             return _saved(participant)
@@ -289,7 +290,7 @@ def eligibility(request, participant, progress):
         note = signing.dumps({"study": participant.study_id, "prolific": participant.arrived_from_prolific}, salt=SCREENED_OUT_SALT)
         return SeeOther(reverse("survey:screened-out", args=[note]))
     return _page(request, "survey/eligibility.html", participant, progress, "eligibility",
-                 {"questions": selectors.study_eligibility_questions(participant.study_id), "values": {}})
+                 {"fields": forms.eligibility_fields(selectors.study_eligibility_questions(participant.study_id), {}, {})})
 
 
 # --- Background, attitudes, importance --------------------------------------------------------
@@ -397,8 +398,7 @@ def scenario(request, participant, progress, number):
             return _page(request, "survey/scenario.html", participant, progress, f"scenario-{number}", context, status=400)
         return _saved(participant)
     screen = selectors.response_screen(participant, number)
-    saved = screen["saved"]
-    ranks = {str(pk): str(i + 1) for i, pk in enumerate(saved.ranking)} if saved and saved.ranking else {}
+    ranks = {str(pk): str(i + 1) for i, pk in enumerate(screen["saved_ranking"] or [])}
     return _page(request, "survey/scenario.html", participant, progress, f"scenario-{number}",
                  {"screen": screen, "ranking": forms.response_ranking_items(screen["responses"], ranks),
                   "screens": len(participant.scenario_plan or [])})

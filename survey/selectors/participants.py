@@ -3,6 +3,7 @@ participant's row by every save, checkable against the saved answers), the answe
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from django.db.models.expressions import RawSQL
 
@@ -51,8 +52,11 @@ def participant_by_withdrawal_code(code: str) -> Participant | None:
     return Participant.objects.select_related("study").filter(withdrawal_code=f"{cleaned[:5]}-{cleaned[5:]}").first()
 
 
+_STUDY_BY_SLUG = PreparedLookup(lambda slug: Study.objects.filter(slug=slug).order_by())  # the slug is unique
+
+
 def study_for_entry(slug: str) -> Study | None:
-    return Study.objects.filter(slug=slug).first()
+    return _STUDY_BY_SLUG.first(slug) if slug and len(slug) <= 64 else None
 
 
 def active_study() -> Study | None:
@@ -272,22 +276,35 @@ def participant_criteria_ranking(participant: Participant) -> CriteriaRanking | 
     return CriteriaRanking.objects.filter(participant_id=participant.pk).first()
 
 
+class ShownText(NamedTuple):
+    """A scenario or a response as a ranking screen shows it."""
+    pk: int
+    text: str
+
+
 def response_screen(participant: Participant, number: int) -> dict | None:
-    """Screen ``number`` (from 1) of the fixed plan: scenario, criterion, responses in shown order."""
+    """Screen ``number`` (from 1) of the fixed plan: scenario, criterion, responses in shown order,
+    and the saved ranking (response ids, best first; empty when skipped, None when not saved). Plain
+    values: the page shows texts only."""
     plan = participant.scenario_plan or []
     if not 1 <= number <= len(plan):
         return None
     entry = plan[number - 1]
     from core.models import Scenario
 
-    # The responses are the scenario's, so the scenario comes with them (one query for both).
-    responses = {r.pk: r for r in Response.objects.select_related("scenario").filter(pk__in=entry["responses"])}
-    scenario = next((r.scenario for r in responses.values() if r.scenario_id == entry["scenario"]), None)
+    # The responses are the scenario's, so the scenario's text comes with them (one query for both).
+    rows = Response.objects.filter(pk__in=entry["responses"]).order_by().values_list("pk", "text", "scenario_id", "scenario__text")
+    responses = {pk: ShownText(pk, text) for pk, text, _scenario, _scenario_text in rows}
+    scenario_text = next((text for _pk, _text, scenario, text in rows if scenario == entry["scenario"]), None)
+    if scenario_text is None:
+        scenario_text = Scenario.objects.values_list("text", flat=True).get(pk=entry["scenario"])
+    saved = list(ResponseRanking.objects.filter(participant_id=participant.pk, position=number - 1).order_by()
+                 .values_list("ranking", flat=True)[:1])
     return {
         "number": number,
         "position": number - 1,
-        "scenario": scenario if scenario is not None else Scenario.objects.get(pk=entry["scenario"]),
+        "scenario": ShownText(entry["scenario"], scenario_text),
         "criterion": criterion_by_key(entry["criterion"]),
         "responses": [responses[pk] for pk in entry["responses"] if pk in responses],
-        "saved": ResponseRanking.objects.filter(participant_id=participant.pk, position=number - 1).order_by().first(),
+        "saved_ranking": saved[0] if saved else None,
     }

@@ -17,15 +17,14 @@ from __future__ import annotations
 from contextlib import nullcontext
 
 from django.db import connection, transaction
-from django.db.models import Count, OuterRef, Q, Subquery
-from django.db.models.functions import Coalesce
-from django.db.models.lookups import GreaterThanOrEqual
+from django.db.models import BooleanField, Count, IntegerField, Q
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from .. import questions, selectors
 from ..exceptions import InvalidAnswer, StepNotAvailable
 from ..models import Answer, Participant, ResponseRanking
-from ..selectors.prepared import PreparedLookup
+from ..selectors.prepared import PreparedLookup, PreparedSubquery
 
 
 def _locked_queryset():
@@ -123,8 +122,10 @@ def participant_step_saved(participant: Participant, locked: Participant, step: 
     if done != locked.steps_done:
         fields["steps_done"] = done
     if attention:
-        failures = _attention_failures()
-        fields.update(attention_failures=failures, attention_flagged=GreaterThanOrEqual(failures, questions.ATTENTION_FLAG_AFTER))
+        count, params = _ATTENTION_FAILURES.sql(locked.pk)
+        fields.update(attention_failures=RawSQL(f"COALESCE(({count}), 0)", params, output_field=IntegerField()),
+                      attention_flagged=RawSQL(f"COALESCE(({count}), 0) >= %s", (*params, questions.ATTENTION_FLAG_AFTER),
+                                               output_field=BooleanField()))
     if fields:
         fields["updated_at"] = timezone.now()
         Participant.objects.filter(pk=locked.pk).update(**fields)
@@ -132,14 +133,16 @@ def participant_step_saved(participant: Participant, locked: Participant, step: 
     participant.progress_after_save = selectors.participant_progress(locked)
 
 
-def _attention_failures():
-    """The participant's failed attention checks, counted in the UPDATE that stores them."""
+def _attention_failed(participant_id):
     failed = Q(pk__in=[])
     for item in questions.ATTENTION_CHECKS:
         failed |= Q(item_key=item.key) & ~Q(value=item.correct)
-    return Coalesce(Subquery(
-        Answer.objects.filter(failed, participant=OuterRef("pk")).order_by().values("participant").annotate(n=Count("pk")).values("n")
-    ), 0)
+    return Answer.objects.filter(failed, participant_id=participant_id).order_by().values("participant").annotate(n=Count("pk")).values("n")
+
+
+# The participant's failed attention checks, counted in the UPDATE that stores them; compiled once
+# (building the count's query cost eight times the rest of the UPDATE).
+_ATTENTION_FAILURES = PreparedSubquery(_attention_failed, integer=True)
 
 
 def _ranking_from_ranks(ranks: dict, expected: list[str], what: str, names: dict[str, str]) -> list[str]:

@@ -1,11 +1,14 @@
 """Lookups compiled once (survey.selectors.prepared) give what the ORM gives: the same fields
-converted the same way, the study with them, the deferred fields on demand, None for no row."""
+converted the same way, the study with them, the deferred fields on demand, None for no row;
+a subquery compiled once counts what the ORM counts."""
 import pytest
 from django.db import transaction
+from django.db.models import Count, IntegerField
+from django.db.models.expressions import RawSQL
 
 from survey import selectors, services
-from survey.models import Participant
-from survey.selectors.prepared import PreparedLookup
+from survey.models import Answer, Participant
+from survey.selectors.prepared import PreparedLookup, PreparedSubquery
 from tests.survey.factories import complete_participant
 
 pytestmark = pytest.mark.django_db
@@ -43,3 +46,31 @@ def test_the_value_must_appear_once_in_the_query():
     lookup = PreparedLookup(lambda token: Participant.objects.filter(token=token, pseudonym=token))
     with pytest.raises(ValueError):
         lookup.first("x")
+
+
+def test_the_study_of_a_link_by_its_slug_in_one_query(study, django_assert_num_queries):
+    with django_assert_num_queries(1):
+        found = selectors.study_for_entry(study.slug)
+    assert (found.pk, found.title, found.is_active) == (study.pk, study.title, study.is_active)
+    with django_assert_num_queries(1):
+        assert selectors.study_for_entry("no-such-study") is None
+    with django_assert_num_queries(0):  # longer than any slug: not looked up
+        assert selectors.study_for_entry("x" * 65) is None and selectors.study_for_entry("") is None
+
+
+def test_a_prepared_subquery_counts_what_the_orm_counts(study):
+    answered, fresh = complete_participant(study), services.participant_start(study=study)
+    answers = PreparedSubquery(lambda participant_id: Answer.objects.filter(participant_id=participant_id).order_by()
+                               .values("participant").annotate(n=Count("pk")).values("n"), integer=True)
+    for participant in (answered, fresh, answered):  # the second call of the same subquery reuses its SQL
+        sql, params = answers.sql(participant.pk)
+        counted = Participant.objects.filter(pk=participant.pk).annotate(
+            n=RawSQL(f"COALESCE(({sql}), 0)", params, output_field=IntegerField())).values_list("n", flat=True).get()
+        assert counted == Answer.objects.filter(participant=participant).count()
+    assert Answer.objects.filter(participant=answered).count() > 0
+
+
+def test_an_integer_value_needs_the_integer_marker():
+    answers = PreparedSubquery(lambda participant_id: Answer.objects.filter(participant_id=participant_id).values("pk"))
+    with pytest.raises((ValueError, TypeError)):
+        answers.sql(1)  # the text marker is not an integer
