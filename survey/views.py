@@ -342,7 +342,7 @@ def importance(request, participant, progress):
         return _saved(participant)
     criteria = selectors.criteria_shown_order(participant, selectors.study_criteria(), "importance")
     saved = selectors.participant_importance(participant)
-    attention = selectors.participant_answers(participant).get(check.key)
+    attention = selectors.participant_answer(participant, check.key)
     context = forms.importance_context(criteria, {k: str(v) for k, v in saved.items()}, attention.value if attention else "", check, {})
     return _page(request, "survey/importance.html", participant, progress, "importance", context)
 
@@ -415,7 +415,7 @@ def closing(request, participant, progress):
                          {"feedback": feedback, "errors": exc.field_errors, "show_support": contains_crisis_language(feedback)},
                          status=400)
         return _saved(participant, crisis)
-    saved = selectors.participant_answers(participant).get(questions.FEEDBACK_KEY)
+    saved = selectors.participant_answer(participant, questions.FEEDBACK_KEY)
     return _page(request, "survey/closing.html", participant, progress, "closing",
                  {"feedback": saved.text if saved else "", "had_scenarios": bool(participant.scenario_plan)})
 

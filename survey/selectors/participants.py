@@ -268,6 +268,11 @@ def participant_answers(participant: Participant) -> dict:
     return {a.item_key: a for a in Answer.objects.filter(participant_id=participant.pk).order_by()}
 
 
+def participant_answer(participant: Participant, item_key: str) -> Answer | None:
+    """One saved answer (a page that shows one question of a page of its own)."""
+    return next(iter(Answer.objects.filter(participant_id=participant.pk, item_key=item_key).order_by()[:1]), None)
+
+
 def participant_importance(participant: Participant) -> dict[str, int]:
     return dict(ImportanceRating.objects.filter(participant_id=participant.pk).order_by().values_list("criterion__key", "rating"))
 
