@@ -373,7 +373,8 @@ class PrivatePostgres:
     """A throwaway PostgreSQL cluster (the machine's own binaries, default configuration) that
     only the bench uses, so the CPU time of its processes is the bench's database cost alone."""
 
-    def __init__(self):
+    def __init__(self, settings: dict[str, str] | None = None):
+        self.settings = settings or {}  # more server settings (-c name=value), e.g. to load pg_stat_statements
         self.bindir = self._bindir()
         self.dir = Path(tempfile.mkdtemp(prefix="attune-loadbench-pg-"))
         self.data = self.dir / "data"
@@ -399,7 +400,8 @@ class PrivatePostgres:
             shutil.chown(self.dir, "postgres")
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.dir / "log"), "-w", "-o",
-                  f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.dir} -c max_connections=200",
+                  f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.dir} -c max_connections=200"
+                  + "".join(f" -c {name}={value}" for name, value in self.settings.items()),
                   "start")
         return self
 
@@ -442,6 +444,7 @@ def side_run(side: str, args, users: int, database_url: str, var_dir: str, db_pi
     cwd, app, settings_module = SIDES[side]
     env = {**os.environ, "DATABASE_URL": database_url, "ATTUNE_VAR_DIR": var_dir, "DJANGO_SETTINGS_MODULE": settings_module,
            "DEBUG": "false", "CONN_MAX_AGE": str(args.conn_max_age), "CONN_HEALTH_CHECKS": str(args.health_checks).lower(),
+           "DATABASE_PREPARE_THRESHOLD": str(args.prepare_threshold if side == "attune" or args.anchor_prepared else 0),
            "LOG_LEVEL": "WARNING", "PYTHONPATH": os.pathsep.join([str(cwd), str(ROOT)])}
     env.pop("REDIS_URL", None)  # the survey does not need a shared cache; keep the bench self-contained
     port = free_port()
@@ -524,6 +527,10 @@ def main() -> int:
     parser.add_argument("--conn-max-age", type=int, default=60, help="CONN_MAX_AGE for both sides (0: a new connection per request)")
     parser.add_argument("--health-checks", action=argparse.BooleanOptionalAction, default=True,
                         help="CONN_HEALTH_CHECKS for both sides")
+    parser.add_argument("--prepare-threshold", type=int, default=5,
+                        help="Attune's DATABASE_PREPARE_THRESHOLD (server-side binding and prepared statements; 0: off)")
+    parser.add_argument("--anchor-prepared", action="store_true",
+                        help="give the anchor the same prepared statements (by default it keeps Django's: none)")
     parser.add_argument("--compare", action="store_true",
                         help="side by side: the same load against the minimal anchor survey (bench/anchor), then Attune, and the ratios")
     parser.add_argument("--shared-postgres", action="store_true",
@@ -581,7 +588,9 @@ def main() -> int:
             recreate_database(admin_url, anchor_name)
             subprocess.run([PYTHON, __file__, "--child", "setup-anchor", "--child-args", anchor_url], cwd=ROOT, env=setup_env, check=True)
         print(f"gunicorn: {args.workers} {args.worker_class} workers x {args.threads} threads, keep-alive {args.keep_alive} s, "
-              f"CONN_MAX_AGE={args.conn_max_age}, "
+              f"CONN_MAX_AGE={args.conn_max_age}, prepared statements: Attune "
+              f"{f'after {args.prepare_threshold} runs' if args.prepare_threshold > 0 else 'off'}, anchor "
+              f"{'the same' if args.anchor_prepared and args.prepare_threshold > 0 else 'off'}, "
               f"health checks {'on' if args.health_checks else 'off'}; {args.think[0]:g}-{args.think[1]:g} s per page, "
               f"spawn rate {args.spawn_rate}/s; database CPU {'not measured (shared server)' if db_pid is None else 'measured (private cluster)'}",
               flush=True)

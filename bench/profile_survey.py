@@ -6,6 +6,12 @@ grouped by where the time is spent (database driver, ORM, templates, middleware,
     python bench/profile_survey.py                 # 20 participants
     python bench/profile_survey.py --participants 50 --top 40
     python bench/profile_survey.py --timer cpu     # this process's CPU time, not wall time
+    python bench/profile_survey.py --database      # and where the database's time goes
+
+With ``--database`` it also loads pg_stat_statements into the private cluster and prints the
+database's side: its processes' CPU per request, and each statement's calls, execution and
+planning time per participant (planning is what prepared statements save; see
+DATABASE_PREPARE_THRESHOLD in README).
 
 With ``--timer cpu`` the profile counts the CPU time of the Django process only (waiting on
 PostgreSQL, and PostgreSQL's own work, are left out), so its shares move less with the load of a
@@ -48,12 +54,16 @@ def main() -> int:
     parser.add_argument("--top", type=int, default=25, help="functions to list by their own time")
     parser.add_argument("--timer", choices=("wall", "cpu"), default="wall",
                         help="profile wall-clock time (default) or this process's CPU time")
+    parser.add_argument("--database", action="store_true",
+                        help="also the database's CPU per request and its time per statement (pg_stat_statements)")
     args = parser.parse_args()
 
-    from load_survey import PrivatePostgres, recreate_database
+    from load_survey import PrivatePostgres, recreate_database, tree_cpu_seconds
 
-    pg = PrivatePostgres()
+    pg = PrivatePostgres({"shared_preload_libraries": "pg_stat_statements", "pg_stat_statements.track_planning": "on"}
+                         if args.database else None)
     pg.start()
+    statements = []
     try:
         recreate_database(pg.url("postgres"), "attune_profile")
         os.environ.update({"DATABASE_URL": pg.url("attune_profile"), "ATTUNE_VAR_DIR": tempfile.mkdtemp(prefix="attune-profile-"),
@@ -78,6 +88,13 @@ def main() -> int:
         demo.load(io.StringIO())
         study = Study.objects.get(slug="demo")
         walk(Client(), study, pid="warm-up")
+        if args.database:
+            from django.db import connection
+
+            with connection.cursor() as cursor:
+                cursor.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+                cursor.execute("SELECT pg_stat_statements_reset()")
+        database_cpu = tree_cpu_seconds(pg.pid)
         profile = cProfile.Profile(time.process_time) if args.timer == "cpu" else cProfile.Profile()
         counts: dict[str, list[int]] = defaultdict(list)
         wall: dict[str, list[float]] = defaultdict(list)
@@ -91,6 +108,13 @@ def main() -> int:
                 counts[label].append(count)
             requests += len(budget.counts)
         elapsed = time.perf_counter() - started
+        database_cpu = tree_cpu_seconds(pg.pid) - database_cpu
+        if args.database:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT calls, total_exec_time, total_plan_time, left(regexp_replace(query, '\\s+', ' ', 'g'), 110) "
+                               "FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+                               "AND query NOT LIKE '%pg_stat_statements%' ORDER BY total_exec_time + total_plan_time DESC")
+                statements = cursor.fetchall()
     finally:
         pg.stop()
 
@@ -99,6 +123,14 @@ def main() -> int:
     print(f"{'step':<34}{'queries':>8}{'ms (mean wall)':>16}")
     for label in counts:
         print(f"{label:<34}{max(counts[label]):>8}{1000 * sum(wall[label]) / len(wall[label]):>16.1f}")
+    if args.database:
+        n = args.participants
+        print(f"\ndatabase: its processes' CPU {1000 * database_cpu / requests:.2f} ms/request; {sum(r[0] for r in statements) / n:.0f} "
+              f"statements per participant, execution {sum(r[1] for r in statements) / n:.2f} ms + planning "
+              f"{sum(r[2] for r in statements) / n:.2f} ms per participant")
+        print(f"{'calls':>7}{'exec ms':>9}{'plan ms':>9}  statement (per participant)")
+        for calls, exec_ms, plan_ms, query in statements[:25]:
+            print(f"{calls / n:7.1f}{exec_ms / n:9.3f}{plan_ms / n:9.3f}  {query}")
     stats = pstats.Stats(profile)
     own = defaultdict(float)
     total = 0.0

@@ -78,6 +78,14 @@ DATABASES["default"]["ATOMIC_REQUESTS"] = False
 # database a backend start each time); health checks replace one that broke between requests.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("CONN_HEALTH_CHECKS", default=True)
+if "postgresql" in DATABASES["default"]["ENGINE"]:
+    # Prepared statements: with server-side binding psycopg prepares a statement after it has run
+    # DATABASE_PREPARE_THRESHOLD times on a connection, and a persistent connection then skips
+    # PostgreSQL's planning of it (planning was most of the survey's database time; bench/README.md).
+    # 0 turns them off (a connection pooler in transaction mode cannot keep them).
+    prepare_threshold = env.int("DATABASE_PREPARE_THRESHOLD", default=5)
+    if prepare_threshold > 0:
+        DATABASES["default"].setdefault("OPTIONS", {}).update({"server_side_binding": True, "prepare_threshold": prepare_threshold})
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # The laptop default: the web server, the worker and its heartbeat thread all
     # write; wait for the lock instead of failing, and take it up front.

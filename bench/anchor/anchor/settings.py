@@ -54,6 +54,9 @@ TEMPLATES = [
 DATABASES = {"default": env.db("DATABASE_URL")}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("CONN_HEALTH_CHECKS", default=False)
+# Django's default is no prepared statements; the bench can give the anchor Attune's (--anchor-prepared).
+if env.int("DATABASE_PREPARE_THRESHOLD", default=0) > 0:
+    DATABASES["default"]["OPTIONS"] = {"server_side_binding": True, "prepare_threshold": env.int("DATABASE_PREPARE_THRESHOLD")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
 STATIC_URL = "static/"
