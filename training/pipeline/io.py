@@ -335,17 +335,15 @@ def dataclass_from_dict(cls, data: Any, where: str = "config"):
     hints = _type_hints(cls)
     # Hooks (progress callbacks, stop checks) are set in code, never from a file.
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init and not _is_callable_type(hints.get(f.name))}
+    required = [name for name, f in fields.items() if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     unknown = sorted(set(data) - set(fields))
     if unknown:
+        allowed = required + [name for name in fields if name not in required]  # the required first (a base class's come first)
         raise PipelineConfigError(
             f"{where}: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
-            f"allowed: {', '.join(fields)}"
+            f"allowed: {', '.join(allowed)}"
         )
-    missing = [
-        name
-        for name, f in fields.items()
-        if name not in data and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-    ]
+    missing = [name for name in required if name not in data]
     if missing:
         raise PipelineConfigError(f"{where}: missing required key{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))}")
     values = {name: _coerce(hints.get(name, Any), value, f"{where}.{name}") for name, value in data.items()}

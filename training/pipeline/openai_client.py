@@ -65,8 +65,12 @@ class MalformedReply(ValueError):
     """Raised by a ``validate`` callback: the 200 body is not the reply asked for."""
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ClientSettings:
+    """How to reach an OpenAI-compatible server and retry it. The configs of the backends that talk
+    to one (the HTTP judge, server generation) extend this class, so the settings have one
+    name, type and default each (a backend may change a default); ``of`` takes them back out."""
+
     base_url: str  # up to and including the API version, e.g. "http://127.0.0.1:8000/v1"
     api_key_env: str | None = "OPENAI_API_KEY"  # environment variable holding the key; unset = no auth
     timeout_s: float = 60.0
@@ -85,8 +89,8 @@ class ClientSettings:
             raise ValueError("timeout_s must be positive")
 
     @classmethod
-    def of(cls, config) -> ClientSettings:
-        """The transport settings of a backend's config (the judge's, a server's): its fields of the same names."""
+    def of(cls, config: ClientSettings) -> ClientSettings:
+        """The transport settings alone of a backend's config (the judge's, a server's)."""
         return cls(**{f.name: getattr(config, f.name) for f in fields(cls)})
 
 

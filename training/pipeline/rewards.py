@@ -170,7 +170,7 @@ def train_reward_model(config: RewardModelConfig, control: RunControl | None = N
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from trl import RewardConfig, RewardTrainer
 
-    from .policies.common import build_trainer, device_kwargs, resume_point
+    from .policies.common import build_trainer, checkpointed_training_arguments, resume_point
 
     output_dir = Path(config.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -198,13 +198,10 @@ def train_reward_model(config: RewardModelConfig, control: RunControl | None = N
 
     checkpoint_dir = output_dir / "checkpoints"
     resume_from = resume_point(checkpoint_dir, control) if config.resume else None
-    args_kwargs = dict(
-        output_dir=str(checkpoint_dir),
+    args_kwargs = checkpointed_training_arguments(
+        checkpoint_dir=checkpoint_dir, max_steps=config.max_steps, epochs=config.epochs, batch_size=config.batch_size,
+        seed=config.seed, bf16=config.bf16, overrides=config.trainer_overrides,
         learning_rate=config.learning_rate,
-        num_train_epochs=config.epochs,
-        max_steps=config.max_steps if config.max_steps > 0 else -1,
-        per_device_train_batch_size=config.batch_size,
-        per_device_eval_batch_size=config.batch_size,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         weight_decay=config.weight_decay,
         warmup_steps=config.warmup_steps,
@@ -212,16 +209,9 @@ def train_reward_model(config: RewardModelConfig, control: RunControl | None = N
         center_rewards_coefficient=config.center_rewards_coefficient,
         activation_checkpointing=False,  # TRL defaults it on; transformers 5.24 renamed gradient_checkpointing
         logging_steps=1,
-        save_strategy="steps",
         save_steps=config.save_steps,
         save_total_limit=2,  # an older checkpoint to fall back to when the newest is damaged
-        seed=config.seed,
-        report_to="none",
-        disable_tqdm=True,
-        dataloader_num_workers=0,
-        **device_kwargs(config.bf16),
     )
-    args_kwargs.update(config.trainer_overrides)
     trainer, progress = build_trainer(
         RewardTrainer, control, model=model, args=RewardConfig(**args_kwargs), train_dataset=train_tok,
         processing_class=tokenizer,

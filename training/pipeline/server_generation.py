@@ -69,25 +69,23 @@ APIS = ("chat", "completions")
 SAMPLING_REQUESTS = ("per_sample", "n")
 
 
-@dataclass
-class ServerConfig:
-    """An OpenAI-compatible server and the model (or LoRA adapter, by name) it serves."""
+@dataclass(kw_only=True)
+class ServerConfig(ClientSettings):
+    """An OpenAI-compatible server and the model (or LoRA adapter, by name) it serves; how it is
+    reached and retried is ClientSettings' (a longer timeout and no key by default here)."""
 
-    base_url: str  # up to and including the API version, e.g. "http://127.0.0.1:8000/v1"
     model: str  # the served model's name, or a LoRA adapter's name on the server
     api: str = "chat"  # "chat" (/chat/completions) or "completions" (/completions, prompt rendered here)
     prompt_model: str | None = None  # completions only: the model ref whose chat template renders the prompt
     sampling_requests: str = "per_sample"  # "per_sample" (one seeded request per sample) or "n" (one request of n)
-    api_key_env: str | None = None  # environment variable holding the key; unset = no auth
+    api_key_env: str | None = None
     timeout_s: float = 300.0
-    max_concurrency: int = 8
-    max_retries: int = 6
-    backoff_initial_s: float = 1.0
     backoff_max_s: float = 30.0
-    max_retry_after_s: float = 300.0
     extra_body: dict = field(default_factory=dict)  # more request fields (recorded with every response)
 
     def __post_init__(self):
+        # Every problem at once, named by setting (a server is set in the admin's settings), in
+        # place of ClientSettings' first-error checks; the ranges include theirs.
         problems = []
         for name in ("base_url", "model"):
             value = getattr(self, name)

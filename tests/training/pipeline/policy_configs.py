@@ -1,10 +1,11 @@
-"""The tiny-model PolicyConfig the policy tests start from (SFT, DPO, joint DPO, checkpoints)."""
+"""The tiny-model PolicyConfig the policy tests start from (SFT, DPO, joint DPO, MODPO, checkpoints, the pilot)."""
 from __future__ import annotations
 
 from training.pipeline.policies.common import PolicyConfig
 
 
-def config_for(tiny_lm_dir, out, **overrides):
+def policy_values(tiny_lm_dir, out, **overrides) -> dict:
+    """The settings as a dict, for a method's config that adds its own (MODPOConfig, SFTConfig)."""
     values = dict(
         output_dir=out,
         base_model=str(tiny_lm_dir),
@@ -19,4 +20,8 @@ def config_for(tiny_lm_dir, out, **overrides):
         max_length=128,
     )
     values.update(overrides)
-    return PolicyConfig(**values)
+    return values
+
+
+def config_for(tiny_lm_dir, out, **overrides) -> PolicyConfig:
+    return PolicyConfig(**policy_values(tiny_lm_dir, out, **overrides))

@@ -12,6 +12,7 @@ from training.pipeline.policies.common import (
     DAMAGE_NOTE,
     DAMAGED_CHECKPOINTS_DIR,
     checkpoint_damage,
+    checkpointed_training_arguments,
     damaged_checkpoints,
     find_resumable_checkpoint,
     list_checkpoints,
@@ -19,6 +20,18 @@ from training.pipeline.policies.common import (
 from training.pipeline.policies.sft import SFTConfig, train_sft
 
 from .policy_configs import config_for
+
+
+def test_every_trainer_saves_resumable_checkpoints_and_overrides_cannot_undo_that(tmp_path):
+    """Policies and reward models build their TrainingArguments through one function."""
+    args = checkpointed_training_arguments(checkpoint_dir=tmp_path / "ck", max_steps=0, epochs=2.0, batch_size=3, seed=7, bf16=None,
+                                           overrides={"logging_steps": 5}, learning_rate=1e-3, logging_steps=1)
+    assert (args["output_dir"], args["max_steps"], args["num_train_epochs"]) == (str(tmp_path / "ck"), -1, 2.0)
+    assert (args["per_device_train_batch_size"], args["seed"], args["learning_rate"], args["logging_steps"]) == (3, 7, 1e-3, 5)
+    assert (args["save_strategy"], args["save_only_model"], args["report_to"]) == ("steps", False, "none")
+    with pytest.raises(ValueError, match="cannot be resumed"):
+        checkpointed_training_arguments(checkpoint_dir=tmp_path, max_steps=4, epochs=1.0, batch_size=1, seed=0, bf16=None,
+                                        overrides={"save_only_model": True})
 
 
 def sft_config(policy, dataset_dir, criterion):

@@ -8,10 +8,11 @@ import torch
 
 from training.pipeline.io import read_jsonl
 from training.pipeline.pilot import StepPilotConfig, format_pilot_table, run_step_pilot, suggest_steps
-from training.pipeline.policies.common import COMPLETE_MARKER, PolicyConfig, list_checkpoints, load_policy_model
+from training.pipeline.policies.common import COMPLETE_MARKER, list_checkpoints, load_policy_model
 from training.pipeline.policies.sft import SFTConfig, train_sft
 
 from .conftest import PREFERENCE_ROWS
+from .policy_configs import config_for
 
 
 def _write(path, records):
@@ -20,11 +21,7 @@ def _write(path, records):
 
 
 def _policy(tiny_lm_dir, out, **overrides):
-    values = dict(output_dir=out, base_model=str(tiny_lm_dir), lora_rank=4, lora_alpha=8,
-                  lora_target_modules=("q_proj", "v_proj"), learning_rate=1e-2, max_steps=1, batch_size=2, save_steps=1,
-                  max_length=128)
-    values.update(overrides)
-    return PolicyConfig(**values)
+    return config_for(tiny_lm_dir, out, **{"max_steps": 1, "save_steps": 1, **overrides})
 
 
 def test_the_pilot_judges_every_checkpoint_against_base_on_held_out_scenarios(tiny_lm_dir, preference_dataset_dir, tmp_path):

@@ -17,6 +17,8 @@ from training.pipeline.policies.modpo import (
     train_modpo,
 )
 
+from . import policy_configs
+
 MARGINS = [0.8, -1.2, 2.0, 0.0, 1.5, -0.3]
 SAFETY_DELTAS = [1.0, 0.5, -0.2, 2.0, 0.7, 1.1]
 
@@ -33,21 +35,8 @@ def write_margin_dataset(preference_dataset_dir, out, *, primary="empathy", weig
 
 
 def policy_values(tiny_lm_dir, out, **overrides):
-    values = dict(
-        output_dir=out,
-        base_model=str(tiny_lm_dir),
-        lora_rank=4,
-        lora_alpha=8,
-        lora_target_modules=("q_proj", "v_proj"),
-        beta=0.1,  # the study's value; float32 log-prob sums of ~-150 carry ~1e-5 noise, scaled by beta/w_k
-        learning_rate=1e-2,
-        max_steps=2,
-        batch_size=3,
-        save_steps=100,
-        max_length=128,
-    )
-    values.update(overrides)
-    return values
+    # beta 0.1, the study's value: float32 log-prob sums of ~-150 carry ~1e-5 noise, scaled by beta/w_k.
+    return policy_configs.policy_values(tiny_lm_dir, out, **{"max_steps": 2, "batch_size": 3, "save_steps": 100, **overrides})
 
 
 def modpo_config(tiny_lm_dir, out, margin_dataset_dir, weights, primary="empathy", safety=None, **overrides):

@@ -12,7 +12,7 @@ from training.pipeline.generation import CandidateGenerationConfig, SamplingSett
 from training.pipeline.io import PipelineConfigError, Scenario, read_jsonl
 from training.pipeline.judges.http import HTTPJudge, HTTPJudgeConfig
 from training.pipeline.judges.loopback import LoopbackChatServer
-from training.pipeline.openai_client import OpenAIClient, ServerMisconfigured
+from training.pipeline.openai_client import ClientSettings, OpenAIClient, ServerMisconfigured
 from training.pipeline.server_generation import (
     ServerGenerationError,
     generate_answers_with_server,
@@ -216,6 +216,19 @@ def test_server_problem_reachable_listed_or_not(server):
         url = gone.url
     assert "not usable" in server_problem(server_config({"base_url": url, "model": "smol"}))
     assert "not a usable address" in server_problem(server_config({"base_url": "http://[::1/v1", "model": "smol"}))
+
+
+def test_the_judge_and_the_generator_carry_one_set_of_transport_settings():
+    """One declaration (ClientSettings) with each backend's defaults; an unknown key lists the required first."""
+    judge = HTTPJudgeConfig(base_url="http://h/v1", model="m")
+    generator = server_config({"base_url": "http://h/v1", "model": "m"})
+    assert isinstance(judge, ClientSettings) and isinstance(generator, ClientSettings)
+    assert ClientSettings.of(judge) == ClientSettings(base_url="http://h/v1")  # the judge keeps the client's defaults
+    assert (ClientSettings.of(generator).timeout_s, generator.api_key_env, generator.backoff_max_s) == (300.0, None, 30.0)
+    with pytest.raises(ValueError, match="max_concurrency"):
+        HTTPJudgeConfig(base_url="http://h/v1", model="m", max_concurrency=0)  # the client's check, inherited
+    with pytest.raises(PipelineConfigError, match=r"allowed: base_url, model, api_key_env, timeout_s, max_concurrency, "):
+        server_config({"base_url": "http://h/v1", "model": "m", "tiemout_s": 5})
 
 
 def test_the_judge_and_the_generator_share_one_client(server, tmp_path):

@@ -49,31 +49,24 @@ __all__ = ["HTTPJudgeConfig", "HTTPJudge", "ReplyCache"]
 _retry_after_seconds = retry_after_seconds  # older callers
 
 
-@dataclass
-class HTTPJudgeConfig:
-    base_url: str  # up to and including the API version, e.g. "http://127.0.0.1:8000/v1"
+@dataclass(kw_only=True)
+class HTTPJudgeConfig(ClientSettings):
+    """An OpenAI-compatible chat model as the judge; how it is reached and retried is ClientSettings'."""
+
     model: str
-    api_key_env: str | None = "OPENAI_API_KEY"  # name of the environment variable holding the key; unset = no auth
     temperature: float = 0.0
     top_p: float | None = None
     max_tokens: int = 512
     seed: int | None = None
     json_mode: bool = True  # send response_format={"type": "json_object"}
     extra_body: dict = field(default_factory=dict)  # more request fields, part of the cache key
-    timeout_s: float = 60.0
-    max_concurrency: int = 8
-    max_retries: int = 6
     invalid_reply_retries: int = 2
-    backoff_initial_s: float = 1.0
-    backoff_max_s: float = 60.0
-    max_retry_after_s: float = 300.0
     cache_path: str | None = None  # SQLite file; None disables caching
     name: str = "http"
 
     def __post_init__(self):
-        if self.max_concurrency < 1:
-            raise ValueError("max_concurrency must be at least 1")
-        if self.max_retries < 0 or self.invalid_reply_retries < 0:
+        super().__post_init__()
+        if self.invalid_reply_retries < 0:
             raise ValueError("retry counts cannot be negative")
 
 
