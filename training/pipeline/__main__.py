@@ -20,6 +20,7 @@ Stages: config (module) -> function(config, control)
   joint-dpo     JointDPOConfig (policies/joint.py) -> train_joint_dpo
   merge         MergeConfig (policies/merge.py) -> merge_adapters
   evaluate      EvaluationConfig (evaluation.py), models as [[models]] tables -> run_evaluation
+  lora-gguf     LoraGGUFConfig (lora_gguf.py) -> convert_lora_to_gguf (an adapter for llama.cpp's server)
 A config with a ``judge`` table (label, evaluate) runs with the judge it names.
 """
 from __future__ import annotations
@@ -59,6 +60,7 @@ STAGES: dict[str, Stage] = {
     "joint-dpo": Stage("policies.joint", "JointDPOConfig", "train_joint_dpo"),
     "merge": Stage("policies.merge", "MergeConfig", "merge_adapters"),
     "evaluate": Stage("evaluation", "EvaluationConfig", "run_evaluation"),
+    "lora-gguf": Stage("lora_gguf", "LoraGGUFConfig", "convert_lora_to_gguf"),
 }
 
 

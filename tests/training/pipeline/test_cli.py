@@ -17,6 +17,7 @@ EXAMPLES = {
     "generate.toml": "generate", "label_rubric.toml": "label", "label_http.toml": "label", "label_local.toml": "label",
     "preferences.toml": "preferences", "reward_model.toml": "reward-model", "margins.toml": "margins", "sft.toml": "sft",
     "dpo.toml": "dpo", "modpo.toml": "modpo", "joint_dpo.toml": "joint-dpo", "merge.toml": "merge", "evaluate.toml": "evaluate",
+    "lora_gguf.toml": "lora-gguf",
 }
 
 
