@@ -22,15 +22,18 @@ $(STAMP): requirements/lock.txt requirements/torch.txt requirements/models.txt
 # llama.cpp's OpenAI-compatible server (llama-cpp-python[server], requirements/server.txt) for the tests
 # against a real inference server and the generation bench. Opt-in, not part of `install`: pip builds
 # llama.cpp from source (about 15 minutes on 2 cores; the build leaves out llava, llama.cpp's own tools,
-# examples, tests and C++ server, which the Python server does not use).
+# examples, tests and C++ server, which the Python server does not use). A portable AVX2 build, not
+# -march=native: the native build's AMX/AVX-512 kernels crashed (segfault) on the first request on a
+# 2-vCPU Xeon VM that reports AMX. After changing these flags: rm $(VENV)/.installed-server; make install-server.
 SERVER_STAMP := $(VENV)/.installed-server
-LLAMA_CMAKE_ARGS := -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_TOOLS=OFF
+LLAMA_CMAKE_ARGS := -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_TOOLS=OFF \
+  -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 
 install-server: $(SERVER_STAMP)
 
 $(SERVER_STAMP): $(STAMP) requirements/server.txt
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL="$$(nproc)" \
-	  $(PY) -m pip install --quiet --disable-pip-version-check -r requirements/server.txt
+	  $(PY) -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps --no-cache-dir -r requirements/server.txt
 	touch $(SERVER_STAMP)
 
 test: install
