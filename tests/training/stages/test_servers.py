@@ -1,6 +1,7 @@
 """An experiment whose base model and one policy are served by an OpenAI-compatible server (a stand-in on
 loopback): candidates and those models' evaluation answers come from the server, the rest from the worker,
-and every stored response says where it came from."""
+and every stored response says where it came from. And (slow) a whole experiment whose base is served by
+a real llama.cpp server (llama_cpp.server with the packaged SmolLM2 GGUF, on loopback)."""
 import json
 
 import pytest
@@ -66,3 +67,36 @@ def test_a_policy_job_on_a_worker_that_cannot_run_qlora_is_refused(published, re
     sft = experiment.jobs.get(key="sft")
     assert sft.state != Job.State.SUCCEEDED
     assert "policy_quantization 'nf4' cannot run on this worker: 4-bit QLoRA needs a CUDA GPU" in sft.error
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_whole_experiment_with_its_base_on_a_real_llama_cpp_server(published, researcher, settings, tmp_path):
+    from training.pipeline.llama_server import LlamaCppServer, ServedModel, llama_cpp_installed
+    from training.pipeline.models import packaged_model_file
+
+    if not llama_cpp_installed():
+        pytest.skip("llama-cpp-python[server] is not installed (make install-server)")
+    settings.ARTIFACT_ROOT = tmp_path
+    settings.MODEL_CACHE_DIR = tmp_path / "models"
+    scenario_bank_load()
+    with LlamaCppServer([ServedModel("smollm2", packaged_model_file("smollm2-135m-instruct"), n_ctx=1024)],
+                        log_path=tmp_path / "llama.log") as server:
+        # The policies train on the same SmolLM2 the server serves (its GGUF, converted once for transformers).
+        config = {**TINY_DEMO, "base_model": "smollm2-135m-instruct",
+                  "servers": {"base": {"base_url": server.url, "model": "smollm2", "api_key_env": None}}}
+        experiment = services.experiment_start(name="llama demo", config=config, actor=researcher)
+        inline_queue.run_pending()
+    failed = {job.key: job.error for job in experiment.jobs.exclude(state=Job.State.SUCCEEDED)}
+    assert not failed, json.dumps(failed, indent=1)[:6000]
+    generate = experiment.jobs.get(key="generate")
+    candidates = read_jsonl(generate.result["candidates_path"])
+    assert len(candidates) == 6 and all(len(c["responses"]) == 3 for c in candidates)
+    assert all(c["generation"]["backend"] == "server" and c["generation"]["server"]["requested_model"] == "smollm2"
+               for c in candidates)
+    assert all(text.strip() for c in candidates for text in c["responses"])  # llama.cpp wrote them
+    evaluate = experiment.jobs.get(key="evaluate")
+    answers = evaluate.result["answers_dir"]
+    assert read_jsonl(f"{answers}/base.jsonl")[0]["generation"]["backend"] == "server"
+    assert read_jsonl(f"{answers}/sft.jsonl")[0]["generation"].get("backend") is None  # trained policies answer in the worker
+    assert Response.objects.filter(model_version__name="llama demo/base").count() == 3
