@@ -199,17 +199,12 @@ def train_reward_model(config: RewardModelConfig, control: RunControl | None = N
     checkpoint_dir = output_dir / "checkpoints"
     resume_from = resume_point(checkpoint_dir, control) if config.resume else None
     args_kwargs = checkpointed_training_arguments(
-        checkpoint_dir=checkpoint_dir, max_steps=config.max_steps, epochs=config.epochs, batch_size=config.batch_size,
-        seed=config.seed, bf16=config.bf16, overrides=config.trainer_overrides,
-        learning_rate=config.learning_rate,
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        config, checkpoint_dir=checkpoint_dir, epochs=config.epochs,
         weight_decay=config.weight_decay,
-        warmup_steps=config.warmup_steps,
         max_length=None,  # already truncated above; TRL would otherwise drop long pairs
         center_rewards_coefficient=config.center_rewards_coefficient,
         activation_checkpointing=False,  # TRL defaults it on; transformers 5.24 renamed gradient_checkpointing
         logging_steps=1,
-        save_steps=config.save_steps,
         save_total_limit=2,  # an older checkpoint to fall back to when the newest is damaged
     )
     trainer, progress = build_trainer(

@@ -24,14 +24,17 @@ from .policy_configs import config_for
 
 def test_every_trainer_saves_resumable_checkpoints_and_overrides_cannot_undo_that(tmp_path):
     """Policies and reward models build their TrainingArguments through one function."""
-    args = checkpointed_training_arguments(checkpoint_dir=tmp_path / "ck", max_steps=0, epochs=2.0, batch_size=3, seed=7, bf16=None,
-                                           overrides={"logging_steps": 5}, learning_rate=1e-3, logging_steps=1)
+    from types import SimpleNamespace
+
+    config = SimpleNamespace(max_steps=0, batch_size=3, learning_rate=1e-3, gradient_accumulation_steps=2, warmup_steps=1,
+                             save_steps=4, seed=7, bf16=None, trainer_overrides={"logging_steps": 5})
+    args = checkpointed_training_arguments(config, checkpoint_dir=tmp_path / "ck", epochs=2.0, logging_steps=1)
     assert (args["output_dir"], args["max_steps"], args["num_train_epochs"]) == (str(tmp_path / "ck"), -1, 2.0)
     assert (args["per_device_train_batch_size"], args["seed"], args["learning_rate"], args["logging_steps"]) == (3, 7, 1e-3, 5)
-    assert (args["save_strategy"], args["save_only_model"], args["report_to"]) == ("steps", False, "none")
+    assert (args["save_strategy"], args["save_steps"], args["save_only_model"], args["report_to"]) == ("steps", 4, False, "none")
+    config.trainer_overrides = {"save_only_model": True}
     with pytest.raises(ValueError, match="cannot be resumed"):
-        checkpointed_training_arguments(checkpoint_dir=tmp_path, max_steps=4, epochs=1.0, batch_size=1, seed=0, bf16=None,
-                                        overrides={"save_only_model": True})
+        checkpointed_training_arguments(config, checkpoint_dir=tmp_path, epochs=1.0)
 
 
 def sft_config(policy, dataset_dir, criterion):

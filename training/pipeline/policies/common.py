@@ -229,27 +229,31 @@ def device_kwargs(bf16: bool | None) -> dict[str, Any]:
     return {"use_cpu": True, "bf16": False}
 
 
-def checkpointed_training_arguments(*, checkpoint_dir: Path, max_steps: int, epochs: float, batch_size: int, seed: int,
-                                    bf16: bool | None, overrides: dict, **method_settings) -> dict[str, Any]:
+def checkpointed_training_arguments(config, *, checkpoint_dir: Path, epochs: float, **method_settings) -> dict[str, Any]:
     """The TRL/transformers config keywords of every trainer here (policies and reward models):
-    checkpoints every ``save_steps`` that a job can resume from, the device, no reporting; then the
-    method's own settings (``method_settings``, TrainingArguments names) and the config's overrides."""
+    checkpoints every ``save_steps`` that a job can resume from, the device, no reporting; the settings
+    that a policy's and a reward model's ``config`` both have, under the same names; then the method's
+    own (``method_settings``, TrainingArguments names) and the config's ``trainer_overrides``."""
     kwargs = dict(
         output_dir=str(checkpoint_dir),
-        max_steps=max_steps if max_steps > 0 else -1,
+        max_steps=config.max_steps if config.max_steps > 0 else -1,
         num_train_epochs=epochs,
-        per_device_train_batch_size=batch_size,
-        per_device_eval_batch_size=batch_size,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        warmup_steps=config.warmup_steps,
         save_strategy="steps",
+        save_steps=config.save_steps,
         save_only_model=False,  # a resumable job needs optimizer, scheduler and RNG state
-        seed=seed,
+        seed=config.seed,
         report_to="none",
         disable_tqdm=True,
         dataloader_num_workers=0,
-        **device_kwargs(bf16),
+        **device_kwargs(config.bf16),
         **method_settings,
     )
-    kwargs.update(overrides)
+    kwargs.update(config.trainer_overrides)
     if kwargs.get("save_only_model"):
         raise ValueError("save_only_model=True makes checkpoints that cannot be resumed")
     return kwargs
@@ -263,15 +267,10 @@ def trainer_args_kwargs(config: PolicyConfig, checkpoint_dir: Path) -> dict[str,
 
         quantized["optim"] = QLORA_OPTIMIZER
     return checkpointed_training_arguments(
-        checkpoint_dir=checkpoint_dir, max_steps=config.max_steps, epochs=config.num_train_epochs, batch_size=config.batch_size,
-        seed=config.seed, bf16=config.bf16, overrides=config.trainer_overrides,
-        learning_rate=config.learning_rate,
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
-        warmup_steps=config.warmup_steps,
+        config, checkpoint_dir=checkpoint_dir, epochs=config.num_train_epochs,
         lr_scheduler_type=config.lr_scheduler_type,
         activation_checkpointing=config.gradient_checkpointing,  # TRL defaults it on; new name in transformers 5.24
         logging_steps=config.logging_steps,
-        save_steps=config.save_steps,
         save_total_limit=config.save_total_limit,
         **quantized,
     )
