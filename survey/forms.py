@@ -106,12 +106,14 @@ def _ranking_items(entries, ranks: dict) -> list[dict]:
 
 
 def eligibility_fields(questions_, answers: dict, errors: dict) -> list[dict]:
-    """The eligibility questions as the page shows them, with the submitted answers ticked."""
+    """The eligibility questions as choice fields (the page shows them as the other pages' questions),
+    with the submitted answers ticked."""
     fields = []
     for question in questions_:
         name = f"eligibility-{question.key}"
         fields.append({
-            "name": name, "text": question.text, "error": errors.get(name, ""),
+            "key": name, "id": f"field-{name}", "label": question.text, "hint": "", "multiple": False,
+            "error": errors.get(name, ""), "text_choice": False, "is_check": False,
             "options": [{"id": f"{name}-{value}", "label": label,
                          "input": option_input(kind="radio", name=name, option_id=f"{name}-{value}", value=value,
                                                checked=answers.get(question.key) == value, required=True)}
