@@ -7,6 +7,7 @@ grouped by where the time is spent (database driver, ORM, templates, middleware,
     python bench/profile_survey.py --participants 50 --top 40
     python bench/profile_survey.py --timer cpu     # this process's CPU time, not wall time
     python bench/profile_survey.py --database      # and where the database's time goes
+    python bench/profile_survey.py --plain         # no profiler: this process's CPU per request and step
 
 With ``--database`` it also loads pg_stat_statements into the private cluster and prints the
 database's side: its processes' CPU per request, and each statement's calls, execution and
@@ -54,6 +55,8 @@ def main() -> int:
     parser.add_argument("--top", type=int, default=25, help="functions to list by their own time")
     parser.add_argument("--timer", choices=("wall", "cpu"), default="wall",
                         help="profile wall-clock time (default) or this process's CPU time")
+    parser.add_argument("--plain", action="store_true",
+                        help="no profiler: this process's CPU time per request and per step (what the profiler's overhead hides)")
     parser.add_argument("--database", action="store_true",
                         help="also the database's CPU per request and its time per statement (pg_stat_statements)")
     args = parser.parse_args()
@@ -101,6 +104,10 @@ def main() -> int:
         started = time.perf_counter()
         requests = 0
         for n in range(args.participants):
+            if args.plain:
+                budget, _ = walk(Client(), study, pid=f"profile-{n}", timings=wall, clock=time.process_time, count_queries=False)
+                requests += len(budget.counts)
+                continue
             profile.enable()
             budget, _ = walk(Client(), study, pid=f"profile-{n}", timings=wall)
             profile.disable()
@@ -118,6 +125,15 @@ def main() -> int:
     finally:
         pg.stop()
 
+    if args.plain:
+        total = sum(sum(v) for v in wall.values())
+        print(f"{args.participants} participants, {requests} requests; this process's CPU (no profiler, no query capture): "
+              f"{1000 * total / requests:.2f} ms per request, {1000 * total / args.participants:.1f} ms per survey; "
+              f"database processes {1000 * database_cpu / requests:.2f} ms per request\n")
+        print(f"{'step':<34}{'ms CPU (median)':>16}")
+        for label, values in wall.items():
+            print(f"{label:<34}{1000 * sorted(values)[len(values) // 2]:>16.2f}")
+        return 0
     print(f"{args.participants} participants, {requests} requests, {1000 * elapsed / requests:.1f} ms per request "
           f"(wall, in-process, profiler on)\n")
     print(f"{'step':<34}{'queries':>8}{'ms (mean wall)':>16}")

@@ -41,18 +41,26 @@ TRANSACTION_CONTROL = re.compile(r"^\s*(SAVEPOINT|RELEASE SAVEPOINT|ROLLBACK TO 
 class Budget:
     """Runs requests with their queries counted; collects every step over its budget."""
 
-    def __init__(self, client, timings=None):
+    def __init__(self, client, timings=None, clock=time.perf_counter, count_queries=True):
         self.client = client
-        self.timings = timings  # label -> [seconds, ...] when given
+        self.timings = timings  # label -> [seconds, ...] when given, by ``clock``
+        self.clock = clock
+        self.count_queries = count_queries  # off: requests run as in a server (bench/profile_survey.py --plain)
         self.counts: dict[str, int] = {}
         self.over: list[str] = []
 
     def _run(self, label, budget, call):
-        started = time.perf_counter()
+        if not self.count_queries:
+            started = self.clock()
+            response = call()
+            self.timings.setdefault(label, []).append(self.clock() - started)
+            self.counts[label] = 0
+            return response
+        started = self.clock()
         with CaptureQueriesContext(connection) as captured:
             response = call()
         if self.timings is not None:
-            self.timings.setdefault(label, []).append(time.perf_counter() - started)
+            self.timings.setdefault(label, []).append(self.clock() - started)
         statements = [q["sql"] for q in captured.captured_queries if not TRANSACTION_CONTROL.match(q["sql"])]
         self.counts[label] = len(statements)
         if len(statements) > budget:
@@ -76,9 +84,10 @@ def hidden_fields(response) -> dict:
     return dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', response.content.decode()))
 
 
-def walk(client, study, *, skip_every_other=False, pid="budget1", timings=None) -> tuple[Budget, Participant]:
+def walk(client, study, *, skip_every_other=False, pid="budget1", timings=None, clock=time.perf_counter,
+         count_queries=True) -> tuple[Budget, Participant]:
     """The whole survey as a browser walks it: each page, then its POST, then the redirect target."""
-    b = Budget(client, timings)
+    b = Budget(client, timings, clock, count_queries)
     entry = b.get(f"/study/{study.slug}/?PROLIFIC_PID={pid}&STUDY_ID=st&SESSION_ID=se", "entry")
     fields = {k: v for k, v in hidden_fields(entry).items() if k != "csrfmiddlewaretoken"}
     response = b.post(f"/study/{study.slug}/", fields, "entry (start)")
