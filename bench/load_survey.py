@@ -24,6 +24,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -510,6 +511,23 @@ def print_comparison(anchor: dict, attune: dict):
               f"{step['p50_ms']:>9.0f}/{step['p95_ms']:>5.0f}/{step['p99_ms']:>5.0f}{_ratio(step['p95_ms'], other['p95_ms']):>10.2f}")
 
 
+def print_repeats(results: list[dict]):
+    """Per load size: each Attune/anchor ratio's median and range over the repeated runs."""
+    measures = {
+        "server CPU per request": lambda r: sum(r["cpu_ms_per_request"].values()),
+        "  of which app": lambda r: r["cpu_ms_per_request"].get("app", 0.0),
+        "  of which db": lambda r: r["cpu_ms_per_request"].get("db", 0.0),
+        "p95 all requests": lambda r: r["p95_ms"],
+        "requests/s": lambda r: r["requests_per_s"],
+    }
+    for users in dict.fromkeys(pair["attune"]["users"] for pair in results):
+        pairs = [pair for pair in results if pair["attune"]["users"] == users]
+        print(f"\n  {users} participants, {len(pairs)} runs: Attune / anchor, median [lowest, highest]")
+        for label, measure in measures.items():
+            ratios = sorted(_ratio(measure(p["attune"]), measure(p["anchor"])) for p in pairs)
+            print(f"  {label:<34}{statistics.median(ratios):>6.2f}  [{ratios[0]:.2f}, {ratios[-1]:.2f}]")
+
+
 def load_average() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -531,6 +549,9 @@ def main() -> int:
                         help="Attune's DATABASE_PREPARE_THRESHOLD (server-side binding and prepared statements; 0: off)")
     parser.add_argument("--anchor-prepared", action="store_true",
                         help="give the anchor the same prepared statements (by default it keeps Django's: none)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="with --compare: run each size this many times, the side order alternating, and print each "
+                             "ratio's median and range (the machine's speed drifts between runs)")
     parser.add_argument("--compare", action="store_true",
                         help="side by side: the same load against the minimal anchor survey (bench/anchor), then Attune, and the ratios")
     parser.add_argument("--shared-postgres", action="store_true",
@@ -594,10 +615,13 @@ def main() -> int:
               f"health checks {'on' if args.health_checks else 'off'}; {args.think[0]:g}-{args.think[1]:g} s per page, "
               f"spawn rate {args.spawn_rate}/s; database CPU {'not measured (shared server)' if db_pid is None else 'measured (private cluster)'}",
               flush=True)
-        for users in args.users:
-            print(f"\n{users} participants (load average before: {load_average()})", flush=True)
+        runs = [(users, n) for users in args.users for n in range(max(1, args.repeat))]
+        for index, (users, repeat) in enumerate(runs):
+            label = f" (run {repeat + 1} of {args.repeat})" if args.repeat > 1 else ""
+            print(f"\n{users} participants{label} (load average before: {load_average()})", flush=True)
             pair = {}
-            for side in (["anchor", "attune"] if args.compare else ["attune"]):
+            sides = ["anchor", "attune"] if args.compare else ["attune"]
+            for side in sides if repeat % 2 == 0 else sides[::-1]:  # alternate who goes first
                 result = side_run(side, args, users, anchor_url if side == "anchor" else url, var_dir, db_pid)
                 result["load_average_after"] = load_average()
                 pair[side] = result
@@ -624,10 +648,12 @@ def main() -> int:
                     print(f"    {step['name']:<48} {step['requests']:>6} requests   p50 {step['p50_ms']:>5.0f}   "
                           f"p95 {step['p95_ms']:>5.0f}   p99 {step['p99_ms']:>5.0f} ms")
             results.append(pair)
-            # The next load size starts from an empty survey again (same participant names).
-            if users != args.users[-1]:
+            # The next run starts from an empty survey again (same participant names).
+            if index + 1 < len(runs):
                 recreate_database(admin_url, name)
                 subprocess.run([PYTHON, __file__, "--child", "setup", "--child-args", url, var_dir], cwd=ROOT, env=setup_env, check=True)
+        if args.compare and args.repeat > 1:
+            print_repeats(results)
     finally:
         if args.json:
             Path(args.json).write_text(json.dumps({"args": vars(args), "results": results}, indent=1, default=str))
