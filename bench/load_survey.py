@@ -105,6 +105,8 @@ def child_verify(env_url: str, var_dir: str, submitted_path: str) -> None:
         ratings = dict(ImportanceRating.objects.filter(participant=participant).values_list("criterion__key", "rating"))
         if record.get("completed") and ratings != {k: int(v) for k, v in record.get("importance", {}).items()}:
             problems.append(f"{pid}: importance ratings differ from the last submission")
+        if record.get("completed") and sorted(ratings) != sorted(criteria):
+            problems.append(f"{pid}: importance rated for {sorted(ratings)}, the study's criteria are {sorted(criteria)}")
         ranking = CriteriaRanking.objects.filter(participant=participant).values_list("ranking", flat=True).first()
         if record.get("completed") and ranking != record.get("criteria_ranking"):
             problems.append(f"{pid}: criteria ranking {ranking} != submitted {record.get('criteria_ranking')}")
