@@ -24,25 +24,26 @@ def _empty(message: str) -> str:
     return _svg(fig)
 
 
-def _intervals(rows, value, low, high):
-    values = [r[value] for r in rows]
-    errors = [[v - r[low] for v, r in zip(values, rows)], [r[high] - v for v, r in zip(values, rows)]]
-    return values, errors
+def _interval_bars(report: dict, key: str, empty: str, xlabel: str, xlim: tuple[float, float] | None = None) -> str:
+    """One bar per criterion with a report value (``key``) and its interval (``key``_low, ``key``_high)."""
+    rows = [r for r in report["rows"] if r[key] is not None]
+    if not rows:
+        return _empty(empty)
+    values = [r[key] for r in rows]
+    errors = [[v - r[f"{key}_low"] for v, r in zip(values, rows)], [r[f"{key}_high"] - v for v, r in zip(values, rows)]]
+    fig = Figure(figsize=(6, 0.45 * len(rows) + 1))
+    ax = fig.add_subplot()
+    ax.barh([r["name"] for r in rows], values, xerr=errors, color=BAR, capsize=3)
+    ax.invert_yaxis()
+    if xlim is not None:
+        ax.set_xlim(*xlim)
+    ax.set_xlabel(xlabel)
+    return _svg(fig)
 
 
 def importance_svg(report: dict) -> str:
-    rows = [r for r in report["rows"] if r["mean"] is not None]
-    if not rows:
-        return _empty("No completed participants yet.")
-    values, errors = _intervals(rows, "mean", "mean_low", "mean_high")
-    fig = Figure(figsize=(6, 0.45 * len(rows) + 1))
-    ax = fig.add_subplot()
-    names = [r["name"] for r in rows]
-    ax.barh(names, values, xerr=errors, color=BAR, capsize=3)
-    ax.invert_yaxis()
-    ax.set_xlim(1, 5)
-    ax.set_xlabel(f"Mean importance (1–5) with bootstrap 95% CI, n = {report['n']}")
-    return _svg(fig)
+    return _interval_bars(report, "mean", "No completed participants yet.",
+                          f"Mean importance (1–5) with bootstrap 95% CI, n = {report['n']}", xlim=(1, 5))
 
 
 def top_share_svg(report: dict) -> str:
@@ -64,16 +65,8 @@ def top_share_svg(report: dict) -> str:
 
 
 def plackett_luce_svg(report: dict) -> str:
-    rows = [r for r in report["rows"] if r["pl"] is not None]
-    if not rows:
-        return _empty("No complete criteria rankings yet.")
-    values, errors = _intervals(rows, "pl", "pl_low", "pl_high")
-    fig = Figure(figsize=(6, 0.45 * len(rows) + 1))
-    ax = fig.add_subplot()
-    ax.barh([r["name"] for r in rows], values, xerr=errors, color=BAR, capsize=3)
-    ax.invert_yaxis()
-    ax.set_xlabel(f"Plackett–Luce weight (sums to 1) with bootstrap 95% CI, n = {report['n_rankings']}")
-    return _svg(fig)
+    return _interval_bars(report, "pl", "No complete criteria rankings yet.",
+                          f"Plackett–Luce weight (sums to 1) with bootstrap 95% CI, n = {report['n_rankings']}")
 
 
 def agreement_svg(report: dict) -> str:
