@@ -280,19 +280,20 @@ class RatingStudyAdmin(ResearchersOnlyMixin, HideRatedStudiesMixin, admin.ModelA
         results = selectors.rating_study_results(study, chart=True)
         return HttpResponse(results["chart_svg"], content_type="image/svg+xml")
 
+    @staticmethod
+    def _download(study, content, content_type: str, name: str) -> HttpResponse:
+        response = HttpResponse(content, content_type=f"{content_type}; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="{slugify(study.name) or "study"}-{name}"'
+        return response
+
     def export_judgments_view(self, request, pk):
         study = self._study(request, pk)
-        content = services.judgments_export(study=study, actor=request.user)
-        response = HttpResponse(content, content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = f'attachment; filename="{slugify(study.name) or "study"}-judgments.csv"'
-        return response
+        return self._download(study, services.judgments_export(study=study, actor=request.user), "text/csv", "judgments.csv")
 
     def export_pairs_view(self, request, pk):
         study = self._study(request, pk)
-        content = services.preference_pairs_export(study=study, actor=request.user)
-        response = HttpResponse(content, content_type="application/jsonl; charset=utf-8")
-        response["Content-Disposition"] = f'attachment; filename="{slugify(study.name) or "study"}-pairs.jsonl"'
-        return response
+        return self._download(study, services.preference_pairs_export(study=study, actor=request.user), "application/jsonl",
+                              "pairs.jsonl")
 
     @accepts_repeated()
     def judge_import_view(self, request, pk):

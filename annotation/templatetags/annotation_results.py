@@ -9,33 +9,28 @@ def _undefined(reason):
     return format_html('<span class="undefined" title="{}">undefined</span>', reason or "not defined for these data")
 
 
-@register.filter
-def stat(value, digits=3):
-    """A statistic dict {value, ci, undefined} as '0.412 [0.301, 0.520]'."""
+def _statistic(value, *, scale: float, digits: int, unit: str = ""):
     if not isinstance(value, dict):
         return "—"
     if value.get("value") is None:
         return _undefined(value.get("undefined"))
-    digits = int(digits)
-    text = f"{value['value']:.{digits}f}"
+    text = f"{scale * value['value']:.{digits}f}{unit}"
     if value.get("ci"):
         low, high = value["ci"]
-        text += f" [{low:.{digits}f}, {high:.{digits}f}]"
+        text += f" [{scale * low:.{digits}f}, {scale * high:.{digits}f}]"
     return text
+
+
+@register.filter
+def stat(value, digits=3):
+    """A statistic dict {value, ci, undefined} as '0.412 [0.301, 0.520]'."""
+    return _statistic(value, scale=1, digits=int(digits))
 
 
 @register.filter
 def stat_pct(value):
     """A proportion statistic (0-1) as a percentage with its CI."""
-    if not isinstance(value, dict):
-        return "—"
-    if value.get("value") is None:
-        return _undefined(value.get("undefined"))
-    text = f"{100 * value['value']:.1f}%"
-    if value.get("ci"):
-        low, high = value["ci"]
-        text += f" [{100 * low:.1f}, {100 * high:.1f}]"
-    return text
+    return _statistic(value, scale=100, digits=1, unit="%")
 
 
 @register.simple_tag
