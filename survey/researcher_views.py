@@ -96,13 +96,21 @@ def export(request, slug):
     if kind not in EXPORTS:
         messages.error(request, f"Unknown export {kind!r}.", extra_tags="datasets")
         return redirect("survey:dashboard", slug=slug)
+    return _dashboard_action(
+        request, slug, "datasets", lambda: EXPORTS[kind](study, request.user, request.POST.get("include_synthetic") == "yes"),
+        lambda version: f"Created {version.label} with {version.participant_count} participants.")
+
+
+def _dashboard_action(request, slug, section, action, success):
+    """Run a dashboard form's service: its SurveyError, or the ``success`` message of what it made, is shown
+    in the dashboard's ``section``, where the researcher is sent back to."""
     try:
-        version = EXPORTS[kind](study, request.user, request.POST.get("include_synthetic") == "yes")
+        made = action()
     except SurveyError as exc:
-        messages.error(request, str(exc), extra_tags="datasets")
+        messages.error(request, str(exc), extra_tags=section)
     else:
-        messages.success(request, f"Created {version.label} with {version.participant_count} participants.", extra_tags="datasets")
-    return redirect(reverse("survey:dashboard", kwargs={"slug": slug}) + "#datasets")
+        messages.success(request, success(made), extra_tags=section)
+    return redirect(reverse("survey:dashboard", kwargs={"slug": slug}) + f"#{section}")
 
 
 @researcher_required
@@ -129,17 +137,14 @@ def weight_vector_create(request, slug):
     field, value = request.POST.get("cohort_field", ""), request.POST.get("cohort_value", "").strip()
     if field and value:
         cohort[field] = value
-    try:
-        vector = services.weight_vector_create(
+    return _dashboard_action(
+        request, slug, "weights",
+        lambda: services.weight_vector_create(
             study=study, name=request.POST.get("name", "").strip(), cohort=cohort,
             method=request.POST.get("method", WeightVector.Method.PLACKETT_LUCE),
             exclude_flagged=request.POST.get("exclude_flagged") == "on", actor=request.user,
-        )
-    except SurveyError as exc:
-        messages.error(request, str(exc), extra_tags="weights")
-    else:
-        messages.success(request, f"Weight vector {vector} computed from {vector.participant_count} participants.", extra_tags="weights")
-    return redirect(reverse("survey:dashboard", kwargs={"slug": slug}) + "#weights")
+        ),
+        lambda vector: f"Weight vector {vector} computed from {vector.participant_count} participants.")
 
 
 @require_POST
