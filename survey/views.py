@@ -31,6 +31,7 @@ PROLIFIC_PARAMS = ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID")
 # Checkbox groups: the only participant fields that may carry several values.
 MULTIPLE_CHOICE_KEYS = tuple(key for key, item in questions.ALL_CHOICE_ITEMS.items() if item.multiple)
 PROLIFIC_COMPLETE_URL = "https://app.prolific.com/submissions/complete?cc={code}"
+ELIGIBILITY_INTRO = "A few questions to check this study is right for you. If it is not, we will not keep any of your answers."
 
 
 class SeeOther(HttpResponseRedirect):
@@ -281,16 +282,17 @@ def eligibility(request, participant, progress):
             eligible = services.eligibility_submit(participant=participant, answers=answers)
         except InvalidAnswer as exc:
             context = {"fields": forms.eligibility_fields(selectors.study_eligibility_questions(participant.study_id), answers,
-                                                          exc.field_errors), "errors": exc.field_errors}
-            return _page(request, "survey/eligibility.html", participant, progress, "eligibility", context, status=400)
+                                                          exc.field_errors), "errors": exc.field_errors, "intro": ELIGIBILITY_INTRO}
+            return _page(request, "survey/choices.html", participant, progress, "eligibility", context, status=400)
         if eligible:
             return _saved(participant)
         # Nothing of theirs is kept, so the end page is addressed by a signed note of the study and
         # whether they came from Prolific (for the screen-out code), not by their link.
         note = signing.dumps({"study": participant.study_id, "prolific": participant.arrived_from_prolific}, salt=SCREENED_OUT_SALT)
         return SeeOther(reverse("survey:screened-out", args=[note]))
-    return _page(request, "survey/eligibility.html", participant, progress, "eligibility",
-                 {"fields": forms.eligibility_fields(selectors.study_eligibility_questions(participant.study_id), {}, {})})
+    return _page(request, "survey/choices.html", participant, progress, "eligibility",
+                 {"fields": forms.eligibility_fields(selectors.study_eligibility_questions(participant.study_id), {}, {}),
+                  "intro": ELIGIBILITY_INTRO})
 
 
 # --- Background, attitudes, importance --------------------------------------------------------
