@@ -269,7 +269,7 @@ def participant_answers(participant: Participant) -> dict:
 
 
 def participant_answer(participant: Participant, item_key: str) -> Answer | None:
-    """One saved answer (a page that shows one question of a page of its own)."""
+    """The saved answer to one question (None when not answered): for a page that shows a single saved answer."""
     return next(iter(Answer.objects.filter(participant_id=participant.pk, item_key=item_key).order_by()[:1]), None)
 
 

@@ -21,8 +21,11 @@ from .control import RunControl, run_control
 from .io import PipelineConfigError
 
 PEFT_PREFIX = "base_model.model."
-# Architectures whose GGUF converter permutes q/k rows (llama.cpp's LlamaModel and its subclasses).
-ROTARY_PERMUTED = {"llama", "mistral"}
+# Architectures whose q/k row order in the GGUF is known here: llama.cpp writes Llama-family models
+# (Llama, Mistral, SmolLM2) as "llama" with q/k rows permuted. For another architecture an adapter on
+# q_proj or k_proj is refused rather than written in a row order that may be wrong (v, o and MLP are
+# never reordered).
+ROTARY_PERMUTED = {"llama"}
 
 
 @dataclass
@@ -102,7 +105,11 @@ def lora_adapter_to_gguf(adapter_dir: str | Path, base_gguf: str | Path, output_
             raise PipelineConfigError(f"{adapter_dir}: the base GGUF has no weight for the adapted module {module}")
         lora_a = weights[key].astype(np.float32)
         lora_b = weights[b_key].astype(np.float32)
-        if architecture in ROTARY_PERMUTED and module.endswith(("q_proj", "k_proj")):
+        if module.endswith(("q_proj", "k_proj")):
+            if architecture not in ROTARY_PERMUTED:
+                raise PipelineConfigError(f"{adapter_dir}: an adapter on {module} for a {architecture!r} base: this converter knows "
+                                          f"llama.cpp's q/k row order only for {', '.join(sorted(ROTARY_PERMUTED))}; "
+                                          "train the adapter without q_proj/k_proj, or convert it with llama.cpp's own tool")
             lora_b = _permuted_rows(lora_b, n_head if module.endswith("q_proj") else n_head_kv)
         writer.add_tensor(f"{name}.lora_a", np.ascontiguousarray(lora_a))
         writer.add_tensor(f"{name}.lora_b", np.ascontiguousarray(lora_b))

@@ -98,3 +98,14 @@ def test_the_lora_gguf_stage_from_the_command_line(tmp_path, capsys):
     assert printed["stage"] == "lora-gguf" and printed["result"]["tensors"] == 6
     assert (tmp_path / "out" / "policy.gguf").stat().st_size > 0
     assert main(["lora-gguf", "--config", str(ROOT_CONFIGS / "lora_gguf.toml"), "--check"]) == 0  # the example is valid
+
+
+def test_q_and_k_adapters_are_refused_for_an_architecture_whose_row_order_is_not_known(tmp_path, monkeypatch):
+    import training.pipeline.lora_gguf as lora_gguf
+
+    monkeypatch.setattr(lora_gguf, "ROTARY_PERMUTED", {"mistral"})  # as if the base were not a known Llama-family GGUF
+    write_adapter(tmp_path / "adapter")
+    with pytest.raises(PipelineConfigError, match=r"q/k row order only for mistral"):
+        lora_adapter_to_gguf(tmp_path / "adapter", packaged_model_file("smollm2-135m-instruct"), tmp_path / "lora.gguf")
+    write_adapter(tmp_path / "v_only", modules=(("1", "v_proj", KV_HEADS * HEAD_DIM),))
+    assert lora_adapter_to_gguf(tmp_path / "v_only", packaged_model_file("smollm2-135m-instruct"), tmp_path / "v.gguf").tensors == 2
