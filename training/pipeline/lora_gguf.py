@@ -69,7 +69,13 @@ def lora_adapter_to_gguf(adapter_dir: str | Path, base_gguf: str | Path, output_
     from safetensors.numpy import load_file
 
     adapter_dir, output_path = Path(adapter_dir), Path(output_path)
-    config = json.loads((adapter_dir / "adapter_config.json").read_text())
+    missing = [name for name in ("adapter_config.json", "adapter_model.safetensors") if not (adapter_dir / name).is_file()]
+    if missing:
+        raise PipelineConfigError(f"{adapter_dir}: not a PEFT adapter folder (no {' or '.join(missing)})")
+    try:
+        config = json.loads((adapter_dir / "adapter_config.json").read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PipelineConfigError(f"{adapter_dir}/adapter_config.json is not readable JSON ({exc})") from None
     for flag, what in (("use_rslora", "rsLoRA scales by alpha / sqrt(rank)"), ("use_dora", "DoRA"),
                        ("fan_in_fan_out", "fan_in_fan_out weights")):
         if config.get(flag):
@@ -78,7 +84,10 @@ def lora_adapter_to_gguf(adapter_dir: str | Path, base_gguf: str | Path, output_
         raise PipelineConfigError(f"{adapter_dir}: modules_to_save ({config['modules_to_save']}) are full weights, not LoRA")
     rank, alpha = int(config["r"]), float(config["lora_alpha"])
 
-    reader = gguf.GGUFReader(str(base_gguf))
+    try:
+        reader = gguf.GGUFReader(str(base_gguf))
+    except (OSError, ValueError) as exc:
+        raise PipelineConfigError(f"{base_gguf} is not a readable GGUF model file ({exc})") from None
     architecture = _field(reader, "general.architecture")
     arch = {name: arch for arch, name in gguf.MODEL_ARCH_NAMES.items()}.get(architecture)
     if arch is None:
@@ -128,9 +137,14 @@ def convert_lora_to_gguf(config: LoraGGUFConfig, control: RunControl | None = No
     """The ``lora-gguf`` stage: ``lora_adapter_to_gguf`` with the base named as the config allows."""
     from .models import packaged_model_file
 
+    from .models import ModelNotFoundError
+
     base = Path(config.base_model)
     if not base.is_file():
-        base = packaged_model_file(config.base_model)
+        try:
+            base = packaged_model_file(config.base_model)
+        except ModelNotFoundError as exc:
+            raise PipelineConfigError(f"base_model {config.base_model!r} is neither a GGUF file nor a packaged model ({exc})") from None
     result = lora_adapter_to_gguf(config.adapter_dir, base, config.output_path)
     run_control(control).log(f"wrote {result.path}: {result.tensors} LoRA tensors, rank {result.rank}, alpha {result.alpha:g}, "
                              f"for the {result.architecture} base {base.name}")

@@ -109,3 +109,24 @@ def test_q_and_k_adapters_are_refused_for_an_architecture_whose_row_order_is_not
         lora_adapter_to_gguf(tmp_path / "adapter", packaged_model_file("smollm2-135m-instruct"), tmp_path / "lora.gguf")
     write_adapter(tmp_path / "v_only", modules=(("1", "v_proj", KV_HEADS * HEAD_DIM),))
     assert lora_adapter_to_gguf(tmp_path / "v_only", packaged_model_file("smollm2-135m-instruct"), tmp_path / "v.gguf").tensors == 2
+
+
+def test_wrong_paths_and_files_are_refused_with_a_message(tmp_path, capsys):
+    from training.pipeline.__main__ import main
+
+    base = packaged_model_file("smollm2-135m-instruct")
+    with pytest.raises(PipelineConfigError, match="not a PEFT adapter folder"):
+        lora_adapter_to_gguf(tmp_path / "nothing", base, tmp_path / "out.gguf")
+    write_adapter(tmp_path / "adapter")
+    (tmp_path / "adapter" / "adapter_config.json").write_bytes(b"\xff{not json")
+    with pytest.raises(PipelineConfigError, match="not readable JSON"):
+        lora_adapter_to_gguf(tmp_path / "adapter", base, tmp_path / "out.gguf")
+    write_adapter(tmp_path / "adapter")
+    (tmp_path / "fake.gguf").write_bytes(b"this is not a gguf file")
+    with pytest.raises(PipelineConfigError, match="not a readable GGUF model file"):
+        lora_adapter_to_gguf(tmp_path / "adapter", tmp_path / "fake.gguf", tmp_path / "out.gguf")
+    config = tmp_path / "lora.toml"
+    config.write_text(f"adapter_dir = '{tmp_path / 'adapter'}'\nbase_model = 'no-such-model'\noutput_path = '{tmp_path / 'o.gguf'}'\n")
+    assert main(["lora-gguf", "--config", str(config)]) == 2  # a message, not a traceback
+    assert "neither a GGUF file nor a packaged model" in capsys.readouterr().err
+    assert not (tmp_path / "out.gguf").exists() and not (tmp_path / "o.gguf").exists()
