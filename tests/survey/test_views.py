@@ -304,6 +304,23 @@ def test_unknown_criterion_is_400(client, at_ranking):
     assert response.status_code == 400 and "Unknown criterion: charisma" in response.content.decode()
 
 
+def test_bad_eligibility_answers_are_400_with_the_question_marked_and_nothing_saved(client, study):
+    participant, _ = start(client, study)
+    assert post(client, participant, "consent", consent_post(participant)).status_code == 303
+    response = post(client, participant, "eligibility", {"eligibility-adult": "maybe", "eligibility-lived": "yes"})
+    body = response.content.decode()
+    assert response.status_code == 400 and "Please answer yes or no:" in body
+    assert 'class="question question--error" id="field-eligibility-adult"' in body  # the question is marked
+    assert 'value="yes" checked' in body  # the other answer is kept on the page
+    response = post(client, participant, "eligibility", {"eligibility-adult": "yes", "eligibility-lived": "yes",
+                                                         "eligibility-shoe_size": "yes"})
+    assert response.status_code == 400 and "Unknown eligibility question: shoe_size." in response.content.decode()
+    response = post(client, participant, "eligibility", {"eligibility-adult": "yes\x00", "eligibility-lived": "yes"})
+    assert response.status_code == 400  # the input guard refuses control characters
+    participant.refresh_from_db()
+    assert participant.eligible_at is None and participant.steps_done == 1
+
+
 def test_out_of_range_likert_is_400(client, study):
     participant, _ = start(client, study)
     through_consent_and_eligibility(client, participant)
