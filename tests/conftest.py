@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from training.pipeline.lifecycle import stop_process
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -60,13 +62,7 @@ class WorkerProcess:
         return self.log_path.read_text() if self.log_path.exists() else ""
 
     def stop(self):
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, timeout_s=20)
         if getattr(self, "_log", None):
             self._log.close()
 

@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from training.pipeline.lifecycle import StartStop, stop_process
+
 __all__ = ["LlamaCppServer", "ServedModel", "llama_cpp_installed"]
 
 
@@ -39,7 +41,7 @@ class ServedModel:
 
 
 @dataclass
-class LlamaCppServer:
+class LlamaCppServer(StartStop):
     models: list[ServedModel]
     n_threads: int = 2
     log_path: str | Path | None = None
@@ -95,13 +97,7 @@ class LlamaCppServer:
         raise RuntimeError(f"llama_cpp.server did not answer within {self.startup_timeout_s:.0f} s")
 
     def stop(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+        stop_process(self._process, timeout_s=15)
         self._process = None
         if self._config_path is not None:
             self._config_path.unlink(missing_ok=True)
@@ -109,9 +105,3 @@ class LlamaCppServer:
         if self._log not in (None, subprocess.DEVNULL):
             self._log.close()
         self._log = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()

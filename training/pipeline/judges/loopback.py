@@ -19,6 +19,8 @@ from collections import deque
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from training.pipeline.lifecycle import StartStop
+
 __all__ = ["LoopbackChatServer", "ordered_ranking_reply", "prompt_labels_and_keys"]
 
 _LABELS = re.compile(r"There are \d+ replies, labelled ([A-Z](?:, [A-Z])*)\.")
@@ -66,7 +68,7 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 128  # listen() backlog: a burst of concurrent judge calls must not be refused
 
 
-class LoopbackChatServer:
+class LoopbackChatServer(StartStop):
     def __init__(self, reply: Callable[[dict], str] = ordered_ranking_reply, *, latency_s: float = 0.0,
                  models: tuple[str, ...] = ("loopback",), answer_model: str | None = None):
         self.reply = reply
@@ -186,9 +188,3 @@ class LoopbackChatServer:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
