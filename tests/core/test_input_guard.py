@@ -12,7 +12,7 @@ from survey import selectors as survey_selectors
 from survey import services as survey_services
 from survey.models import Answer, Participant
 from tests.annotation.factories import make_study, screen_answers
-from tests.survey.factories import StudyFactory, background_data, complete_participant, full_ranks, response_set
+from tests.survey.factories import complete_participant, full_ranks, participant_through, study_with_responses
 
 pytestmark = pytest.mark.django_db
 
@@ -57,17 +57,8 @@ def row_counts() -> dict:
 
 def participant_at_closing(study) -> Participant:
     """A participant who has answered everything up to the closing page."""
-    participant = survey_services.participant_start(study=study)
-    version = survey_selectors.consent_version_current(study)
-    survey_services.consent_give(participant=participant, consent_version_id=version.pk, agreed=range(len(version.statement_list)))
-    survey_services.eligibility_submit(participant=participant,
-                                       answers={q.key: q.eligible_answer for q in study.eligibility_questions.all()})
-    survey_services.background_save(participant=participant, data=background_data())
-    from tests.survey.factories import attitudes_data
-
-    survey_services.attitudes_save(participant=participant, data=attitudes_data())
+    participant = participant_through(study, "importance")
     keys = [c.key for c in survey_selectors.study_criteria()]
-    survey_services.importance_save(participant=participant, ratings={k: "4" for k in keys}, attention="strongly_agree")
     survey_services.criteria_ranking_save(participant=participant, ranks=full_ranks(keys), order_confirmed=True)
     participant.refresh_from_db()
     plan = survey_services.scenarios_begin(participant=participant)
@@ -80,10 +71,7 @@ def participant_at_closing(study) -> Participant:
 
 @pytest.fixture
 def survey_study():
-    study = StudyFactory()
-    study.model_version = response_set()
-    study.save()
-    return study
+    return study_with_responses()
 
 
 def assert_refused(response, *, json_body=False):

@@ -8,7 +8,7 @@ import pytest
 from core.ratelimit import FailureLimit
 from survey import views as survey_views
 from survey.models import Participant
-from tests.survey.factories import StudyFactory, complete_participant, response_set
+from tests.survey.factories import complete_participant, study_with_responses
 
 pytestmark = pytest.mark.django_db
 
@@ -51,10 +51,7 @@ def test_the_cache_never_holds_the_code(settings):
 
 @pytest.fixture
 def study():
-    study = StudyFactory()
-    study.model_version = response_set()
-    study.save()
-    return study
+    return study_with_responses()
 
 
 def withdraw(client, code, address, confirm="yes"):

@@ -57,11 +57,9 @@ def vocabulary(db, settings, tmp_path):
 
 def test_survey_export_neutralises_participant_free_text(vocabulary):
     from survey import services
-    from tests.survey.factories import StudyFactory, background_data, complete_participant, response_set
+    from tests.survey.factories import background_data, complete_participant, study_with_responses
 
-    study = StudyFactory()
-    study.model_version = response_set()
-    study.save()
+    study = study_with_responses()
     data = background_data(gender="self_describe")
     data["background.gender"]["text"] = FORMULA
     complete_participant(study, background=data, feedback="@cmd|' /C calc'!A0 " + BIDI)

@@ -41,6 +41,14 @@ def response_set(*, scenarios=5, per_scenario=4, name="fixed-test"):
     return version
 
 
+def study_with_responses(*, scenarios=5, name="fixed-test", **fields):
+    """A study (StudyFactory with ``fields``) whose model version is a new response set (see response_set)."""
+    study = StudyFactory(**fields)
+    study.model_version = response_set(scenarios=scenarios, name=name)
+    study.save()
+    return study
+
+
 class ParticipantFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Participant
@@ -71,16 +79,34 @@ def full_ranks(keys):
     return {k: str(i + 1) for i, k in enumerate(keys)}
 
 
-def complete_participant(study, *, ratings=None, ranking=None, background=None, attention=("disagree", "strongly_agree"),
-                         source="", prolific=None, skip_scenarios=False, feedback=""):
-    """Run a participant through every step with the services; returns the participant (completed)."""
+QUESTIONNAIRE_STEPS = ("consent", "eligibility", "background", "attitudes", "importance")
+
+
+def participant_through(study, last_step, *, source="", prolific=None, background=None, attention="disagree"):
+    """A new participant who has saved, with the services, every step from consent up to and including
+    ``last_step`` (one of QUESTIONNAIRE_STEPS): every statement agreed, eligible, the given or default
+    answers, every criterion rated 4; ``attention`` is the first attention check's answer."""
+    steps = QUESTIONNAIRE_STEPS[:QUESTIONNAIRE_STEPS.index(last_step) + 1]
     participant = services.participant_start(study=study, source=source, prolific=prolific)
     version = selectors.consent_version_current(study)
     services.consent_give(participant=participant, consent_version_id=version.pk, agreed=range(len(version.statement_list)))
-    services.eligibility_submit(participant=participant,
-                                answers={q.key: q.eligible_answer for q in study.eligibility_questions.all()})
-    services.background_save(participant=participant, data=background or background_data())
-    services.attitudes_save(participant=participant, data=attitudes_data(attention=attention[0]))
+    if "eligibility" in steps:
+        services.eligibility_submit(participant=participant,
+                                    answers={q.key: q.eligible_answer for q in study.eligibility_questions.all()})
+    if "background" in steps:
+        services.background_save(participant=participant, data=background or background_data())
+    if "attitudes" in steps:
+        services.attitudes_save(participant=participant, data=attitudes_data(attention=attention))
+    if "importance" in steps:
+        services.importance_save(participant=participant, ratings={k: "4" for k in keys()}, attention="strongly_agree")
+    return participant
+
+
+def complete_participant(study, *, ratings=None, ranking=None, background=None, attention=("disagree", "strongly_agree"),
+                         source="", prolific=None, skip_scenarios=False, feedback=""):
+    """Run a participant through every step with the services; returns the participant (completed)."""
+    participant = participant_through(study, "attitudes", source=source, prolific=prolific, background=background,
+                                      attention=attention[0])
     criteria = selectors.study_criteria()
     keys = [c.key for c in criteria]
     ratings = ratings or {k: 4 for k in keys}

@@ -2,31 +2,14 @@
 Prolific ids become keyed hashes (or exclusions), and withdrawn and
 screened-out rows are deleted and counted."""
 import pytest
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 
 from survey.prolific import prolific_id_hash, prolific_session_hash
+from tests.survey.conftest import migrate
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("back_to_the_latest_schema")]
 
 BEFORE = [("survey", "0001_initial")]
 AFTER = [("survey", "0004_screened_out_rows_deleted")]
-
-
-def migrate(targets):
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(targets)
-    return executor.loader.project_state(targets).apps
-
-
-@pytest.fixture(autouse=True)
-def back_to_the_latest_schema():
-    """Later tests need every migration applied, not just the ones under test."""
-    yield
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(executor.loader.graph.leaf_nodes())
 
 
 def test_old_rows_are_hashed_excluded_and_deleted():

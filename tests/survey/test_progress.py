@@ -3,15 +3,13 @@ resubmit, a double submit (one after the other and at the same moment), a refuse
 POST, a screen-out and a withdrawal, it says what counting the saved answers says
 (selectors.participant_progress_counted), and migration 0008 fills it the same way."""
 import itertools
-import threading
 
 import pytest
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 
 from survey import questions, selectors, services
 from survey.models import Answer, Participant
-from tests.survey.factories import attitudes_data, background_data, complete_participant
+from tests.survey.conftest import migrate
+from tests.survey.factories import attitudes_data, background_data, complete_participant, full_ranks, participant_through
 from tests.survey.test_views import (
     attitudes_post,
     background_post,
@@ -170,15 +168,8 @@ def test_services_keep_the_progress_for_direct_callers(study):
 def test_a_study_without_scenarios_goes_from_the_ranking_to_the_closing_page(study):
     study.model_version = None
     study.save()
-    participant = services.participant_start(study=study)
-    version = selectors.consent_version_current(study)
-    services.consent_give(participant=participant, consent_version_id=version.pk, agreed=range(len(version.statement_list)))
-    services.eligibility_submit(participant=participant, answers={"adult": "yes", "lived": "yes"})
-    services.background_save(participant=participant, data=background_data())
-    services.attitudes_save(participant=participant, data=attitudes_data())
-    keys = criterion_keys()
-    services.importance_save(participant=participant, ratings={k: "3" for k in keys}, attention="strongly_agree")
-    services.criteria_ranking_save(participant=participant, ranks={k: str(i + 1) for i, k in enumerate(keys)}, order_confirmed=True)
+    participant = participant_through(study, "importance")
+    services.criteria_ranking_save(participant=participant, ranks=full_ranks(criterion_keys()), order_confirmed=True)
     fresh = assert_progress_is_the_answers(participant, steps_done=6)
     assert selectors.participant_progress(fresh).next_step == "closing"
     services.participant_complete(participant=participant)
@@ -186,29 +177,10 @@ def test_a_study_without_scenarios_goes_from_the_ranking_to_the_closing_page(stu
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_same_step_saved_at_once_in_four_tabs_counts_once(study):
-    participant = services.participant_start(study=study)
-    version = selectors.consent_version_current(study)
-    services.consent_give(participant=participant, consent_version_id=version.pk, agreed=[0, 1, 2])
-    services.eligibility_submit(participant=participant, answers={"adult": "yes", "lived": "yes"})
-    barrier = threading.Barrier(4)
-    errors = []
-
-    def save(value):
-        try:
-            barrier.wait()
-            services.background_save(participant=participant, data=background_data(severity=value))
-        except Exception as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=save, args=(v,)) for v in ("mild", "moderate", "severe", questions.PREFER_NOT)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+def test_the_same_step_saved_at_once_in_four_tabs_counts_once(study, at_once):
+    participant = participant_through(study, "eligibility")
+    at_once(lambda value: services.background_save(participant=participant, data=background_data(severity=value)),
+            ("mild", "moderate", "severe", questions.PREFER_NOT))
     assert_progress_is_the_answers(participant, steps_done=3)
     assert Answer.objects.filter(participant=participant, item_key__startswith="background.").count() == len(questions.BACKGROUND)
 
@@ -219,37 +191,15 @@ BEFORE = [("survey", "0007_participant_synthetic")]
 AFTER = [("survey", "0008_participant_steps_done")]
 
 
-def migrate(targets):
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(targets)
-    return executor.loader.project_state(targets).apps
-
-
-@pytest.fixture
-def back_to_the_latest_schema():
-    yield
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(executor.loader.graph.leaf_nodes())
-
-
 @pytest.mark.django_db(transaction=True)
 def test_migration_fills_the_progress_from_the_answers(back_to_the_latest_schema):
     from django.utils import timezone
 
     apps = migrate(BEFORE)
     try:
-        Study = apps.get_model("survey", "Study")
-        Participant0007 = apps.get_model("survey", "Participant")
-        Answer0007 = apps.get_model("survey", "Answer")
-        Rating = apps.get_model("survey", "ImportanceRating")
-        Ranking = apps.get_model("survey", "CriteriaRanking")
-        Screen = apps.get_model("survey", "ResponseRanking")
-        Consent = apps.get_model("survey", "ConsentRecord")
-        Version = apps.get_model("survey", "ConsentVersion")
-        Criterion = apps.get_model("core", "Criterion")
-        Scenario = apps.get_model("core", "Scenario")
+        Study, Participant0007, Answer0007, Rating, Ranking, Screen, Consent, Version, Criterion, Scenario = map(apps.get_model, (
+            "survey.Study", "survey.Participant", "survey.Answer", "survey.ImportanceRating", "survey.CriteriaRanking",
+            "survey.ResponseRanking", "survey.ConsentRecord", "survey.ConsentVersion", "core.Criterion", "core.Scenario"))
         old = Study.objects.create(slug="old-progress", title="Old")
         version = Version.objects.create(study=old, version=1, information_sheet="x", statements="a")
         criteria = list(Criterion.objects.filter(is_therapeutic=True))

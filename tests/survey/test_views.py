@@ -65,6 +65,14 @@ def through_consent_and_eligibility(client, participant):
     assert post(client, participant, "eligibility", {"eligibility-adult": "yes", "eligibility-lived": "yes"}).status_code == 303
 
 
+def from_attitudes_to_the_scenarios(client, participant):
+    """Post good attitudes, importance and criteria-ranking pages, then the page before the scenarios."""
+    post(client, participant, "attitudes", attitudes_post())
+    post(client, participant, "importance", importance_post())
+    post(client, participant, "criteria-ranking", ranking_post(criterion_keys()))
+    post(client, participant, "before-scenarios", {})
+
+
 def answer_count(participant):
     return (Answer.objects.filter(participant=participant).count(), ImportanceRating.objects.filter(participant=participant).count(),
             CriteriaRanking.objects.filter(participant=participant).count(), ResponseRanking.objects.filter(participant=participant).count(),
@@ -375,10 +383,7 @@ def test_another_participants_token_in_the_form_is_400(client, study):
 def finish(client, participant):
     through_consent_and_eligibility(client, participant)
     post(client, participant, "background", background_post())
-    post(client, participant, "attitudes", attitudes_post())
-    post(client, participant, "importance", importance_post())
-    post(client, participant, "criteria-ranking", ranking_post(criterion_keys()))
-    post(client, participant, "before-scenarios", {})
+    from_attitudes_to_the_scenarios(client, participant)
     participant.refresh_from_db()
     for number, _ in enumerate(participant.scenario_plan, start=1):
         post(client, participant, f"scenario/{number}", {"skip": "1"})
@@ -508,10 +513,7 @@ def test_crisis_text_in_closing_feedback_shows_helplines_on_thank_you_page(clien
     participant2, _ = start(client, study)
     through_consent_and_eligibility(client, participant2)
     post(client, participant2, "background", background_post())
-    post(client, participant2, "attitudes", attitudes_post())
-    post(client, participant2, "importance", importance_post())
-    post(client, participant2, "criteria-ranking", ranking_post(criterion_keys()))
-    post(client, participant2, "before-scenarios", {})
+    from_attitudes_to_the_scenarios(client, participant2)
     for number in range(1, study.scenarios_per_participant + 1):
         post(client, participant2, f"scenario/{number}", {"skip": "1"})
     response = post(client, participant2, "closing", {"feedback": "I don't want to be alive any more"})

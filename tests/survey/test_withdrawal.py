@@ -17,16 +17,14 @@ from django.db import connection
 from core.models import AuditEvent, AuditSubject
 from survey import selectors, services
 from survey.models import DatasetVersion, Participant, ProlificExclusion
-from tests.survey.factories import StudyFactory, complete_participant, response_set
+from tests.survey.factories import complete_participant, study_with_responses
 from tests.survey.test_views import (
-    attitudes_post,
     background_post,
-    consent_post,
-    criterion_keys,
-    importance_post,
+    from_attitudes_to_the_scenarios,
     post,
     ranking_post,
     start,
+    through_consent_and_eligibility,
     url,
 )
 
@@ -75,18 +73,14 @@ def cache_text() -> str:
 def survey_through_the_pages(client, study):
     """A Prolific participant who types a distinctive phrase and crisis language, and finishes."""
     participant, _ = start(client, study, f"?PROLIFIC_PID={PROLIFIC_ID}&STUDY_ID=st&SESSION_ID=se-1")
-    assert post(client, participant, "consent", consent_post(participant)).status_code == 303
-    assert post(client, participant, "eligibility", {"eligibility-adult": "yes", "eligibility-lived": "yes"}).status_code == 303
+    through_consent_and_eligibility(client, participant)
     # A page with an error first: Django logs "Bad Request: <path with the token>".
     assert post(client, participant, "background", {"background.ethnicity": "other"}).status_code == 400
     data = background_post(**{"background.ethnicity": "other", "background.gender": "self_describe"})
     data["background.ethnicity-text"] = PHRASE
     data["background.gender-text"] = CRISIS_PHRASE
     assert post(client, participant, "background", data)["Location"].endswith("?support=1")
-    post(client, participant, "attitudes", attitudes_post())
-    post(client, participant, "importance", importance_post())
-    post(client, participant, "criteria-ranking", ranking_post(criterion_keys()))
-    post(client, participant, "before-scenarios", {})
+    from_attitudes_to_the_scenarios(client, participant)
     participant.refresh_from_db()
     for number, entry in enumerate(participant.scenario_plan, start=1):
         post(client, participant, f"scenario/{number}", ranking_post(entry["responses"]))
@@ -106,9 +100,7 @@ def test_after_withdrawal_nothing_anywhere_links_back(client, researcher, caplog
     # Its own artifacts folder: the scan must see this person's files, not other tests'.
     settings.ARTIFACT_ROOT = tmp_path / "artifacts"
     artifacts = Path(settings.ARTIFACT_ROOT)
-    study = StudyFactory()
-    study.model_version = response_set()
-    study.save()
+    study = study_with_responses()
     stays = [complete_participant(study) for _ in range(2)]
     leaves = survey_through_the_pages(client, study)
     identifiers = {"pseudonym": leaves.pseudonym, "token": leaves.token, "withdrawal code": leaves.withdrawal_code,

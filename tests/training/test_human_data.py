@@ -57,14 +57,12 @@ def test_survey_rankings_join_the_preference_data(researcher, published, setting
     import json
     from pathlib import Path
 
-    from tests.survey.factories import response_set
+    from tests.survey.factories import study_with_responses
 
     settings.ARTIFACT_ROOT = tmp_path
     settings.MODEL_CACHE_DIR = tmp_path / "models"
     scenario_bank_load()
-    study = StudyFactory()
-    study.model_version = response_set()
-    study.save()
+    study = study_with_responses()
     for _ in range(3):
         complete_participant(study)
     config = {**TINY_DEMO, "survey_study": study.slug}
