@@ -3,7 +3,6 @@ resumes from the newest one that verifies, or from scratch (tiny SFT runs)."""
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 
@@ -19,6 +18,7 @@ from training.pipeline.policies.common import (
 )
 from training.pipeline.policies.sft import SFTConfig, train_sft
 
+from .damage import damage_cases, private_copy, truncate
 from .policy_configs import config_for
 
 
@@ -56,19 +56,7 @@ def finished_run(tiny_lm_dir, preference_dataset_dir, tmp_path_factory):
 @pytest.fixture
 def run_copy(finished_run, tmp_path):
     """A private copy of the finished run's folder, to damage."""
-    out = tmp_path / "run"
-    shutil.copytree(finished_run.output_dir, out)
-    return out
-
-
-def truncate(path):
-    path.write_bytes(path.read_bytes()[: max(1, path.stat().st_size // 3)])
-
-
-def flip_last_byte(path):
-    data = bytearray(path.read_bytes())
-    data[-1] ^= 0xFF
-    path.write_bytes(bytes(data))
+    return private_copy(finished_run.output_dir, tmp_path)
 
 
 def test_marker_is_a_manifest_of_every_file(finished_run):
@@ -83,13 +71,7 @@ def test_marker_is_a_manifest_of_every_file(finished_run):
     assert checkpoint_damage(checkpoint) == []
 
 
-DAMAGE = {
-    "truncated adapter": ("adapter_model.safetensors", truncate),
-    "truncated optimizer": ("optimizer.pt", truncate),
-    "truncated trainer state": ("trainer_state.json", truncate),
-    "missing scheduler": ("scheduler.pt", lambda path: path.unlink()),
-    "same size, other bytes": ("adapter_model.safetensors", flip_last_byte),
-}
+DAMAGE = damage_cases("adapter_model.safetensors", "adapter")
 
 
 @pytest.mark.parametrize("case", list(DAMAGE))

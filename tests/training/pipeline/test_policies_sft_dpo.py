@@ -29,6 +29,22 @@ def dpo_config(policy, dataset_dir, criterion):
     return DPOConfig(**vars(policy), dataset_dir=dataset_dir, criterion=criterion)
 
 
+def prompt_token_lengths(tiny_lm_dir, dataset_dir, criterion):
+    """The criterion's prompts' lengths in tokens as the trainers see them (chat template, generation prompt), sorted."""
+    from datasets import load_from_disk
+
+    from training.pipeline.models import load_tokenizer
+    from training.pipeline.policies.common import prompt_messages
+
+    tokenizer = load_tokenizer(tiny_lm_dir)
+    prompts = load_from_disk(str(dataset_dir))[criterion]["prompt"]
+    return sorted(
+        len(tokenizer(tokenizer.apply_chat_template(prompt_messages(p), tokenize=False, add_generation_prompt=True),
+                      add_special_tokens=False).input_ids)
+        for p in prompts
+    )
+
+
 def test_sft_trains_an_adapter_on_chosen_responses(tiny_lm_dir, preference_dataset_dir, tmp_path):
     steps = []
     config = sft_config(config_for(tiny_lm_dir, tmp_path / "sft"), preference_dataset_dir, "empathy")
@@ -135,18 +151,7 @@ def test_full_finetune_dpo_saves_a_model(tiny_lm_dir, preference_dataset_dir, tm
 
 
 def test_pairs_dropped_by_trl_are_counted(tiny_lm_dir, preference_dataset_dir, tmp_path):
-    from datasets import load_from_disk
-
-    from training.pipeline.models import load_tokenizer
-    from training.pipeline.policies.common import prompt_messages
-
-    tokenizer = load_tokenizer(tiny_lm_dir)
-    prompts = load_from_disk(str(preference_dataset_dir))["empathy"]["prompt"]
-    lengths = sorted(
-        len(tokenizer(tokenizer.apply_chat_template(prompt_messages(p), tokenize=False, add_generation_prompt=True),
-                      add_special_tokens=False).input_ids)
-        for p in prompts
-    )
+    lengths = prompt_token_lengths(tiny_lm_dir, preference_dataset_dir, "empathy")
     max_length = lengths[len(lengths) // 2]  # TRL drops pairs whose prompt alone reaches max_length
     result = train_dpo(dpo_config(config_for(tiny_lm_dir, tmp_path / "short", max_length=max_length, max_steps=1),
                        preference_dataset_dir, "empathy"))
@@ -155,18 +160,7 @@ def test_pairs_dropped_by_trl_are_counted(tiny_lm_dir, preference_dataset_dir, t
 
 
 def test_sft_counts_completions_lost_to_max_length(tiny_lm_dir, preference_dataset_dir, tmp_path):
-    from datasets import load_from_disk
-
-    from training.pipeline.models import load_tokenizer
-    from training.pipeline.policies.common import prompt_messages
-
-    tokenizer = load_tokenizer(tiny_lm_dir)
-    prompts = load_from_disk(str(preference_dataset_dir))["empathy"]["prompt"]
-    lengths = sorted(
-        len(tokenizer(tokenizer.apply_chat_template(prompt_messages(p), tokenize=False, add_generation_prompt=True),
-                      add_special_tokens=False).input_ids)
-        for p in prompts
-    )
+    lengths = prompt_token_lengths(tiny_lm_dir, preference_dataset_dir, "empathy")
     max_length = lengths[len(lengths) // 2]  # half the prompts fill max_length by themselves
     result = train_sft(sft_config(config_for(tiny_lm_dir, tmp_path / "short", max_length=max_length, max_steps=1),
                        preference_dataset_dir, "empathy"))

@@ -16,6 +16,8 @@ from training.pipeline.rewards import (
     train_reward_model,
 )
 
+from .damage import damage_cases, private_copy, truncate
+
 
 @pytest.fixture(scope="module")
 def trained_rm(tiny_classifier_dir, preference_dataset_dir, tmp_path_factory):
@@ -250,30 +252,10 @@ def interrupted_rm(tiny_classifier_dir, preference_dataset_dir, tmp_path_factory
 
 @pytest.fixture
 def rm_copy(interrupted_rm, tmp_path):
-    import shutil
-
-    out = tmp_path / "run"
-    shutil.copytree(interrupted_rm, out)
-    return out
+    return private_copy(interrupted_rm, tmp_path)
 
 
-def _truncate(path):
-    path.write_bytes(path.read_bytes()[: max(1, path.stat().st_size // 3)])
-
-
-def _flip_last_byte(path):
-    data = bytearray(path.read_bytes())
-    data[-1] ^= 0xFF
-    path.write_bytes(bytes(data))
-
-
-RM_DAMAGE = {
-    "truncated model": ("model.safetensors", _truncate),
-    "truncated optimizer": ("optimizer.pt", _truncate),
-    "truncated trainer state": ("trainer_state.json", _truncate),
-    "missing scheduler": ("scheduler.pt", lambda path: path.unlink()),
-    "same size, other bytes": ("model.safetensors", _flip_last_byte),
-}
+RM_DAMAGE = damage_cases("model.safetensors", "model")
 
 
 @pytest.mark.parametrize("case", list(RM_DAMAGE))
@@ -302,7 +284,7 @@ def test_a_reward_model_starts_over_when_no_checkpoint_verifies(rm_copy, uninter
                                                                  preference_dataset_dir):
     from training.pipeline.policies.common import damaged_checkpoints
 
-    _truncate(rm_copy / "checkpoints" / "checkpoint-4" / "trainer_state.json")
+    truncate(rm_copy / "checkpoints" / "checkpoint-4" / "trainer_state.json")
     (rm_copy / "checkpoints" / "checkpoint-2" / "optimizer.pt").unlink()
     result = train_reward_model(rm_config(tiny_classifier_dir, preference_dataset_dir, rm_copy))
     assert result.metrics["resumed_from"] is None and result.metrics["steps"] == 6
