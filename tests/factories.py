@@ -6,6 +6,8 @@ from django.contrib.auth.models import Group
 from core import roles
 from core.models import ModelVersion, Response, Scenario
 
+PASSWORD = "correct horse battery staple"  # every factory user's, for the tests that sign in through a form
+
 
 class UserFactory(factory.django.DjangoModelFactory):
     class Meta:
@@ -14,7 +16,7 @@ class UserFactory(factory.django.DjangoModelFactory):
         skip_postgeneration_save = True
 
     username = factory.Sequence(lambda n: f"user{n}")
-    password = factory.django.Password("correct horse battery staple")
+    password = factory.django.Password(PASSWORD)
 
 
 class ClinicianFactory(UserFactory):

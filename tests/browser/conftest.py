@@ -5,6 +5,8 @@ import tempfile
 
 import pytest
 
+from tests.factories import PASSWORD
+
 # Playwright's sync API runs an event loop in this thread; the ORM calls the
 # tests make around it are still synchronous.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
@@ -34,13 +36,38 @@ def browser():
         browser.close()
 
 
+def new_page(browser, **context_options):
+    """A page in a fresh browser context (no cookies: a new session) that waits at most 15 s for anything;
+    close it with ``page.context.close()``."""
+    page = browser.new_context(**context_options).new_page()
+    page.set_default_timeout(15000)
+    return page
+
+
 @pytest.fixture
 def page(browser):
-    context = browser.new_context()
-    page = context.new_page()
-    page.set_default_timeout(15000)
+    page = new_page(browser)
     yield page
-    context.close()
+    page.context.close()
+
+
+def _log_in(page, url, username, submit):
+    page.goto(url)
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    with page.expect_navigation():
+        page.click(submit)
+
+
+def clinician_login(page, live_server, username):
+    """Sign in on the clinicians' login page, which opens the rating queue."""
+    _log_in(page, live_server.url + "/accounts/login/", username, "button[type=submit]")
+    assert page.url == live_server.url + "/rate/"
+
+
+def admin_login(page, live_server, username, next_path="/admin/"):
+    """Sign in on the admin's login page, which goes on to ``next_path`` (when the user may open it)."""
+    _log_in(page, f"{live_server.url}/admin/login/?next={next_path}", username, "input[type=submit]")
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ import pytest
 
 from annotation.models import Assignment, Judgment
 from annotation.services import rating_study_create
+from tests.browser.conftest import clinician_login, new_page
 from tests.annotation.factories import (
     assert_blind,
     identifying_strings,
@@ -15,18 +16,6 @@ from tests.annotation.factories import (
 from tests.factories import ClinicianFactory, ResearcherFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-PASSWORD = "correct horse battery staple"
-
-
-def login(page, live_server, username):
-    page.goto(live_server.url + "/accounts/login/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", PASSWORD)
-    with page.expect_navigation():
-        page.click("button[type=submit]")
-    assert page.url == live_server.url + "/rate/"
-
 
 def rate_current_item(page, keys):
     """Answer the item on screen with keys only, then Enter to save and move on."""
@@ -55,12 +44,15 @@ def test_clinician_rates_by_keyboard_stops_and_resumes_blind(browser, live_serve
         assert_blind(text, secrets, where)
         seen.append(where)
 
+    def queue_in_a_new_session(clinician, where):
+        """A fresh browser session (no cookies) signed in as ``clinician``, on their queue, checked blind."""
+        page = new_page(browser)
+        clinician_login(page, live_server, clinician.username)
+        check(page, where)
+        return page
+
     # First visit: three items with shortcuts only.
-    context = browser.new_context()
-    page = context.new_page()
-    page.set_default_timeout(15000)
-    login(page, live_server, first.username)
-    check(page, "queue")
+    page = queue_in_a_new_session(first, "queue")
     assert "0 of 5" in page.inner_text("main")
     with page.expect_navigation():
         page.click("text=Start")
@@ -99,14 +91,10 @@ def test_clinician_rates_by_keyboard_stops_and_resumes_blind(browser, live_serve
         response = page.request.get(live_server.url + url)
         assert response.status == 200
         check(response.text(), url)
-    context.close()
+    page.context.close()
 
     # Later, a new session: the queue shows progress and continues at item 4 with the draft.
-    context = browser.new_context()
-    page = context.new_page()
-    page.set_default_timeout(15000)
-    login(page, live_server, first.username)
-    check(page, "queue again")
+    page = queue_in_a_new_session(first, "queue again")
     assert "3 of 5" in page.inner_text("main")
     with page.expect_navigation():
         page.click("text=Continue")
@@ -115,14 +103,10 @@ def test_clinician_rates_by_keyboard_stops_and_resumes_blind(browser, live_serve
     check(page, "item 4 resumed")
     rate_current_item(page, ["t", "t", "t"])
     assert Judgment.objects.filter(clinician=first).count() == 4
-    context.close()
+    page.context.close()
 
     # Another clinician cannot open the first one's items, pages or API.
-    context = browser.new_context()
-    page = context.new_page()
-    page.set_default_timeout(15000)
-    login(page, live_server, second.username)
-    check(page, "second clinician's queue")
+    page = queue_in_a_new_session(second, "second clinician's queue")
     for assignment in Assignment.objects.filter(study=study, clinician=first):
         response = page.goto(live_server.url + f"/rate/item/{assignment.token}/")
         assert response.status == 403
@@ -134,7 +118,7 @@ def test_clinician_rates_by_keyboard_stops_and_resumes_blind(browser, live_serve
         page.goto(live_server.url + "/rate/")
         page.click("text=Start")
     check(page, "second clinician's item")
-    context.close()
+    page.context.close()
     assert len(seen) >= 10
 
 
@@ -146,9 +130,8 @@ def test_shortcut_hints_stay_on_one_line_at_375px(browser, live_server):
         criteria_set=small_criteria_set(("empathy",)), clinicians=[clinician], overlap="all", actor=ResearcherFactory(),
         open_now=True,
     )
-    context = browser.new_context(viewport={"width": 375, "height": 800})
-    page = context.new_page()
-    login(page, live_server, clinician.username)
+    page = browser.new_context(viewport={"width": 375, "height": 800}).new_page()
+    clinician_login(page, live_server, clinician.username)
     with page.expect_navigation():
         page.click("main a[href$='/next/']")
     hints = page.locator(".shortcut-hint")
@@ -156,4 +139,4 @@ def test_shortcut_hints_stay_on_one_line_at_375px(browser, live_server):
     # One line box each: a hint that wrapped would have two client rects of different tops.
     tops = page.eval_on_selector_all(".shortcut-hint", "hs => hs.map(h => new Set([...h.getClientRects()].map(r => r.top)).size)")
     assert tops == [1, 1]
-    context.close()
+    page.context.close()

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from tests.browser.test_annotation import PASSWORD
-from tests.browser.test_training import login, scrolls_sideways
+from tests.browser.conftest import admin_login
+from tests.browser.test_training import scrolls_sideways
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -67,7 +67,7 @@ def test_judgment_admin_pages_are_titled_for_people_and_fit_the_screen(browser, 
 
     researcher = ResearcherFactory()
     page = browser.new_context(viewport={"width": width, "height": 900}).new_page()
-    login(page, live_server, researcher.username)
+    admin_login(page, live_server, researcher.username)
     views = _views(studies[1])
     tokens = _tokens()
     for path in LISTS + views:
@@ -119,11 +119,7 @@ def test_judgment_admin_pages_are_for_researchers_only(browser, live_server, stu
     views = _views(rated)
     for user in (clinician, staff, rater):
         page = browser.new_context(viewport={"width": 375, "height": 800}).new_page()
-        page.goto(f"{live_server.url}/admin/login/?next=/admin/")
-        page.fill("#id_username", user.username)
-        page.fill("#id_password", PASSWORD)
-        with page.expect_navigation():
-            page.click("input[type=submit]")
+        admin_login(page, live_server, user.username)
         for path in LISTS + views:
             response = page.goto(live_server.url + path)
             refused = response.status == 403 or "/admin/login/" in page.url

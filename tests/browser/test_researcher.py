@@ -3,7 +3,7 @@ on screen where the researcher is looking, not at the top of a scrolled page."""
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.test_annotation import PASSWORD
+from tests.browser.conftest import admin_login
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -17,22 +17,16 @@ def in_viewport(page, selector) -> bool:
 def test_export_confirmation_is_visible_after_the_page_scrolls_to_the_exports(browser, live_server, width):
     from core.services import helplines_seed, vocabulary_seed
     from tests.factories import ResearcherFactory
-    from tests.survey.factories import StudyFactory, complete_participant, response_set
+    from tests.survey.factories import complete_participant, study_with_responses
 
     vocabulary_seed()
     helplines_seed()
-    study = StudyFactory(slug="exports", scenarios_per_participant=1)
-    study.model_version = response_set(scenarios=2, name="fixed")
-    study.save()
+    study = study_with_responses(scenarios=2, name="fixed", slug="exports", scenarios_per_participant=1)
     complete_participant(study)
     researcher = ResearcherFactory()
     context = browser.new_context(viewport={"width": width, "height": 800})
     page = context.new_page()
-    page.goto(live_server.url + "/admin/login/?next=/study/manage/exports/")
-    page.fill("#id_username", researcher.username)
-    page.fill("#id_password", PASSWORD)
-    with page.expect_navigation():
-        page.click("input[type=submit]")
+    admin_login(page, live_server, researcher.username, next_path="/study/manage/exports/")
     with page.expect_navigation():
         page.click("#datasets button[value=criteria-rankings]")
     assert page.url.endswith("#datasets")
@@ -46,12 +40,7 @@ def test_export_confirmation_is_visible_after_the_page_scrolls_to_the_exports(br
 def researcher_login(page, live_server, next_path):
     from tests.factories import ResearcherFactory
 
-    researcher = ResearcherFactory()
-    page.goto(f"{live_server.url}/admin/login/?next={next_path}")
-    page.fill("#id_username", researcher.username)
-    page.fill("#id_password", PASSWORD)
-    with page.expect_navigation():
-        page.click("input[type=submit]")
+    admin_login(page, live_server, ResearcherFactory().username, next_path=next_path)
 
 
 def test_rating_study_scenarios_are_found_by_text_topic_and_risk_not_listed(browser, live_server):

@@ -5,6 +5,8 @@ import re
 
 import pytest
 
+from tests.browser.conftest import new_page
+
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 WIDTH = 320
@@ -13,14 +15,11 @@ WIDTH = 320
 @pytest.fixture
 def survey_study(transactional_db):
     from core.services import helplines_seed, vocabulary_seed
-    from tests.survey.factories import StudyFactory, response_set
+    from tests.survey.factories import study_with_responses
 
     vocabulary_seed()
     helplines_seed()
-    study = StudyFactory(slug="browser", scenarios_per_participant=2)
-    study.model_version = response_set(scenarios=3, name="browser-fixed")
-    study.save()
-    return study
+    return study_with_responses(scenarios=3, name="browser-fixed", slug="browser", scenarios_per_participant=2)
 
 
 # --- Keyboard helpers: every action is a key press ------------------------------------------
@@ -30,25 +29,28 @@ def focused(page, selector) -> bool:
     return page.evaluate("s => !!document.activeElement && document.activeElement.matches(s)", selector)
 
 
+def press_until(page, key, reached, limit, failure):
+    """Press ``key`` until ``reached()`` holds, at most ``limit`` times; else fail with ``failure``."""
+    for _ in range(limit):
+        if reached():
+            return
+        page.keyboard.press(key)
+    raise AssertionError(failure)
+
+
 def tab_to(page, selector, limit=250):
     """Press Tab until the element matching ``selector`` has focus."""
-    for _ in range(limit):
-        if focused(page, selector):
-            return
-        page.keyboard.press("Tab")
-    raise AssertionError(f"Tab never reached {selector}")
+    press_until(page, "Tab", lambda: focused(page, selector), limit, f"Tab never reached {selector}")
 
 
 def choose_radio(page, name, value):
     tab_to(page, f'input[type=radio][name="{name}"]')
     if not page.evaluate("document.activeElement.checked"):
         page.keyboard.press("Space")
-    for _ in range(20):
-        if page.evaluate("document.activeElement.value") == value:
-            assert page.evaluate("document.activeElement.checked")
-            return
-        page.keyboard.press("ArrowDown")
-    raise AssertionError(f"{name} has no option {value}")
+    # Arrow keys move the focus and the choice together through the group.
+    press_until(page, "ArrowDown", lambda: page.evaluate("document.activeElement.value") == value, 20,
+                f"{name} has no option {value}")
+    assert page.evaluate("document.activeElement.checked")
 
 
 def tick(page, name, value):
@@ -98,9 +100,7 @@ def test_whole_survey_by_keyboard_with_resume_back_and_one_answer_each(browser, 
     from survey import questions, selectors
     from survey.models import Answer, CriteriaRanking, ImportanceRating, Participant, ResponseRanking
 
-    context = browser.new_context(viewport={"width": WIDTH, "height": 640})
-    page = context.new_page()
-    page.set_default_timeout(15000)
+    page = new_page(browser, viewport={"width": WIDTH, "height": 640})
     page.goto(f"{live_server.url}/study/browser/?PROLIFIC_PID=pid42&STUDY_ID=st&SESSION_ID=se")
     assert_fits(page)
     submit(page, "#start-button")
@@ -159,10 +159,8 @@ def test_whole_survey_by_keyboard_with_resume_back_and_one_answer_each(browser, 
 
     # Close the browser mid-way and come back with the resume link.
     assert "/criteria-ranking/" in page.url
-    context.close()
-    context = browser.new_context(viewport={"width": WIDTH, "height": 640})
-    page = context.new_page()
-    page.set_default_timeout(15000)
+    page.context.close()
+    page = new_page(browser, viewport={"width": WIDTH, "height": 640})
     page.goto(resume_link)
     assert "/criteria-ranking/" in page.url
     assert_fits(page)
@@ -208,7 +206,7 @@ def test_whole_survey_by_keyboard_with_resume_back_and_one_answer_each(browser, 
     if "/closing/" in page.url:
         submit(page, "#finish-button")
         assert "/done/" in page.url
-    context.close()
+    page.context.close()
 
     from survey.prolific import prolific_id_hash
 
@@ -268,18 +266,9 @@ def test_drag_and_drop_reorders_and_announces(page, live_server, survey_study):
 
 
 def participant_at_ranking(study):
-    from survey import selectors, services
-    from tests.survey.factories import attitudes_data, background_data
+    from tests.survey.factories import participant_through
 
-    participant = services.participant_start(study=study)
-    version = selectors.consent_version_current(study)
-    services.consent_give(participant=participant, consent_version_id=version.pk, agreed=[0, 1, 2])
-    services.eligibility_submit(participant=participant, answers={"adult": "yes", "lived": "yes"})
-    services.background_save(participant=participant, data=background_data())
-    services.attitudes_save(participant=participant, data=attitudes_data())
-    keys = [c.key for c in selectors.study_criteria()]
-    services.importance_save(participant=participant, ratings={k: "4" for k in keys}, attention="strongly_agree")
-    return participant
+    return participant_through(study, "importance")
 
 
 def test_untouched_ranking_needs_confirming_and_the_basis_is_stored(browser, live_server, survey_study):

@@ -7,48 +7,27 @@ from urllib.parse import urljoin, urlparse
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.test_annotation import PASSWORD
-from tests.training.conftest import published, register_fake_stage  # noqa: F401 - fixtures
+from tests.browser.conftest import admin_login
+from tests.training.conftest import published, register_fake_stage, scenarios_job_run  # noqa: F401 - fixtures
 from tests.training.test_reports import stored_run  # noqa: F401 - fixture
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
-def experiment(settings, tmp_path, published, register_fake_stage):
+def experiment(scenarios_job_run):
     """A started CPU-demo experiment whose first job ran (artifact, attempt, log) and whose second is running."""
     from tests.factories import ResearcherFactory
-    from training import services
     from training.jobs import runtime
     from training.models import Job
-    from training.stages import StageOutcome
 
-    settings.ARTIFACT_ROOT = tmp_path / "artifacts"
     researcher = ResearcherFactory()
-    experiment = services.experiment_start(name="links", config={"preset": "cpu_demo"}, actor=researcher)
-    first = experiment.jobs.get(key="scenarios")
-    Job.objects.filter(pk=first.pk).update(kind="fake")
-
-    def write(job, run):
-        run.log("wrote the scenarios")
-        path = job.work_dir() / "scenarios.jsonl"
-        path.write_text("{}\n")
-        return StageOutcome(lineage={"split": "bank"}, artifacts=[{"kind": "scenarios", "name": "scenarios", "path": path}])
-
-    register_fake_stage(write)
-    assert runtime.job_execute(job_id=first.pk) == Job.State.SUCCEEDED
+    first = scenarios_job_run("links", researcher, "{}\n")
+    experiment = first.experiment
     running = experiment.jobs.get(key="generate")
     runtime.job_claim(job_id=running.pk, owner="elsewhere:1")
     Job.objects.filter(pk=running.pk).update(progress_step=3, progress_total=10, log_tail="12:00:00 step 3/10: loss=0.7")
     return {"experiment": experiment, "researcher": researcher, "first": first, "running": running}
-
-
-def login(page, live_server, username):
-    page.goto(live_server.url + "/admin/login/?next=/admin/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", PASSWORD)
-    with page.expect_navigation():
-        page.click("input[type=submit]")
 
 
 def _links(page, base):
@@ -80,7 +59,7 @@ def _follow_every_link(page, url):
 
 def test_every_link_on_the_experiment_and_job_pages_opens_what_it_names(browser, live_server, experiment):
     page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
-    login(page, live_server, experiment["researcher"].username)
+    admin_login(page, live_server, experiment["researcher"].username)
     experiment_url = f"{live_server.url}/admin/training/experiment/{experiment['experiment'].pk}/change/"
     links = _follow_every_link(page, experiment_url)
     job_links = [link for link in links if re.search(r"/admin/training/job/\d+/change/$", link)]
@@ -107,7 +86,7 @@ def test_an_opened_log_stays_open_and_follows_the_running_job(browser, live_serv
     from training.models import Job
 
     page = browser.new_context(viewport={"width": width, "height": 900}).new_page()
-    login(page, live_server, experiment["researcher"].username)
+    admin_login(page, live_server, experiment["researcher"].username)
     page.goto(f"{live_server.url}/admin/training/experiment/{experiment['experiment'].pk}/change/")
     row = "#job-rows tr[data-job-key='generate']"
     page.wait_for_selector(f"{row} details.job-log summary")
@@ -132,7 +111,7 @@ def test_the_experiment_and_job_pages_fit_a_phone_without_scrolling_sideways(bro
     long_line = "12:00:06 warning: " + "x" * 300 + " /very/long/path/" + "segment/" * 20
     Job.objects.filter(pk=experiment["running"].pk).update(log_tail=long_line)
     page = browser.new_context(viewport={"width": 375, "height": 800}).new_page()
-    login(page, live_server, experiment["researcher"].username)
+    admin_login(page, live_server, experiment["researcher"].username)
     page.goto(f"{live_server.url}/admin/training/experiment/{experiment['experiment'].pk}/change/")
     row = "#job-rows tr[data-job-key='generate']"
     page.wait_for_selector(f"{row} details.job-log summary")
@@ -155,7 +134,7 @@ def test_the_job_page_refreshes_its_progress_and_log_while_the_job_runs(browser,
     from training.models import Job
 
     page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
-    login(page, live_server, experiment["researcher"].username)
+    admin_login(page, live_server, experiment["researcher"].username)
     running = experiment["running"]
     page.goto(f"{live_server.url}/admin/training/job/{running.pk}/change/")
     assert page.inner_text("h1") == "Job generate of links"
@@ -174,7 +153,7 @@ def test_the_report_fits_a_phone_its_wide_tables_scrolling_in_their_own_box(brow
     experiment, _ = stored_run
     researcher = ResearcherFactory()
     page = browser.new_context(viewport={"width": 375, "height": 800}).new_page()
-    login(page, live_server, researcher.username)
+    admin_login(page, live_server, researcher.username)
     page.goto(f"{live_server.url}/admin/training/experiment/{experiment.pk}/report/")
     page.wait_for_selector("#win-rate-table")
     assert not scrolls_sideways(page), page.evaluate("document.documentElement.scrollWidth")

@@ -49,3 +49,31 @@ def fake_stage(register_fake_stage, tmp_path):
 
     register_fake_stage(run)
     return calls
+
+
+@pytest.fixture
+def scenarios_job_run(settings, tmp_path, published, register_fake_stage):
+    """`scenarios_job_run(name, actor, text)`: starts a CPU-demo experiment and runs its first job ("scenarios")
+    through the fake stage, which logs a line and stores `text` as the scenarios artifact; returns the job, reloaded."""
+    from training import services
+    from training.jobs import runtime
+    from training.models import Job
+
+    settings.ARTIFACT_ROOT = tmp_path / "artifacts"
+
+    def start_and_run(name, actor, text):
+        experiment = services.experiment_start(name=name, config={"preset": "cpu_demo"}, actor=actor)
+        job = experiment.jobs.get(key="scenarios")
+        Job.objects.filter(pk=job.pk).update(kind="fake")
+
+        def write(job, run):
+            run.log("wrote the scenarios")
+            path = job.work_dir() / "scenarios.jsonl"
+            path.write_text(text)
+            return StageOutcome(lineage={"split": "bank"}, artifacts=[{"kind": "scenarios", "name": "scenarios", "path": path}])
+
+        register_fake_stage(write)
+        assert runtime.job_execute(job_id=job.pk) == Job.State.SUCCEEDED
+        return Job.objects.get(pk=job.pk)
+
+    return start_and_run

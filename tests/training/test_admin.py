@@ -122,25 +122,9 @@ def test_personalised_preset_starts_from_the_survey_weight_vectors(client, resea
 # --- The job page ----------------------------------------------------------------
 
 @pytest.fixture
-def finished_job(db, researcher, published, settings, tmp_path, register_fake_stage):
+def finished_job(db, researcher, scenarios_job_run):
     """A started experiment whose first job ran (through the fake stage) and left a log, an artifact and an attempt."""
-    from training.jobs import runtime
-    from training.stages import StageOutcome
-
-    settings.ARTIFACT_ROOT = tmp_path / "artifacts"
-    experiment = services.experiment_start(name="job page", config={"preset": "cpu_demo"}, actor=researcher)
-    job = experiment.jobs.get(key="scenarios")
-    Job.objects.filter(pk=job.pk).update(kind="fake")
-
-    def write(job, run):
-        run.log("wrote the scenarios")
-        path = job.work_dir() / "scenarios.jsonl"
-        path.write_text("x" * 1500)
-        return StageOutcome(lineage={"split": "bank"}, artifacts=[{"kind": "scenarios", "name": "scenarios", "path": path}])
-
-    register_fake_stage(write)
-    assert runtime.job_execute(job_id=job.pk) == Job.State.SUCCEEDED
-    return Job.objects.get(pk=job.pk)
+    return scenarios_job_run("job page", researcher, "x" * 1500)
 
 
 def test_the_job_page_is_a_read_only_view_of_the_job(client, researcher, finished_job):
