@@ -55,6 +55,7 @@ def config_file(path: Path, study, *, signed_in: bool) -> Path:
     documented), so that one check (positive_data_acceptance) is off for those three operations."""
     item = study.items.first()
     assignment = item.assignments.first()
+    operations = "\n\n".join(operation_block(*operation) for operation in OPERATIONS)
     path.write_text(f"""
 [generation]
 with-security-parameters = {"false" if signed_in else "true"}
@@ -64,34 +65,29 @@ assignment = {{ values = ["{assignment.token}"] }}
 study = {{ values = ["{study.token}"] }}
 study_id = {{ values = [{study.pk}] }}
 
-[[operations]]  # the first block that matches an operation is the one it gets
-include-name = "POST /rate/api/items/{{token}}/judgment/"
-checks.positive_data_acceptance.enabled = false
-parameters = {{ "path.token" = {{ dictionary = "assignment", probability = 0.9 }} }}
-
-[[operations]]
-include-name = "PUT /rate/api/items/{{token}}/draft/"
-checks.positive_data_acceptance.enabled = false
-parameters = {{ "path.token" = {{ dictionary = "assignment", probability = 0.9 }} }}
-
-[[operations]]
-include-path-regex = "^/rate/api/items/"
-parameters = {{ "path.token" = {{ dictionary = "assignment", probability = 0.9 }} }}
-
-[[operations]]
-include-path-regex = "^/rate/api/studies/"
-parameters = {{ "path.token" = {{ dictionary = "study", probability = 0.9 }} }}
-
-[[operations]]
-include-name = "POST /rate/api/research/studies/{{id}}/judge-decisions/"
-checks.positive_data_acceptance.enabled = false
-parameters = {{ "path.id" = {{ dictionary = "study_id", probability = 0.9 }} }}
-
-[[operations]]
-include-path-regex = "^/rate/api/research/"
-parameters = {{ "path.id" = {{ dictionary = "study_id", probability = 0.9 }} }}
+{operations}
 """)
     return path
+
+
+# (which operations, the path parameter, the dictionary it is mostly drawn from, positive_data_acceptance on);
+# schemathesis gives an operation the first of these that matches it.
+OPERATIONS = [
+    ('include-name = "POST /rate/api/items/{token}/judgment/"', "token", "assignment", False),
+    ('include-name = "PUT /rate/api/items/{token}/draft/"', "token", "assignment", False),
+    ('include-path-regex = "^/rate/api/items/"', "token", "assignment", True),
+    ('include-path-regex = "^/rate/api/studies/"', "token", "study", True),
+    ('include-name = "POST /rate/api/research/studies/{id}/judge-decisions/"', "id", "study_id", False),
+    ('include-path-regex = "^/rate/api/research/"', "id", "study_id", True),
+]
+
+
+def operation_block(selector, parameter, dictionary, positive_data_acceptance):
+    lines = ["[[operations]]", selector]
+    if not positive_data_acceptance:
+        lines.append("checks.positive_data_acceptance.enabled = false")
+    lines.append(f'parameters = {{ "path.{parameter}" = {{ dictionary = "{dictionary}", probability = 0.9 }} }}')
+    return "\n".join(lines)
 
 
 def schemathesis_run(*, base_url, headers, config, seconds, report_dir):
