@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 PYTHON = sys.executable
 STUDY = "demo"
+WARM_UP_PREFIX = "warm-up"
 
 from scripts.servers import wait_until_up  # noqa: E402  (needs ROOT on the path)
 
@@ -68,7 +69,7 @@ def child_setup(env_url: str, var_dir: str) -> None:
     demo.load(io.StringIO())
 
 
-def child_verify(env_url: str, var_dir: str, submitted_path: str) -> None:
+def child_verify(env_url: str, var_dir: str, submitted_path: str, warm_up: str = "0") -> None:
     """Compare the database with what every simulated participant submitted last."""
     _django(env_url, var_dir)
     from survey import questions, selectors
@@ -117,7 +118,9 @@ def child_verify(env_url: str, var_dir: str, submitted_path: str) -> None:
                 problems.append(f"{pid}: screen {number} stored {screens.get(int(number))}, submitted {(ranking_ids, skipped)}")
         if record.get("completed") and len(screens) != len(participant.scenario_plan or []):
             problems.append(f"{pid}: {len(screens)} ranking screens stored, plan has {len(participant.scenario_plan or [])}")
-    extra = set(participants) - set(submitted)
+    # Every participant row must be one a simulated participant (measured or warm-up) started.
+    started_by_bench = [*submitted, *(f"{WARM_UP_PREFIX}-{n:04d}" for n in range(int(warm_up)))]
+    extra = set(by_hash) - {prolific_id_hash(study_id=study_id, prolific_id=pid) for pid in started_by_bench}
     if extra:
         problems.append(f"{len(extra)} participants in the database that no simulated user created")
     print(json.dumps({"checked": len(submitted), "completed_in_db": sum(p.status == "completed" for p in participants.values()),
@@ -146,7 +149,7 @@ def tree_cpu_seconds(pid: int) -> float:
 
 
 def run_load(host: str, users: int, spawn_rate: float, timeout: float, seed: int, submitted_path: str,
-             think: tuple[float, float] = (0.0, 0.0), cpu_pids: dict[str, int] | None = None) -> dict:
+             think: tuple[float, float] = (0.0, 0.0), cpu_pids: dict[str, int] | None = None, pid_prefix: str = "load") -> dict:
     import gevent
     from locust import HttpUser, task
     from locust.env import Environment
@@ -168,7 +171,7 @@ def run_load(host: str, users: int, spawn_rate: float, timeout: float, seed: int
         def on_start(self):
             self.n = counter["started"]
             counter["started"] += 1
-            self.pid = f"load-{self.n:04d}"
+            self.pid = f"{pid_prefix}-{self.n:04d}"
             self.rng = random.Random(rng_master.random())
             self.record = submitted.setdefault(self.pid, {"answers": {}, "screens": {}, "completed": False})
 
@@ -462,6 +465,12 @@ def side_run(side: str, args, users: int, database_url: str, var_dir: str, db_pi
             raise SystemExit(f"gunicorn ({side}) did not come up")
         for _ in range(4 * args.workers):  # every worker has imported and answered once
             urllib.request.urlopen(f"{host}/study/{STUDY}/", timeout=10).read()
+        if args.warm_up:
+            # A server that has run for a while has compiled every page's template, filled its caches and
+            # prepared its statements: whole surveys before the measured phase, not counted, so a short run
+            # measures that steady state rather than each worker's first pages.
+            run_load(host, args.warm_up, args.spawn_rate, args.timeout, args.seed + 1, f"{submitted_path}.warm-up", (0.0, 0.0),
+                     pid_prefix=WARM_UP_PREFIX)
         pids = {"app": server.pid, **({"db": db_pid} if db_pid else {})}
         print(f"  {side}: {users} participants ...", flush=True)
         result = run_load(host, users, args.spawn_rate, args.timeout, args.seed, submitted_path, tuple(args.think), cpu_pids=pids)
@@ -561,6 +570,8 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds before a load phase stops")
     parser.add_argument("--think", type=float, nargs=2, default=[2.0, 5.0], metavar=("MIN", "MAX"),
                         help="seconds a participant spends on each page (uniform); 0 0 for a saturation test")
+    parser.add_argument("--warm-up", type=int, default=8,
+                        help="whole surveys each side serves before the measured phase (not counted; 0: none)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="write every measured number to this file")
     parser.add_argument("--keep", action="store_true", help="keep the bench database and var folder")
@@ -615,7 +626,7 @@ def main() -> int:
               f"{f'after {args.prepare_threshold} runs' if args.prepare_threshold > 0 else 'off'}, anchor "
               f"{'the same' if args.anchor_prepared and args.prepare_threshold > 0 else 'off'}, "
               f"health checks {'on' if args.health_checks else 'off'}; {args.think[0]:g}-{args.think[1]:g} s per page, "
-              f"spawn rate {args.spawn_rate}/s; database CPU {'not measured (shared server)' if db_pid is None else 'measured (private cluster)'}",
+              f"spawn rate {args.spawn_rate}/s; {args.warm_up} warm-up surveys a side (not measured); database CPU {'not measured (shared server)' if db_pid is None else 'measured (private cluster)'}",
               flush=True)
         runs = [(users, n) for users in args.users for n in range(max(1, args.repeat))]
         for index, (users, repeat) in enumerate(runs):
@@ -632,7 +643,8 @@ def main() -> int:
                     print(f"    failure: {sample}")
                 ok = ok and result["failures"] == 0 and not result["timed_out"]
             attune = pair["attune"]
-            check = subprocess.run([PYTHON, __file__, "--child", "verify", "--child-args", url, var_dir, attune["submitted_path"]],
+            check = subprocess.run([PYTHON, __file__, "--child", "verify", "--child-args", url, var_dir, attune["submitted_path"],
+                                    str(args.warm_up)],
                                    cwd=ROOT, env=setup_env, check=True, capture_output=True, text=True)
             verification = json.loads(check.stdout.strip().splitlines()[-1])
             attune["verification"] = verification

@@ -22,7 +22,7 @@ from ..models import (
     Study,
 )
 from ..ordering import build_scenario_plan, shuffled
-from .prepared import PreparedLookup
+from .prepared import INTEGER, TEXT, PreparedLookup, PreparedRows
 from .vocabulary import criterion_by_key, study_criteria
 
 
@@ -64,13 +64,21 @@ def active_study() -> Study | None:
     return Study.objects.filter(is_active=True).order_by("-created_at", "-id").first()
 
 
+_CONSENT_VERSION_CURRENT = PreparedLookup(
+    lambda study_id: ConsentVersion.objects.filter(study_id=study_id).order_by("-version"), kinds=(INTEGER,))
+
+
 def consent_version_current(study: Study) -> ConsentVersion | None:
-    return study.consent_versions.order_by("-version").first()
+    return _CONSENT_VERSION_CURRENT.first(study.pk)
+
+
+# Ordered within the study: the model's default order starts with the study's (a join).
+_ELIGIBILITY_QUESTIONS = PreparedLookup(
+    lambda study_id: EligibilityQuestion.objects.filter(study_id=study_id).order_by("order", "id"), kinds=(INTEGER,), limit=None)
 
 
 def study_eligibility_questions(study_id: int) -> list[EligibilityQuestion]:
-    # Ordered within the study: the model's default order starts with the study's (a join).
-    return list(EligibilityQuestion.objects.filter(study_id=study_id).order_by("order", "id"))
+    return _ELIGIBILITY_QUESTIONS.all(study_id)
 
 
 def criteria_shown_order(participant: Participant, criteria: list[Criterion], purpose: str) -> list[Criterion]:
@@ -264,21 +272,48 @@ def participant_consent(participant: Participant) -> ConsentRecord | None:
 
 
 # order_by() in these reads: the models' default orders (by participant, then study...) would add joins.
+_ANSWERS = PreparedLookup(lambda participant_id: Answer.objects.filter(participant_id=participant_id).order_by(),
+                          kinds=(INTEGER,), limit=None)
+_ANSWER = PreparedLookup(lambda participant_id, item_key: Answer.objects.filter(participant_id=participant_id, item_key=item_key)
+                         .order_by(), kinds=(INTEGER, TEXT))
+_IMPORTANCE = PreparedRows(lambda participant_id: ImportanceRating.objects.filter(participant_id=participant_id).order_by()
+                           .values_list("criterion__key", "rating"), kinds=(INTEGER,))
+_CRITERIA_RANKING = PreparedLookup(lambda participant_id: CriteriaRanking.objects.filter(participant_id=participant_id).order_by(),
+                                   kinds=(INTEGER,))  # one per participant
+
+
 def participant_answers(participant: Participant) -> dict:
-    return {a.item_key: a for a in Answer.objects.filter(participant_id=participant.pk).order_by()}
+    return {a.item_key: a for a in _ANSWERS.all(participant.pk)}
 
 
 def participant_answer(participant: Participant, item_key: str) -> Answer | None:
     """The saved answer to one question (None when not answered): for a page that shows a single saved answer."""
-    return next(iter(Answer.objects.filter(participant_id=participant.pk, item_key=item_key).order_by()[:1]), None)
+    return _ANSWER.first(participant.pk, item_key)
 
 
 def participant_importance(participant: Participant) -> dict[str, int]:
-    return dict(ImportanceRating.objects.filter(participant_id=participant.pk).order_by().values_list("criterion__key", "rating"))
+    return dict(_IMPORTANCE.rows(participant.pk))
 
 
 def participant_criteria_ranking(participant: Participant) -> CriteriaRanking | None:
-    return CriteriaRanking.objects.filter(participant_id=participant.pk).first()
+    return _CRITERIA_RANKING.first(participant.pk)
+
+
+_SAVED_RANKING = PreparedRows(lambda participant_id, position: ResponseRanking.objects.filter(
+    participant_id=participant_id, position=position).order_by().values_list("ranking"), kinds=(INTEGER, INTEGER), limit=1)
+_SHOWN_RESPONSES: dict[int, PreparedRows] = {}
+
+
+def _shown_responses(pks: list[int]) -> list[tuple]:
+    """(pk, text, scenario id, scenario text) of a screen's responses; the query compiled once per count."""
+    if not pks:
+        return []
+    prepared = _SHOWN_RESPONSES.get(len(pks))
+    if prepared is None:
+        prepared = _SHOWN_RESPONSES.setdefault(len(pks), PreparedRows(
+            lambda *ids: Response.objects.filter(pk__in=ids).order_by().values_list("pk", "text", "scenario_id", "scenario__text"),
+            kinds=(INTEGER,) * len(pks)))
+    return prepared.rows(*pks)
 
 
 class ShownText(NamedTuple):
@@ -298,13 +333,12 @@ def response_screen(participant: Participant, number: int) -> dict | None:
     from core.models import Scenario
 
     # The responses are the scenario's, so the scenario's text comes with them (one query for both).
-    rows = Response.objects.filter(pk__in=entry["responses"]).order_by().values_list("pk", "text", "scenario_id", "scenario__text")
+    rows = _shown_responses(entry["responses"])
     responses = {pk: ShownText(pk, text) for pk, text, _scenario, _scenario_text in rows}
     scenario_text = next((text for _pk, _text, scenario, text in rows if scenario == entry["scenario"]), None)
     if scenario_text is None:
         scenario_text = Scenario.objects.values_list("text", flat=True).get(pk=entry["scenario"])
-    saved = list(ResponseRanking.objects.filter(participant_id=participant.pk, position=number - 1).order_by()
-                 .values_list("ranking", flat=True)[:1])
+    saved = [ranking for (ranking,) in _SAVED_RANKING.rows(participant.pk, number - 1)]
     return {
         "number": number,
         "position": number - 1,

@@ -1,8 +1,12 @@
-"""Querysets compiled once per process (and thread), for the lookups every participant request
-makes: building and compiling a queryset (with its study joined) cost about three times what
-running it did. The queryset is built once with a marker in place of the looked-up value; each
-call runs the compiled SQL with the value and makes the instances as the ORM does (converters,
-select_related, deferred fields), so the result is the same as ``build(value).first()``."""
+"""Querysets compiled once per process (and thread), for the reads and lookups every participant
+request makes: building and compiling a queryset (with its study joined) cost about three times
+what running it did. The queryset is built once with a marker in place of each looked-up value;
+each call runs the compiled SQL with the values and makes the result as the ORM does (converters,
+select_related, deferred fields), so ``first(a, b)`` gives what ``build(a, b).first()`` gives.
+
+The values are described by their kinds, in order: ``TEXT`` (the default, one text value) or
+``INTEGER`` (a value of an integer column: a row id, say). Each value must appear exactly once in
+the compiled query."""
 from __future__ import annotations
 
 import threading
@@ -11,18 +15,29 @@ from collections.abc import Callable
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models.query import get_related_populators
 
-_MARKER = "\x00survey-prepared-value\x00"
-_INTEGER_MARKER = -7_302_518_446_019  # for a value of an integer column (no row id or count is this)
+TEXT = "text"
+INTEGER = "integer"
+_TEXT_MARKER = "\x00survey-prepared-value-{}\x00"
+# Minus the value's index. Within every integer column's range (Django answers a lookup out of a
+# column's range with no query at all); a constant of the query equal to a marker is refused below.
+_INTEGER_MARKER = 32_767
+
+
+def _marker(kind: str, index: int):
+    if kind == TEXT:
+        return _TEXT_MARKER.format(index)
+    if kind == INTEGER:
+        return _INTEGER_MARKER - index
+    raise ValueError(f"a prepared value is {TEXT!r} or {INTEGER!r}, not {kind!r}")
 
 
 class _Prepared:
-    """A query built once per process, thread and database with the marker in place of its one
-    looked-up value (``integer``: of an integer column); ``_compiled(using)`` holds what
-    ``_prepare`` made of it."""
+    """A query built once per process, thread and database with markers in place of its
+    looked-up values; ``_compiled(using)`` holds what ``_prepare`` made of it."""
 
-    def __init__(self, build: Callable, *, integer: bool = False):
+    def __init__(self, build: Callable, *, kinds: tuple[str, ...] = (TEXT,)):
         self._build = build
-        self._marker = _INTEGER_MARKER if integer else _MARKER
+        self._markers = tuple(_marker(kind, index) for index, kind in enumerate(kinds))
         self._local = threading.local()
 
     def _compiled(self, using: str) -> dict:
@@ -30,18 +45,25 @@ class _Prepared:
         if compiled is None:
             compiled = self._local.compiled = {}
         if using not in compiled:
-            compiler = self._queryset(self._build(self._marker)).query.get_compiler(using=using)
+            compiler = self._queryset(self._build(*self._markers)).query.get_compiler(using=using)
             sql, params = compiler.as_sql()  # also sets compiler.select and klass_info
-            positions = [i for i, param in enumerate(params) if param == self._marker]
-            if len(positions) != 1:
-                raise ValueError("a prepared query needs the value in exactly one place of its query")
-            compiled[using] = {"sql": sql, "params": list(params), "position": positions[0], **self._prepare(compiler, using)}
+            positions = []
+            for marker in self._markers:
+                found = [i for i, param in enumerate(params) if isinstance(param, type(marker)) and param == marker]
+                if len(found) != 1:
+                    raise ValueError("a prepared query needs each of its values in exactly one place of its query")
+                # The backend's own type for the value (psycopg's Int2 for a small integer column, say), as the ORM passes it.
+                positions.append((found[0], type(params[found[0]])))
+            compiled[using] = {"sql": sql, "params": list(params), "positions": positions, **self._prepare(compiler, using)}
         return compiled[using]
 
-    def _sql(self, value, using: str) -> tuple[dict, str, list]:
+    def _sql(self, values: tuple, using: str) -> tuple[dict, str, list]:
+        if len(values) != len(self._markers):
+            raise TypeError(f"this prepared query takes {len(self._markers)} values, not {len(values)}")
         entry = self._compiled(using)
         params = list(entry["params"])
-        params[entry["position"]] = value
+        for (position, kind), value in zip(entry["positions"], values):
+            params[position] = value if value is None or type(value) is kind else kind(value)
         return entry, entry["sql"], params
 
     def _queryset(self, queryset):
@@ -50,45 +72,84 @@ class _Prepared:
     def _prepare(self, compiler, using: str) -> dict:
         return {}
 
+    def _fetch(self, values: tuple, using: str) -> tuple[dict, list]:
+        entry, sql, params = self._sql(values, using)
+        with connections[using].cursor() as cursor:
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+        if rows and entry.get("converters"):
+            rows = list(entry["compiler"].apply_converters(rows, entry["converters"]))
+        return entry, rows
+
+
+def _converters(compiler) -> dict:
+    # The fields' converters (JSON, and the backend's), found once too.
+    return {"compiler": compiler,
+            "converters": compiler.get_converters([column[0] for column in compiler.select[:compiler.col_count]])}
+
 
 class PreparedSubquery(_Prepared):
-    """``build(value)`` returns a queryset of one value (a count, say) to be used inside another
-    statement; ``sql(value)`` gives its SQL and parameters, for a ``RawSQL``."""
+    """``build(*values)`` returns a queryset of one value (a count, say) to be used inside another
+    statement; ``sql(*values)`` gives its SQL and parameters, for a ``RawSQL``."""
 
-    def sql(self, value, using: str = DEFAULT_DB_ALIAS) -> tuple[str, tuple]:
-        _entry, sql, params = self._sql(value, using)
+    def sql(self, *values, using: str = DEFAULT_DB_ALIAS) -> tuple[str, tuple]:
+        _entry, sql, params = self._sql(values, using)
         return sql, tuple(params)
 
 
-class PreparedLookup(_Prepared):
-    """``build(value)`` returns the queryset of one lookup (filtered on ``value`` once, at most one
-    row: it is cut to [:1] here). ``first(value)`` runs it."""
+class PreparedRows(_Prepared):
+    """``build(*values)`` returns a ``values_list`` queryset; ``rows(*values)`` runs it and gives its
+    rows as tuples (``limit``: at most that many)."""
+
+    def __init__(self, build: Callable, *, kinds: tuple[str, ...] = (TEXT,), limit: int | None = None):
+        super().__init__(build, kinds=kinds)
+        self._limit = limit
 
     def _queryset(self, queryset):
-        return queryset[:1]
+        return queryset if self._limit is None else queryset[:self._limit]
+
+    def _prepare(self, compiler, using: str) -> dict:
+        return _converters(compiler)
+
+    def rows(self, *values, using: str = DEFAULT_DB_ALIAS) -> list[tuple]:
+        entry, rows = self._fetch(values, using)
+        width = entry["compiler"].col_count
+        return [tuple(row[:width]) for row in rows]
+
+
+class PreparedLookup(_Prepared):
+    """``build(*values)`` returns the queryset of a lookup of model instances; ``first(*values)``
+    runs it cut to one row, ``all(*values)`` to ``limit`` rows (None: every row)."""
+
+    def __init__(self, build: Callable, *, kinds: tuple[str, ...] = (TEXT,), limit: int | None = 1):
+        super().__init__(build, kinds=kinds)
+        self._limit = limit
+
+    def _queryset(self, queryset):
+        return queryset if self._limit is None else queryset[:self._limit]
 
     def _prepare(self, compiler, using: str) -> dict:
         klass_info, select = compiler.klass_info, compiler.select
         start, end = klass_info["select_fields"][0], klass_info["select_fields"][-1] + 1
         return {
-            "compiler": compiler,
-            # The fields' converters (JSON, and the backend's), found once too.
-            "converters": compiler.get_converters([column[0] for column in select[:compiler.col_count]]),
+            **_converters(compiler),
             "model": klass_info["model"], "start": start, "end": end,
             "init_list": [column[0].target.attname for column in select[start:end]],
             "related": get_related_populators(klass_info, select, using),
         }
 
-    def first(self, value, using: str = DEFAULT_DB_ALIAS):
-        entry, sql, params = self._sql(value, using)
-        with connections[using].cursor() as cursor:
-            cursor.execute(sql, params)
-            row = cursor.fetchone()
-        if row is None:
-            return None
-        if entry["converters"]:
-            row = next(entry["compiler"].apply_converters([row], entry["converters"]))
-        obj = entry["model"].from_db(using, entry["init_list"], row[entry["start"]:entry["end"]])
-        for populator in entry["related"]:
-            populator.populate(row, obj)
-        return obj
+    def all(self, *values, using: str = DEFAULT_DB_ALIAS) -> list:
+        entry, rows = self._fetch(values, using)
+        found = []
+        for row in rows:
+            obj = entry["model"].from_db(using, entry["init_list"], row[entry["start"]:entry["end"]])
+            for populator in entry["related"]:
+                populator.populate(row, obj)
+            found.append(obj)
+        return found
+
+    def first(self, *values, using: str = DEFAULT_DB_ALIAS):
+        if self._limit != 1:
+            raise TypeError("first() is for a lookup of one row (limit=1)")
+        found = self.all(*values, using=using)
+        return found[0] if found else None

@@ -24,7 +24,7 @@ from django.utils import timezone
 from .. import questions, selectors
 from ..exceptions import InvalidAnswer, StepNotAvailable
 from ..models import Answer, Participant, ResponseRanking
-from ..selectors.prepared import PreparedLookup, PreparedSubquery
+from ..selectors.prepared import INTEGER, PreparedLookup, PreparedSubquery
 
 
 def _locked_queryset():
@@ -142,7 +142,7 @@ def _attention_failed(participant_id):
 
 # The participant's failed attention checks, counted in the UPDATE that stores them; compiled once
 # (building the count's query cost eight times the rest of the UPDATE).
-_ATTENTION_FAILURES = PreparedSubquery(_attention_failed, integer=True)
+_ATTENTION_FAILURES = PreparedSubquery(_attention_failed, kinds=(INTEGER,))
 
 
 def _ranking_from_ranks(ranks: dict, expected: list[str], what: str, names: dict[str, str]) -> list[str]:

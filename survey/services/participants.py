@@ -23,6 +23,7 @@ from ..models import (
     Study,
 )
 from ..prolific import prolific_id_hash, prolific_session_hash
+from ..selectors.prepared import INTEGER, TEXT, PreparedLookup, PreparedRows
 
 
 PARTICIPANT_ACTOR = "participant"
@@ -82,24 +83,28 @@ def _study_counter_next(study: Study) -> int:
         return cursor.fetchone()[0]
 
 
+# A start's look for the participant it belongs to, compiled once: the same start nonce or the same
+# Prolific id in the study (one query: both are unique per study). An empty one is given as NULL,
+# which matches no row.
+_EXISTING = PreparedLookup(lambda study_id, nonce, pid_hash: Participant.objects.filter(
+    Q(start_nonce=nonce) | Q(prolific_pid_hash=pid_hash), study_id=study_id).order_by(), kinds=(INTEGER, TEXT, TEXT), limit=2)
+_EXCLUDED = PreparedRows(lambda study_id, pid_hash: ProlificExclusion.objects.filter(
+    study_id=study_id, prolific_pid_hash=pid_hash).values_list("pk"), kinds=(INTEGER, TEXT), limit=1)
+
+
 def _participant_existing(study, nonce, pid_hash, session_hash=""):
     """The participant this start belongs to (same start nonce, or same Prolific submission), if any.
     A Prolific id that was excluded (screened out or withdrawn) raises ProlificExcluded."""
     if not nonce and not pid_hash:
         return None
-    match = Q(pk__in=[])
-    if nonce:
-        match |= Q(start_nonce=nonce[:64])
-    if pid_hash:
-        match |= Q(prolific_pid_hash=pid_hash)
-    found = list(Participant.objects.filter(match, study=study)[:2])  # one query: both keys are unique per study
+    found = _EXISTING.all(study.pk, nonce[:64] or None, pid_hash or None)
     by_nonce = next((p for p in found if nonce and p.start_nonce == nonce[:64]), None)
     if by_nonce is not None:
         return by_nonce
     if pid_hash:
         by_pid = next((p for p in found if p.prolific_pid_hash == pid_hash), None)
         if by_pid is None:
-            if ProlificExclusion.objects.filter(study=study, prolific_pid_hash=pid_hash).exists():
+            if _EXCLUDED.rows(study.pk, pid_hash):
                 raise ProlificExcluded("This Prolific account has already taken part in this study and cannot start it again.")
             return None
         # The Prolific id alone is not a secret: hand back the participant only for the same submission.

@@ -8,7 +8,7 @@ from django.db.models.expressions import RawSQL
 
 from survey import selectors, services
 from survey.models import Answer, Participant
-from survey.selectors.prepared import PreparedLookup, PreparedSubquery
+from survey.selectors.prepared import INTEGER, PreparedLookup, PreparedSubquery
 from tests.survey.factories import complete_participant
 
 pytestmark = pytest.mark.django_db
@@ -61,7 +61,7 @@ def test_the_study_of_a_link_by_its_slug_in_one_query(study, django_assert_num_q
 def test_a_prepared_subquery_counts_what_the_orm_counts(study):
     answered, fresh = complete_participant(study), services.participant_start(study=study)
     answers = PreparedSubquery(lambda participant_id: Answer.objects.filter(participant_id=participant_id).order_by()
-                               .values("participant").annotate(n=Count("pk")).values("n"), integer=True)
+                               .values("participant").annotate(n=Count("pk")).values("n"), kinds=(INTEGER,))
     for participant in (answered, fresh, answered):  # the second call of the same subquery reuses its SQL
         sql, params = answers.sql(participant.pk)
         counted = Participant.objects.filter(pk=participant.pk).annotate(
