@@ -75,6 +75,23 @@ class RecoveryProcess(WorkerProcess):
         self.args = [sys.executable, "manage.py", "recover_jobs"]
 
 
+def wait_for(predicate, timeout, processes, what):
+    """Poll ``predicate`` until it returns something true, and return that. Fails at once, with its log, when
+    one of the ``processes`` (a WorkerProcess or several) exits, or after ``timeout`` seconds with all their logs."""
+    processes = [processes] if isinstance(processes, WorkerProcess) else list(processes)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        for process in processes:
+            if process.process.poll() is not None:
+                pytest.fail(f"{process.log_path.name} exited while waiting for {what}:\n{process.log()[-4000:]}")
+        time.sleep(0.1)
+    logs = "\n".join(f"--- {p.log_path.name}\n{p.log()[-3000:]}" for p in processes)
+    pytest.fail(f"timed out waiting for {what}\n{logs}")
+
+
 @pytest.fixture
 def celery_worker_process(transactional_db):
     """A real `celery worker` process on the configured broker, sharing the test database."""

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from core.services import scenario_bank_load
-from tests.conftest import WorkerProcess
+from tests.conftest import WorkerProcess, wait_for
 from training import services
 from training.jobs.queue import JOB_QUEUES
 from training.models import Job
@@ -15,18 +15,6 @@ from training.models import Job
 from .factories import TINY_DEMO
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
-
-
-def wait_for(predicate, timeout, worker, what):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        if worker.process.poll() is not None:
-            pytest.fail(f"worker exited while waiting for {what}:\n{worker.log()[-4000:]}")
-        time.sleep(0.1)
-    pytest.fail(f"timed out waiting for {what}; worker log:\n{worker.log()[-4000:]}")
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from tests.conftest import RecoveryProcess, WorkerProcess
+from tests.conftest import RecoveryProcess, WorkerProcess, wait_for
 from training.jobs.queue import JOB_QUEUES
 from training.models import Job
 
@@ -19,20 +19,6 @@ WORKER_APP = "tests.training.worker_app"
 # "Well under a minute": the defaults give a 20 s grace and a 5 s pass interval; the margin is for 2 busy cores.
 LOST_PUBLISH_BOUND_S = 45
 REAP_BOUND_S = 30
-
-
-def wait_for(predicate, timeout, processes, what):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        for process in processes:
-            if process.process.poll() is not None:
-                pytest.fail(f"{process.log_path.name} exited while waiting for {what}:\n{process.log()[-4000:]}")
-        time.sleep(0.1)
-    logs = "\n".join(f"--- {p.log_path.name}\n{p.log()[-3000:]}" for p in processes)
-    pytest.fail(f"timed out waiting for {what}\n{logs}")
 
 
 def start(*processes):
