@@ -35,6 +35,7 @@ from .participants import (
     criteria_shown_order,
     criterion_by_key,
     participant_answer,
+    participant_answer_values,
     participant_answers,
     participant_by_token,
     participant_by_withdrawal_code,
@@ -59,7 +60,7 @@ from .reports import cohort_matrices, crisis_flag_text, crisis_flags_open, study
 __all__ = [
     "COHORT_FIELDS", "FIXED_STEPS", "PAGE_DEFERRED", "STEP_TITLES", "Progress", "active_study", "cohort_matrices", "cohort_participants",
     "cohort_validate", "consent_version_current", "crisis_flag_text", "crisis_flags_open", "criteria_shown_order", "criterion_by_key",
-    "dataset_version_withdrawal_problem", "dataset_versions_containing", "participant_answer", "participant_answers", "participant_by_token",
+    "dataset_version_withdrawal_problem", "dataset_versions_containing", "participant_answer", "participant_answer_values", "participant_answers", "participant_by_token",
     "participant_by_withdrawal_code", "participant_consent", "participant_criteria_ranking", "participant_importance",
     "participant_progress", "participant_progress_counted", "participant_steps", "participant_with_progress", "progress_columns", "response_screen", "scenario_candidates", "scenario_plan_compute", "step_title", "study_criteria", "study_eligibility_questions",
     "study_for_entry", "study_funnel", "study_report", "study_report_forget", "weight_vector_latest", "weight_vector_problem",

@@ -276,8 +276,11 @@ _ANSWERS = PreparedLookup(lambda participant_id: Answer.objects.filter(participa
                           kinds=(INTEGER,), limit=None)
 _ANSWER = PreparedLookup(lambda participant_id, item_key: Answer.objects.filter(participant_id=participant_id, item_key=item_key)
                          .order_by(), kinds=(INTEGER, TEXT))
-_IMPORTANCE = PreparedRows(lambda participant_id: ImportanceRating.objects.filter(participant_id=participant_id).order_by()
-                           .values_list("criterion__key", "rating"), kinds=(INTEGER,))
+_ANSWER_VALUES = PreparedRows(lambda participant_id: Answer.objects.filter(participant_id=participant_id).order_by()
+                              .values_list("item_key", "value"), kinds=(INTEGER,))
+# In the criteria's order (the join to the criterion is there for its key anyway).
+_IMPORTANCE = PreparedRows(lambda participant_id: ImportanceRating.objects.filter(participant_id=participant_id)
+                           .order_by("criterion__position").values_list("criterion__key", "rating"), kinds=(INTEGER,))
 _CRITERIA_RANKING = PreparedLookup(lambda participant_id: CriteriaRanking.objects.filter(participant_id=participant_id).order_by(),
                                    kinds=(INTEGER,))  # one per participant
 
@@ -291,7 +294,13 @@ def participant_answer(participant: Participant, item_key: str) -> Answer | None
     return _ANSWER.first(participant.pk, item_key)
 
 
+def participant_answer_values(participant: Participant) -> dict:
+    """{question key: saved value} of every answered question (their texts left out)."""
+    return dict(_ANSWER_VALUES.rows(participant.pk))
+
+
 def participant_importance(participant: Participant) -> dict[str, int]:
+    """{criterion key: rating}, in the criteria's order."""
     return dict(_IMPORTANCE.rows(participant.pk))
 
 

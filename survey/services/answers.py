@@ -25,6 +25,7 @@ from .. import questions, selectors
 from ..exceptions import InvalidAnswer, StepNotAvailable
 from ..models import Answer, Participant, ResponseRanking
 from ..selectors.prepared import INTEGER, PreparedLookup, PreparedSubquery
+from .upserts import PreparedUpsert
 
 
 def _locked_queryset():
@@ -191,6 +192,10 @@ def scenario_plan_fix(participant: Participant) -> Participant:
         return locked
 
 
+_RESPONSE_RANKING_UPSERT = PreparedUpsert(ResponseRanking, unique_fields=["participant", "position"],
+                                          update_fields=["ranking", "skipped", "updated_at"])
+
+
 def response_ranking_save(*, participant: Participant, number: int, ranks: dict | None, skip: bool = False) -> ResponseRanking:
     """Screen ``number`` (from 1): ranks {response id: "1".."K"}, or skip=True. Returns the row
     as saved (its pk set; answered_at is the table's on a first save only)."""
@@ -209,9 +214,7 @@ def response_ranking_save(*, participant: Participant, number: int, ranks: dict 
         locked = participant_lock(participant, f"scenario-{number}")
         row = ResponseRanking(participant=locked, position=number - 1, scenario_id=entry["scenario"], criterion_id=criterion.pk,
                               shown_order=entry["responses"], ranking=ranking, skipped=skip)
-        ResponseRanking.objects.bulk_create(
-            [row], update_conflicts=True, unique_fields=["participant", "position"], update_fields=["ranking", "skipped", "updated_at"],
-        )
+        _RESPONSE_RANKING_UPSERT.save([row])
         participant_step_saved(participant, locked, f"scenario-{number}")
         return row
 

@@ -11,7 +11,7 @@ from core.audit import AuditAction, actor_user, audit_record
 
 from .. import questions, selectors
 from ..exceptions import InvalidAnswer, SurveyError
-from ..models import Answer, CriteriaRanking, DatasetVersion, ImportanceRating, Participant, Persona, PersonaSelection, Study
+from ..models import Answer, DatasetVersion, Participant, Persona, PersonaSelection, Study
 from ..personas import persona_scores, persona_text, persona_weights, select_diverse, split_balanced
 from ..statistics import rating_ranking_agreement
 from .datasets import dataset_version_write
@@ -19,11 +19,9 @@ from .participants import participant_audit_subject
 
 
 def _profile(participant: Participant, criteria: list[Criterion]) -> tuple[dict, float | None]:
-    # By participant_id, ordered without the models' default orders (joins to the participant and study).
-    answers = dict(Answer.objects.filter(participant_id=participant.pk).order_by().values_list("item_key", "value"))
-    ratings = dict(ImportanceRating.objects.filter(participant_id=participant.pk).order_by("criterion__position")
-                   .values_list("criterion__key", "rating"))
-    record = CriteriaRanking.objects.filter(participant_id=participant.pk).first()
+    answers = selectors.participant_answer_values(participant)
+    ratings = selectors.participant_importance(participant)
+    record = selectors.participant_criteria_ranking(participant)
     ranking = record.ranking if record else None
     profile = {
         "background": {i.key.split(".", 1)[1]: answers.get(i.key) for i in questions.BACKGROUND},

@@ -28,6 +28,7 @@ from ..models import (
 from .answers import _ranking_from_ranks, participant_atomic, participant_lock, participant_lock_row, participant_step_check, participant_step_saved
 from .participants import PARTICIPANT_ACTOR, participant_audit_subject, participant_erase, prolific_exclude
 from .personas import persona_build
+from .upserts import PreparedUpsert
 
 
 def consent_give(*, participant: Participant, consent_version_id, agreed: Iterable) -> ConsentRecord:
@@ -126,11 +127,15 @@ def _validate_choice(item: questions.ChoiceItem, value, text: str = "") -> tuple
     return cleaned, text if keep_text else ""
 
 
+_ANSWERS_UPSERT = PreparedUpsert(Answer, unique_fields=["participant", "item_key"],
+                                 update_fields=["value", "text", "shown_order", "updated_at"])
+_RATINGS_UPSERT = PreparedUpsert(ImportanceRating, unique_fields=["participant", "criterion"],
+                                 update_fields=["rating", "shown_order", "updated_at"])
+_CRITERIA_RANKING_UPSERT = PreparedUpsert(CriteriaRanking, unique_fields=["participant"], update_fields=["ranking", "basis", "updated_at"])
+
+
 def _upsert_answers(rows: list[Answer]):
-    Answer.objects.bulk_create(
-        rows, update_conflicts=True, unique_fields=["participant", "item_key"],
-        update_fields=["value", "text", "shown_order", "updated_at"],
-    )
+    _ANSWERS_UPSERT.save(rows)
 
 
 def _crisis_check(participant: Participant, item_key: str, text: str) -> bool:
@@ -216,10 +221,8 @@ def importance_save(*, participant: Participant, ratings: dict, attention: str) 
     shown = [c.key for c in selectors.criteria_shown_order(participant, criteria, "importance")]
     with participant_atomic(participant):
         locked = participant_lock(participant, "importance")
-        ImportanceRating.objects.bulk_create(
-            [ImportanceRating(participant=locked, criterion_id=c.pk, rating=r, shown_order=shown) for c, r in clean.items()],
-            update_conflicts=True, unique_fields=["participant", "criterion"], update_fields=["rating", "shown_order", "updated_at"],
-        )
+        _RATINGS_UPSERT.save(
+            [ImportanceRating(participant=locked, criterion_id=c.pk, rating=r, shown_order=shown) for c, r in clean.items()])
         _upsert_answers([Answer(participant=locked, item_key=check.key, value=attention_value)])
         participant_step_saved(participant, locked, "importance", attention=True)
 
@@ -245,9 +248,7 @@ def criteria_ranking_save(*, participant: Participant, ranks: dict, order_confir
     with participant_atomic(participant):
         locked = participant_lock(participant, "criteria-ranking")
         row = CriteriaRanking(participant=locked, ranking=ranking, shown_order=shown, basis=basis)
-        CriteriaRanking.objects.bulk_create(
-            [row], update_conflicts=True, unique_fields=["participant"], update_fields=["ranking", "basis", "updated_at"],
-        )
+        _CRITERIA_RANKING_UPSERT.save([row])
         participant_step_saved(participant, locked, "criteria-ranking")
         return row
 

@@ -1,0 +1,73 @@
+"""The upserts every page's save makes, compiled once per process (and thread), per database and
+per number of rows: ``save(rows)`` does what ``bulk_create(rows, update_conflicts=True,
+unique_fields=..., update_fields=...)`` does (INSERT ... ON CONFLICT DO UPDATE ... RETURNING the
+row ids, the ids set on the rows), without the ORM building and compiling the statement again
+on every POST. The values are prepared as the ORM prepares them (``pre_save``: the rows'
+timestamps; ``get_db_prep_save``), so the statement and its parameters are the ones
+``bulk_create`` sends (tests/survey/services/test_upserts.py compares them)."""
+from __future__ import annotations
+
+import threading
+from itertools import chain
+
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.models import AutoField
+from django.db.models.constants import OnConflict
+from django.db.models.sql import InsertQuery
+
+
+class PreparedUpsert:
+    def __init__(self, model, *, unique_fields: list[str], update_fields: list[str]):
+        self.model = model
+        self.unique_fields = unique_fields
+        self.update_fields = update_fields
+        self._local = threading.local()
+
+    def _fields(self) -> list:
+        # What bulk_create inserts for rows without a primary key: every stored field but the row id.
+        return [f for f in self.model._meta.concrete_fields if not f.generated and not isinstance(f, AutoField)]
+
+    def _compiled(self, rows: list, using: str) -> tuple:
+        compiled = self._local.__dict__.setdefault("compiled", {})
+        key = (using, len(rows))
+        if key not in compiled:
+            opts = self.model._meta
+            query = InsertQuery(self.model, on_conflict=OnConflict.UPDATE,
+                                update_fields=[opts.get_field(name) for name in self.update_fields],
+                                unique_fields=[opts.get_field(name) for name in self.unique_fields])
+            fields = self._fields()
+            query.insert_values(fields, rows, raw=False)
+            compiler = query.get_compiler(using=using)
+            compiler.returning_fields = opts.db_returning_fields
+            [(sql, _params)] = compiler.as_sql()
+            compiled[key] = (compiler, fields, sql)
+        return compiled[key]
+
+    def statement(self, rows: list, using: str = DEFAULT_DB_ALIAS) -> tuple[str, list] | None:
+        """The SQL and parameters for these rows; None when a value is an expression (its SQL
+        depends on it: the ORM's own path then)."""
+        compiler, fields, sql = self._compiled(rows, using)
+        value_rows = [[compiler.prepare_value(field, compiler.pre_save_val(field, row)) for field in fields] for row in rows]
+        if any(hasattr(value, "as_sql") for values in value_rows for value in values):
+            return None
+        _placeholders, param_rows = compiler.assemble_as_sql(fields, value_rows)
+        return sql, list(chain.from_iterable(param_rows))
+
+    def save(self, rows: list, using: str = DEFAULT_DB_ALIAS) -> list:
+        """Insert the rows, or update the row each one meets on ``unique_fields``; the rows get their ids."""
+        if not rows:
+            return rows
+        statement = self.statement(rows, using)
+        if statement is None:
+            return self.model._default_manager.using(using).bulk_create(
+                rows, update_conflicts=True, unique_fields=self.unique_fields, update_fields=self.update_fields)
+        with connections[using].cursor() as cursor:
+            cursor.execute(*statement)
+            returned = cursor.fetchall()
+        returning = self.model._meta.db_returning_fields
+        for row, values in zip(rows, returned):
+            for field, value in zip(returning, values):
+                setattr(row, field.attname, value)
+            row._state.adding = False
+            row._state.db = using
+        return rows

@@ -1,0 +1,91 @@
+"""Upserts compiled once (survey.services.upserts) send what bulk_create sends and leave the
+same rows: inserted, then updated in place on their unique key, ids set on the instances."""
+import datetime
+
+import pytest
+from django.db import connection
+from django.db.models import Value
+
+from survey import selectors, services
+from survey.models import Answer, ImportanceRating
+from survey.services.upserts import PreparedUpsert
+
+pytestmark = pytest.mark.django_db
+
+ANSWERS = PreparedUpsert(Answer, unique_fields=["participant", "item_key"], update_fields=["value", "text", "shown_order", "updated_at"])
+
+
+def _answers(participant, values):
+    return [Answer(participant=participant, item_key=f"attitude.{key}", value=value, text=f"t{value}")
+            for key, value in values.items()]
+
+
+def _comparable(params):
+    """The parameters with the timestamps (the time of each call) left out, JSON values as their text."""
+    def one(value):
+        if isinstance(value, datetime.datetime):
+            return "<a time>"
+        if isinstance(value, list):
+            return [one(v) for v in value]
+        return getattr(value, "obj", value)  # psycopg's Jsonb wrapper: the value inside
+
+    return [one(v) for v in params]
+
+
+def _statements_sent(call) -> list[tuple[str, list]]:
+    sent = []
+
+    def record(execute, sql, params, many, context):
+        sent.append((sql, list(params or ())))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(record):
+        call()
+    return sent
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_the_statement_and_parameters_are_the_ones_bulk_create_sends(study, count):
+    participant = services.participant_start(study=study)
+    values = dict(list({"trust": 1, "comfort": 2, "privacy": 3}.items())[:count])
+    [(orm_sql, orm_params)] = _statements_sent(lambda: Answer.objects.bulk_create(
+        _answers(participant, values), update_conflicts=True,
+        unique_fields=["participant", "item_key"], update_fields=["value", "text", "shown_order", "updated_at"]))
+    [(sql, params)] = _statements_sent(lambda: ANSWERS.save(_answers(participant, values)))
+    assert sql == orm_sql and "ON CONFLICT" in sql and "RETURNING" in sql
+    assert _comparable(params) == _comparable(orm_params)
+    assert len(params) == 7  # one value a column, or (several rows) one array a column
+
+
+def test_rows_are_inserted_then_updated_in_place_with_their_ids(study):
+    participant = services.participant_start(study=study)
+    first = ANSWERS.save(_answers(participant, {"trust": 1, "comfort": 2}))
+    assert all(row.pk and not row._state.adding for row in first)
+    saved = {a.item_key: (a.pk, a.value, a.text) for a in Answer.objects.filter(participant=participant)}
+    assert saved == {"attitude.trust": (first[0].pk, 1, "t1"), "attitude.comfort": (first[1].pk, 2, "t2")}
+    again = ANSWERS.save(_answers(participant, {"trust": 5, "comfort": 4}))  # the same statement, compiled already
+    assert [row.pk for row in again] == [row.pk for row in first]
+    saved = {a.item_key: (a.pk, a.value, a.text) for a in Answer.objects.filter(participant=participant)}
+    assert saved == {"attitude.trust": (first[0].pk, 5, "t5"), "attitude.comfort": (first[1].pk, 4, "t4")}
+    assert Answer.objects.filter(participant=participant).count() == 2
+
+
+def test_timestamps_are_set_as_the_orm_sets_them(study):
+    participant = services.participant_start(study=study)
+    [row] = ANSWERS.save(_answers(participant, {"trust": 3}))
+    stored = Answer.objects.get(pk=row.pk)
+    assert stored.updated_at is not None and stored.answered_at is not None
+    [again] = ANSWERS.save(_answers(participant, {"trust": 4}))
+    assert Answer.objects.get(pk=row.pk).updated_at > stored.updated_at
+    assert Answer.objects.get(pk=row.pk).answered_at == stored.answered_at  # the first answer's time is kept
+
+
+def test_a_value_that_is_an_expression_goes_the_orms_way(study):
+    participant = services.participant_start(study=study)
+    criterion = selectors.study_criteria()[0]
+    ratings = PreparedUpsert(ImportanceRating, unique_fields=["participant", "criterion"], update_fields=["rating"])
+    ratings.save([ImportanceRating(participant=participant, criterion_id=criterion.pk, rating=2)])
+    row = ImportanceRating(participant=participant, criterion_id=criterion.pk, rating=Value(4))
+    assert ratings.statement([row]) is None  # its SQL depends on the expression
+    ratings.save([row])
+    assert ImportanceRating.objects.get(participant=participant, criterion=criterion).rating == 4
