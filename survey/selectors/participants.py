@@ -85,11 +85,15 @@ def criteria_shown_order(participant: Participant, criteria: list[Criterion], pu
     return shuffled(criteria, participant.seed, "criteria", purpose)
 
 
+_CANDIDATES = PreparedRows(lambda model_version_id: Response.objects.filter(model_version_id=model_version_id)
+                           .values_list("scenario_id", "id"), kinds=(INTEGER,))
+
+
 def scenario_candidates(study: Study) -> dict[int, list[int]]:
     """scenario id -> response ids of the study's model version, for scenarios with enough responses."""
     if study.model_version_id is None:
         return {}
-    rows = Response.objects.filter(model_version_id=study.model_version_id).values_list("scenario_id", "id")
+    rows = _CANDIDATES.rows(study.model_version_id)
     candidates: dict[int, list[int]] = {}
     for scenario_id, response_id in rows:
         candidates.setdefault(scenario_id, []).append(response_id)

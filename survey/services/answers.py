@@ -25,7 +25,7 @@ from .. import questions, selectors
 from ..exceptions import InvalidAnswer, StepNotAvailable
 from ..models import Answer, Participant, ResponseRanking
 from ..selectors.prepared import INTEGER, PreparedLookup, PreparedSubquery
-from .upserts import PreparedUpsert
+from .prepared import PreparedUpdate, PreparedUpsert
 
 
 def _locked_queryset():
@@ -129,9 +129,12 @@ def participant_step_saved(participant: Participant, locked: Participant, step: 
                                                output_field=BooleanField()))
     if fields:
         fields["updated_at"] = timezone.now()
-        Participant.objects.filter(pk=locked.pk).update(**fields)
+        _PARTICIPANT_UPDATE.update(locked.pk, **fields)
         locked.steps_done = done
     participant.progress_after_save = selectors.participant_progress(locked)
+
+
+_PARTICIPANT_UPDATE = PreparedUpdate(Participant)
 
 
 def _attention_failed(participant_id):

@@ -1,4 +1,4 @@
-"""Upserts compiled once (survey.services.upserts) send what bulk_create sends and leave the
+"""Upserts compiled once (survey.services.prepared) send what bulk_create sends and leave the
 same rows: inserted, then updated in place on their unique key, ids set on the instances."""
 import datetime
 
@@ -8,7 +8,7 @@ from django.db.models import Value
 
 from survey import selectors, services
 from survey.models import Answer, ImportanceRating
-from survey.services.upserts import PreparedUpsert
+from survey.services.prepared import PreparedUpsert
 
 pytestmark = pytest.mark.django_db
 
@@ -89,3 +89,26 @@ def test_a_value_that_is_an_expression_goes_the_orms_way(study):
     assert ratings.statement([row]) is None  # its SQL depends on the expression
     ratings.save([row])
     assert ImportanceRating.objects.get(participant=participant, criterion=criterion).rating == 4
+
+
+def test_an_update_sets_plain_json_and_raw_sql_values_as_the_orm_does(study):
+    from django.db.models import IntegerField
+    from django.db.models.expressions import RawSQL
+    from django.utils import timezone
+
+    from survey.models import Participant
+    from survey.services.prepared import PreparedUpdate
+
+    participant, other = services.participant_start(study=study), services.participant_start(study=study)
+    update = PreparedUpdate(Participant)
+    plan = [{"scenario": 1, "responses": [3, 4], "criterion": "empathy"}]
+    now = timezone.now()
+    for steps_done in (2, 3):  # the second time, the statement compiled already
+        changed = update.update(participant.pk, steps_done=steps_done, scenario_plan=plan, eligible_at=now,
+                                attention_failures=RawSQL("%s + %s", (1, steps_done), output_field=IntegerField()))
+        assert changed == 1
+        row = Participant.objects.get(pk=participant.pk)
+        assert (row.steps_done, row.scenario_plan, row.eligible_at, row.attention_failures) == (steps_done, plan, now, 1 + steps_done)
+    untouched = Participant.objects.get(pk=other.pk)
+    assert (untouched.steps_done, untouched.scenario_plan, untouched.attention_failures) == (other.steps_done, None, 0)
+    assert update.update(-1, steps_done=1) == 0  # no such row

@@ -1,10 +1,15 @@
-"""The upserts every page's save makes, compiled once per process (and thread), per database and
-per number of rows: ``save(rows)`` does what ``bulk_create(rows, update_conflicts=True,
+"""The writes every page's save makes, compiled once per process (and thread) and database.
+
+``PreparedUpsert``, per number of rows: ``save(rows)`` does what ``bulk_create(rows, update_conflicts=True,
 unique_fields=..., update_fields=...)`` does (INSERT ... ON CONFLICT DO UPDATE ... RETURNING the
 row ids, the ids set on the rows), without the ORM building and compiling the statement again
 on every POST. The values are prepared as the ORM prepares them (``pre_save``: the rows'
 timestamps; ``get_db_prep_save``), so the statement and its parameters are the ones
-``bulk_create`` sends (tests/survey/services/test_upserts.py compares them)."""
+``bulk_create`` sends (tests/survey/services/test_prepared.py compares them).
+
+``PreparedUpdate``, per set of columns: ``update(pk, **values)`` does what
+``filter(pk=pk).update(**values)`` does for plain values and ``RawSQL`` ones (the participant
+row's progress, with the attention count as a subquery)."""
 from __future__ import annotations
 
 import threading
@@ -12,6 +17,7 @@ from itertools import chain
 
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import AutoField
+from django.db.models.expressions import RawSQL
 from django.db.models.constants import OnConflict
 from django.db.models.sql import InsertQuery
 
@@ -71,3 +77,38 @@ class PreparedUpsert:
             row._state.adding = False
             row._state.db = using
         return rows
+
+
+class PreparedUpdate:
+    def __init__(self, model):
+        self.model = model
+        self._local = threading.local()
+
+    def _compiled(self, values: dict, using: str) -> str:
+        compiled = self._local.__dict__.setdefault("compiled", {})
+        # A RawSQL value's SQL is part of the statement; its parameters are not.
+        key = (using, tuple((name, value.sql if isinstance(value, RawSQL) else None) for name, value in values.items()))
+        if key not in compiled:
+            opts, ops = self.model._meta, connections[using].ops
+            assignments = []
+            for name, value in values.items():
+                column = ops.quote_name(opts.get_field(name).column)
+                assignments.append(f"{column} = ({value.sql})" if isinstance(value, RawSQL) else f"{column} = %s")
+            compiled[key] = (f"UPDATE {ops.quote_name(opts.db_table)} SET {', '.join(assignments)} "
+                             f"WHERE {ops.quote_name(opts.pk.column)} = %s")
+        return compiled[key]
+
+    def update(self, pk, using: str = DEFAULT_DB_ALIAS, **values) -> int:
+        """Set ``values`` on the row ``pk``; the number of rows changed (0: no such row)."""
+        connection = connections[using]
+        sql = self._compiled(values, using)
+        params = []
+        for name, value in values.items():
+            if isinstance(value, RawSQL):
+                params.extend(value.params)
+            else:
+                params.append(self.model._meta.get_field(name).get_db_prep_save(value, connection))
+        params.append(pk)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.rowcount
