@@ -47,7 +47,8 @@ MIDDLEWARE = [
     # Renders an ApplicationError a view raised as its app's error page (core/error_handlers.py).
     "core.error_handlers.ApplicationErrorMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "csp.middleware.CSPMiddleware",
+    # django-csp's, with the site's policy built once (core/middleware.py).
+    "core.middleware.CSPMiddleware",
     # django-axes must come last so it sees the outcome of authentication.
     "axes.middleware.AxesMiddleware",
 ]

@@ -24,6 +24,7 @@ from ..models import (
 )
 from ..prolific import prolific_id_hash, prolific_session_hash
 from ..selectors.prepared import INTEGER, TEXT, PreparedLookup, PreparedRows
+from .prepared import PreparedInsert
 
 
 PARTICIPANT_ACTOR = "participant"
@@ -33,6 +34,9 @@ PROLIFIC_ID_MAX = 64
 def _clean_prolific(value) -> str:
     value = (value or "").strip()
     return value[:PROLIFIC_ID_MAX] if all(ch.isalnum() or ch in "-_" for ch in value) else ""
+
+
+_PARTICIPANT_INSERT = PreparedInsert(Participant)
 
 
 def participant_start(*, study: Study, nonce: str = "", prolific: dict | None = None, source: str = "",
@@ -61,11 +65,12 @@ def participant_start(*, study: Study, nonce: str = "", prolific: dict | None = 
         with transaction.atomic():
             # The row lock on the study hands out consecutive sequence numbers.
             sequence = _study_counter_next(study)
-            return Participant.objects.create(
+            [participant] = _PARTICIPANT_INSERT.save([Participant(
                 study=study, sequence=sequence, source=source, start_nonce=nonce[:64], audit_subject=audit_subject_create(),
                 prolific_pid_hash=pid, prolific_study_id=_clean_prolific(prolific.get("STUDY_ID")), prolific_session_hash=session_id,
                 synthetic=synthetic,
-            )
+            )])
+            return participant
     except IntegrityError:
         existing = _participant_existing(study, nonce, pid, session_id)
         if existing is None:

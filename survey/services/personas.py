@@ -16,6 +16,7 @@ from ..personas import persona_scores, persona_text, persona_weights, select_div
 from ..statistics import rating_ranking_agreement
 from .datasets import dataset_version_write
 from .participants import participant_audit_subject
+from .prepared import PreparedInsert
 
 
 def _profile(participant: Participant, criteria: list[Criterion]) -> tuple[dict, float | None]:
@@ -41,6 +42,9 @@ def _profile(participant: Participant, criteria: list[Criterion]) -> tuple[dict,
     return profile, tau
 
 
+_PERSONA_INSERT = PreparedInsert(Persona)  # a participant's first persona: once, on their closing page
+
+
 def persona_build(*, participant: Participant, criteria: list[Criterion] | None = None, new: bool = False) -> Persona:
     """Build (or refresh) the persona of a completed participant. A text a
     researcher edited is kept; the scores and weights are refreshed. ``new``: the
@@ -51,7 +55,8 @@ def persona_build(*, participant: Participant, criteria: list[Criterion] | None 
     values = dict(weights=persona_weights(profile["ratings"]), completeness=completeness, consistency=consistency, quality=quality)
     persona = None if new else Persona.objects.filter(participant=participant).first()
     if persona is None:
-        return Persona.objects.create(participant=participant, text=persona_text(profile), **values)
+        [persona] = _PERSONA_INSERT.save([Persona(participant=participant, text=persona_text(profile), **values)])
+        return persona
     if not persona.edited:
         values["text"] = persona_text(profile)
     for name, value in values.items():

@@ -1,6 +1,6 @@
 """The writes every page's save makes, compiled once per process (and thread) and database.
 
-``PreparedUpsert``, per number of rows: ``save(rows)`` does what ``bulk_create(rows, update_conflicts=True,
+``PreparedInsert`` and ``PreparedUpsert``, per number of rows: ``save(rows)`` does what ``bulk_create(rows)``, or ``bulk_create(rows, update_conflicts=True,
 unique_fields=..., update_fields=...)`` does (INSERT ... ON CONFLICT DO UPDATE ... RETURNING the
 row ids, the ids set on the rows), without the ORM building and compiling the statement again
 on every POST. The values are prepared as the ORM prepares them (``pre_save``: the rows'
@@ -22,12 +22,29 @@ from django.db.models.constants import OnConflict
 from django.db.models.sql import InsertQuery
 
 
-class PreparedUpsert:
-    def __init__(self, model, *, unique_fields: list[str], update_fields: list[str]):
+class PreparedInsert:
+    """``save(rows)``: what ``bulk_create(rows)`` does (INSERT ... RETURNING the ids), compiled once
+    per number of rows. For the rows a page makes once (a participant, their consent, their persona);
+    no signals are sent, as bulk_create sends none."""
+
+    unique_fields: list[str] = []
+    update_fields: list[str] = []
+
+    def __init__(self, model):
         self.model = model
-        self.unique_fields = unique_fields
-        self.update_fields = update_fields
         self._local = threading.local()
+
+    def _query(self):
+        opts = self.model._meta
+        if not self.unique_fields:
+            return InsertQuery(self.model)
+        return InsertQuery(self.model, on_conflict=OnConflict.UPDATE,
+                           update_fields=[opts.get_field(name) for name in self.update_fields],
+                           unique_fields=[opts.get_field(name) for name in self.unique_fields])
+
+    def _bulk_create(self, rows: list, using: str) -> list:
+        conflicts = dict(update_conflicts=True, unique_fields=self.unique_fields, update_fields=self.update_fields) if self.unique_fields else {}
+        return self.model._default_manager.using(using).bulk_create(rows, **conflicts)
 
     def _fields(self) -> list:
         # What bulk_create inserts for rows without a primary key: every stored field but the row id.
@@ -37,14 +54,11 @@ class PreparedUpsert:
         compiled = self._local.__dict__.setdefault("compiled", {})
         key = (using, len(rows))
         if key not in compiled:
-            opts = self.model._meta
-            query = InsertQuery(self.model, on_conflict=OnConflict.UPDATE,
-                                update_fields=[opts.get_field(name) for name in self.update_fields],
-                                unique_fields=[opts.get_field(name) for name in self.unique_fields])
+            query = self._query()
             fields = self._fields()
             query.insert_values(fields, rows, raw=False)
             compiler = query.get_compiler(using=using)
-            compiler.returning_fields = opts.db_returning_fields
+            compiler.returning_fields = self.model._meta.db_returning_fields
             [(sql, _params)] = compiler.as_sql()
             compiled[key] = (compiler, fields, sql)
         return compiled[key]
@@ -60,13 +74,12 @@ class PreparedUpsert:
         return sql, list(chain.from_iterable(param_rows))
 
     def save(self, rows: list, using: str = DEFAULT_DB_ALIAS) -> list:
-        """Insert the rows, or update the row each one meets on ``unique_fields``; the rows get their ids."""
+        """Insert the rows (an upsert: or update the row each one meets on ``unique_fields``); the rows get their ids."""
         if not rows:
             return rows
         statement = self.statement(rows, using)
         if statement is None:
-            return self.model._default_manager.using(using).bulk_create(
-                rows, update_conflicts=True, unique_fields=self.unique_fields, update_fields=self.update_fields)
+            return self._bulk_create(rows, using)
         with connections[using].cursor() as cursor:
             cursor.execute(*statement)
             returned = cursor.fetchall()
@@ -77,6 +90,16 @@ class PreparedUpsert:
             row._state.adding = False
             row._state.db = using
         return rows
+
+
+class PreparedUpsert(PreparedInsert):
+    """``save(rows)``: what ``bulk_create(rows, update_conflicts=True, unique_fields=...,
+    update_fields=...)`` does, compiled once per number of rows."""
+
+    def __init__(self, model, *, unique_fields: list[str], update_fields: list[str]):
+        super().__init__(model)
+        self.unique_fields = unique_fields
+        self.update_fields = update_fields
 
 
 class PreparedUpdate:

@@ -28,7 +28,10 @@ from ..models import (
 from .answers import _ranking_from_ranks, participant_atomic, participant_lock, participant_lock_row, participant_step_check, participant_step_saved
 from .participants import PARTICIPANT_ACTOR, participant_audit_subject, participant_erase, prolific_exclude
 from .personas import persona_build
-from .prepared import PreparedUpsert
+from .prepared import PreparedInsert, PreparedUpsert
+
+
+_CONSENT_INSERT = PreparedInsert(ConsentRecord)
 
 
 def consent_give(*, participant: Participant, consent_version_id, agreed: Iterable) -> ConsentRecord:
@@ -58,9 +61,8 @@ def consent_give(*, participant: Participant, consent_version_id, agreed: Iterab
             if any(i < 0 or i >= len(statements) for i in ticked):
                 raise InvalidAnswer("The consent answers do not match this consent form; please reload the page.")
             raise InvalidAnswer({"statements": "To take part, please tick every statement. If you would rather not, you can simply close this page."})
-        record = ConsentRecord.objects.create(
-            participant=locked, consent_version=current, statements_agreed=[statements[i] for i in ticked]
-        )
+        [record] = _CONSENT_INSERT.save(
+            [ConsentRecord(participant=locked, consent_version=current, statements_agreed=[statements[i] for i in ticked])])
         participant_step_saved(participant, locked, "consent")
         return record
 

@@ -112,3 +112,18 @@ def test_an_update_sets_plain_json_and_raw_sql_values_as_the_orm_does(study):
     untouched = Participant.objects.get(pk=other.pk)
     assert (untouched.steps_done, untouched.scenario_plan, untouched.attention_failures) == (other.steps_done, None, 0)
     assert update.update(-1, steps_done=1) == 0  # no such row
+
+
+def test_an_insert_sends_what_bulk_create_sends_and_sets_the_id(study):
+    from survey.models import Persona
+    from survey.services.prepared import PreparedInsert
+
+    first, second = services.participant_start(study=study), services.participant_start(study=study)
+    insert = PreparedInsert(Persona)
+    [(orm_sql, orm_params)] = _statements_sent(lambda: Persona.objects.bulk_create(
+        [Persona(participant=first, text="A person.", weights={"empathy": 1.0})]))
+    persona = Persona(participant=second, text="A person.", weights={"empathy": 1.0})
+    [(sql, params)] = _statements_sent(lambda: insert.save([persona]))
+    assert sql == orm_sql and "ON CONFLICT" not in sql
+    assert _comparable(params)[1:] == _comparable(orm_params)[1:]  # all but the participant
+    assert persona.pk and Persona.objects.get(pk=persona.pk).participant_id == second.pk
