@@ -22,7 +22,7 @@ from ..models import (
     Study,
 )
 from ..ordering import build_scenario_plan, shuffled
-from .prepared import INTEGER, TEXT, PreparedLookup, PreparedRows
+from ..prepared import INTEGER, TEXT, PreparedLookup, PreparedRows
 from .vocabulary import criterion_by_key, study_criteria
 
 

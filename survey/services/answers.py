@@ -24,8 +24,7 @@ from django.utils import timezone
 from .. import questions, selectors
 from ..exceptions import InvalidAnswer, StepNotAvailable
 from ..models import Answer, Participant, ResponseRanking
-from ..selectors.prepared import INTEGER, PreparedLookup, PreparedSubquery
-from .prepared import PreparedUpdate, PreparedUpsert
+from ..prepared import INTEGER, PreparedLookup, PreparedSubquery, PreparedUpdate, PreparedUpsert
 
 
 def _locked_queryset():
@@ -34,7 +33,7 @@ def _locked_queryset():
     return Participant.objects.select_for_update(of=("self",)).defer(*selectors.PAGE_DEFERRED).order_by()
 
 
-# The lookup of a page's POST, compiled once (selectors.prepared).
+# The lookup of a page's POST, compiled once (survey.prepared).
 _LOCK_BY_TOKEN = PreparedLookup(lambda token: _locked_queryset().select_related("study").filter(token=token))
 
 

@@ -23,8 +23,7 @@ from ..models import (
     Study,
 )
 from ..prolific import prolific_id_hash, prolific_session_hash
-from ..selectors.prepared import INTEGER, TEXT, PreparedLookup, PreparedRows
-from .prepared import PreparedInsert
+from ..prepared import INTEGER, TEXT, PreparedInsert, PreparedLookup, PreparedRows
 
 
 PARTICIPANT_ACTOR = "participant"

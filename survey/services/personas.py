@@ -16,7 +16,7 @@ from ..personas import persona_scores, persona_text, persona_weights, select_div
 from ..statistics import rating_ranking_agreement
 from .datasets import dataset_version_write
 from .participants import participant_audit_subject
-from .prepared import PreparedInsert
+from ..prepared import PreparedInsert
 
 
 def _profile(participant: Participant, criteria: list[Criterion]) -> tuple[dict, float | None]:

@@ -28,7 +28,7 @@ from ..models import (
 from .answers import _ranking_from_ranks, participant_atomic, participant_lock, participant_lock_row, participant_step_check, participant_step_saved
 from .participants import PARTICIPANT_ACTOR, participant_audit_subject, participant_erase, prolific_exclude
 from .personas import persona_build
-from .prepared import PreparedInsert, PreparedUpsert
+from ..prepared import PreparedInsert, PreparedUpsert
 
 
 _CONSENT_INSERT = PreparedInsert(ConsentRecord)
