@@ -148,6 +148,21 @@ def tree_cpu_seconds(pid: int) -> float:
     return total
 
 
+def percentiles(values: list[float]) -> dict[str, float]:
+    """p50, p95 and p99 in ms (linear interpolation between the measured times); 0 for none."""
+    if not values:
+        return {"p50_ms": 0.0, "p95_ms": 0.0, "p99_ms": 0.0}
+    ordered = sorted(values)
+
+    def at(q):
+        position = q * (len(ordered) - 1)
+        low = int(position)
+        high = min(low + 1, len(ordered) - 1)
+        return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+    return {"p50_ms": at(0.5), "p95_ms": at(0.95), "p99_ms": at(0.99)}
+
+
 def run_load(host: str, users: int, spawn_rate: float, timeout: float, seed: int, submitted_path: str,
              think: tuple[float, float] = (0.0, 0.0), cpu_pids: dict[str, int] | None = None, pid_prefix: str = "load") -> dict:
     import gevent
@@ -318,6 +333,14 @@ def run_load(host: str, users: int, spawn_rate: float, timeout: float, seed: int
         return {k: v for k, v in record["answers"].items() if k.startswith("background.")}
 
     env = Environment(user_classes=[SurveyParticipant], host=host)
+    # Every request's time as measured (Locust's own percentiles round to whole milliseconds below
+    # 100 ms, too coarse for a ratio of pages served in 5-10 ms).
+    times: dict[str, list[float]] = {}
+
+    def record(request_type, name, response_time, **_kwargs):
+        times.setdefault(f"{request_type} {name}", []).append(response_time)
+
+    env.events.request.add_listener(record)
     runner = env.create_local_runner()
     cpu_at_start = {name: tree_cpu_seconds(pid) for name, pid in (cpu_pids or {}).items()}
     started = time.monotonic()
@@ -330,18 +353,16 @@ def run_load(host: str, users: int, spawn_rate: float, timeout: float, seed: int
     total = env.stats.total
     Path(submitted_path).write_text(json.dumps(submitted))
     steps = sorted(
-        ({"name": f"{s.method} {s.name}", "requests": s.num_requests, "p50_ms": s.get_response_time_percentile(0.5),
-          "p95_ms": s.get_response_time_percentile(0.95), "p99_ms": s.get_response_time_percentile(0.99)}
-         for s in env.stats.entries.values()),
+        ({"name": name, "requests": len(values), **percentiles(values)} for name, values in times.items()),
         key=lambda s: -s["p95_ms"],
     )
+    overall = percentiles([t for values in times.values() for t in values])
     return {
         "users": users, "finished": counter["finished"], "failed_users": len(counter["errors"]), "seconds": elapsed,
         "completed": sum(1 for r in submitted.values() if r.get("completed")),
         "timed_out": counter["finished"] < users, "requests": total.num_requests, "failures": total.num_failures,
         "requests_per_s": total.num_requests / elapsed if elapsed else 0.0,
-        "p50_ms": total.get_response_time_percentile(0.5), "p95_ms": total.get_response_time_percentile(0.95),
-        "p99_ms": total.get_response_time_percentile(0.99), "steps": steps, "cpu_s": cpu,
+        **overall, "steps": steps, "cpu_s": cpu,
         "failure_samples": [str(e.error) for e in list(env.stats.errors.values())[:5]],
     }
 
@@ -496,7 +517,7 @@ def print_side(result: dict):
     cpu_text = "   ".join(f"{k} {v:.2f}" for k, v in cpu.items())
     print(f"  {result['side']:<7} {result['requests']:>6} requests ({result['failures']} failed) in {result['seconds']:.0f} s, "
           f"{result['requests_per_s']:.1f}/s, {result['completed']}/{result['users']} surveys completed; "
-          f"p50 {result['p50_ms']:.0f}  p95 {result['p95_ms']:.0f}  p99 {result['p99_ms']:.0f} ms; CPU ms/request: {cpu_text}")
+          f"p50 {result['p50_ms']:.1f}  p95 {result['p95_ms']:.1f}  p99 {result['p99_ms']:.1f} ms; CPU ms/request: {cpu_text}")
 
 
 def print_comparison(anchor: dict, attune: dict):
@@ -518,8 +539,8 @@ def print_comparison(anchor: dict, attune: dict):
         other = steps_a.get(step["name"])
         if other is None:
             continue
-        print(f"  {step['name'][:45]:<46}{other['p50_ms']:>6.0f}/{other['p95_ms']:>5.0f}/{other['p99_ms']:>5.0f}"
-              f"{step['p50_ms']:>9.0f}/{step['p95_ms']:>5.0f}/{step['p99_ms']:>5.0f}{_ratio(step['p95_ms'], other['p95_ms']):>10.2f}")
+        print(f"  {step['name'][:45]:<46}{other['p50_ms']:>6.1f}/{other['p95_ms']:>5.1f}/{other['p99_ms']:>5.1f}"
+              f"{step['p50_ms']:>9.1f}/{step['p95_ms']:>5.1f}/{step['p99_ms']:>5.1f}{_ratio(step['p95_ms'], other['p95_ms']):>10.2f}")
 
 
 def print_repeats(results: list[dict]):
@@ -659,8 +680,8 @@ def main() -> int:
             else:
                 print("  slowest steps (p95):")
                 for step in attune["steps"][:8]:
-                    print(f"    {step['name']:<48} {step['requests']:>6} requests   p50 {step['p50_ms']:>5.0f}   "
-                          f"p95 {step['p95_ms']:>5.0f}   p99 {step['p99_ms']:>5.0f} ms")
+                    print(f"    {step['name']:<48} {step['requests']:>6} requests   p50 {step['p50_ms']:>5.1f}   "
+                          f"p95 {step['p95_ms']:>5.1f}   p99 {step['p99_ms']:>5.1f} ms")
             results.append(pair)
             # The next run starts from an empty survey again (same participant names).
             if index + 1 < len(runs):
