@@ -212,6 +212,7 @@ class PreparedInsert:
             compiler = query.get_compiler(using=using)
             compiler.returning_fields = self.model._meta.db_returning_fields
             [(sql, _params)] = compiler.as_sql()
+            query.objs = []  # the statement is kept, not the first call's rows
             compiled[key] = (compiler, fields, sql)
         return compiled[key]
 
