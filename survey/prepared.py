@@ -51,9 +51,10 @@ class _Prepared:
     """A query built once per process, thread and database with markers in place of its
     looked-up values; ``_compiled(using)`` holds what ``_prepare`` made of it."""
 
-    def __init__(self, build: Callable, *, kinds: tuple[str, ...] = (TEXT,)):
+    def __init__(self, build: Callable, *, kinds: tuple[str, ...] = (TEXT,), limit: int | None = None):
         self._build = build
         self._markers = tuple(_marker(kind, index) for index, kind in enumerate(kinds))
+        self._limit = limit  # the query cut to at most this many rows (None: not cut)
         self._local = threading.local()
 
     def _compiled(self, using: str) -> dict:
@@ -83,7 +84,7 @@ class _Prepared:
         return entry, entry["sql"], params
 
     def _queryset(self, queryset):
-        return queryset
+        return queryset if self._limit is None else queryset[:self._limit]
 
     def _prepare(self, compiler, using: str) -> dict:
         return {}
@@ -117,13 +118,6 @@ class PreparedRows(_Prepared):
     """``build(*values)`` returns a ``values_list`` queryset; ``rows(*values)`` runs it and gives its
     rows as tuples (``limit``: at most that many)."""
 
-    def __init__(self, build: Callable, *, kinds: tuple[str, ...] = (TEXT,), limit: int | None = None):
-        super().__init__(build, kinds=kinds)
-        self._limit = limit
-
-    def _queryset(self, queryset):
-        return queryset if self._limit is None else queryset[:self._limit]
-
     def _prepare(self, compiler, using: str) -> dict:
         return _converters(compiler)
 
@@ -138,11 +132,7 @@ class PreparedLookup(_Prepared):
     runs it cut to one row, ``all(*values)`` to ``limit`` rows (None: every row)."""
 
     def __init__(self, build: Callable, *, kinds: tuple[str, ...] = (TEXT,), limit: int | None = 1):
-        super().__init__(build, kinds=kinds)
-        self._limit = limit
-
-    def _queryset(self, queryset):
-        return queryset if self._limit is None else queryset[:self._limit]
+        super().__init__(build, kinds=kinds, limit=limit)
 
     def _prepare(self, compiler, using: str) -> dict:
         klass_info, select = compiler.klass_info, compiler.select
