@@ -44,22 +44,24 @@ class CSPMiddleware(LibraryCSPMiddleware):
     response with a policy of its own (the library's decorators), a nonce, or an exclusion by
     path goes the library's way, so the headers are always the library's."""
 
-    _headers: dict[str, str] | None = None
+    # (headers, whether a policy excludes paths), from the settings; None until first needed.
+    _site: tuple[dict[str, str], bool] | None = None
 
     @classmethod
-    def site_headers(cls) -> dict[str, str]:
-        if cls._headers is None:
+    def site_policy(cls) -> tuple[dict[str, str], bool]:
+        if cls._site is None:
             headers = {HEADER: build_policy(), HEADER_REPORT_ONLY: build_policy(report_only=True)}
-            cls._headers = {name: value for name, value in headers.items() if value}
-        return cls._headers
+            excludes = any((getattr(settings, name, None) or {}).get("EXCLUDE_URL_PREFIXES")
+                           for name in ("CONTENT_SECURITY_POLICY", "CONTENT_SECURITY_POLICY_REPORT_ONLY"))
+            cls._site = ({name: value for name, value in headers.items() if value}, excludes)
+        return cls._site
 
     def process_response(self, request, response):
+        headers, excludes = self.site_policy()
         own_policy = getattr(request, "_csp_nonce", None) is not None or any(hasattr(response, a) for a in _PER_RESPONSE_POLICY)
-        excluded = any((getattr(settings, name, None) or {}).get("EXCLUDE_URL_PREFIXES")
-                       for name in ("CONTENT_SECURITY_POLICY", "CONTENT_SECURITY_POLICY_REPORT_ONLY"))
-        if own_policy or excluded or (settings.DEBUG and response.status_code in (404, 500)):
+        if own_policy or excludes or (settings.DEBUG and response.status_code in (404, 500)):
             return super().process_response(request, response)
-        for name, value in self.site_headers().items():
+        for name, value in headers.items():
             if name not in response:
                 response[name] = value
         # As the library does: a nonce asked for after the header is written is an error, not a silent gap.
@@ -69,7 +71,7 @@ class CSPMiddleware(LibraryCSPMiddleware):
 
 def _policy_changed(*, setting, **kwargs):
     if setting.startswith("CONTENT_SECURITY_POLICY"):
-        CSPMiddleware._headers = None
+        CSPMiddleware._site = None
 
 
 setting_changed.connect(_policy_changed, dispatch_uid="core.middleware.csp")

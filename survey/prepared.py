@@ -39,6 +39,11 @@ _TEXT_MARKER = "\x00survey-prepared-value-{}\x00"
 _INTEGER_MARKER = 32_767
 
 
+def _per_thread(local: threading.local) -> dict:
+    """This thread's cache of compiled statements (a connection, and so its statements, is per thread)."""
+    return local.__dict__.setdefault("compiled", {})
+
+
 def _marker(kind: str, index: int):
     if kind == TEXT:
         return _TEXT_MARKER.format(index)
@@ -58,9 +63,7 @@ class _Prepared:
         self._local = threading.local()
 
     def _compiled(self, using: str) -> dict:
-        compiled = getattr(self._local, "compiled", None)
-        if compiled is None:
-            compiled = self._local.compiled = {}
+        compiled = _per_thread(self._local)
         if using not in compiled:
             compiler = self._queryset(self._build(*self._markers)).query.get_compiler(using=using)
             sql, params = compiler.as_sql()  # also sets compiler.select and klass_info
@@ -169,11 +172,11 @@ class PreparedInsert:
     per number of rows. For the rows a page makes once (a participant, their consent, their persona);
     no signals are sent, as bulk_create sends none."""
 
-    unique_fields: list[str] = []
-    update_fields: list[str] = []
-
-    def __init__(self, model):
+    def __init__(self, model, *, unique_fields: list[str] | None = None, update_fields: list[str] | None = None):
         self.model = model
+        # Set by PreparedUpsert: the unique key a row that exists already is met on, and what it updates.
+        self.unique_fields = unique_fields or []
+        self.update_fields = update_fields or []
         self._local = threading.local()
 
     def _query(self):
@@ -193,7 +196,7 @@ class PreparedInsert:
         return [f for f in self.model._meta.concrete_fields if not f.generated and not isinstance(f, AutoField)]
 
     def _compiled(self, rows: list, using: str) -> tuple:
-        compiled = self._local.__dict__.setdefault("compiled", {})
+        compiled = _per_thread(self._local)
         key = (using, len(rows))
         if key not in compiled:
             query = self._query()
@@ -240,9 +243,7 @@ class PreparedUpsert(PreparedInsert):
     update_fields=...)`` does, compiled once per number of rows."""
 
     def __init__(self, model, *, unique_fields: list[str], update_fields: list[str]):
-        super().__init__(model)
-        self.unique_fields = unique_fields
-        self.update_fields = update_fields
+        super().__init__(model, unique_fields=unique_fields, update_fields=update_fields)
 
 
 class PreparedUpdate:
@@ -250,30 +251,30 @@ class PreparedUpdate:
         self.model = model
         self._local = threading.local()
 
-    def _compiled(self, values: dict, using: str) -> str:
-        compiled = self._local.__dict__.setdefault("compiled", {})
+    def _compiled(self, values: dict, using: str) -> tuple[str, list]:
+        """The statement, and the field of each value in order."""
+        compiled = _per_thread(self._local)
         # A RawSQL value's SQL is part of the statement; its parameters are not.
         key = (using, tuple((name, value.sql if isinstance(value, RawSQL) else None) for name, value in values.items()))
         if key not in compiled:
             opts, ops = self.model._meta, connections[using].ops
-            assignments = []
-            for name, value in values.items():
-                column = ops.quote_name(opts.get_field(name).column)
-                assignments.append(f"{column} = ({value.sql})" if isinstance(value, RawSQL) else f"{column} = %s")
+            fields = [opts.get_field(name) for name in values]
+            assignments = [f"{ops.quote_name(field.column)} = ({value.sql})" if isinstance(value, RawSQL)
+                           else f"{ops.quote_name(field.column)} = %s" for field, value in zip(fields, values.values())]
             compiled[key] = (f"UPDATE {ops.quote_name(opts.db_table)} SET {', '.join(assignments)} "
-                             f"WHERE {ops.quote_name(opts.pk.column)} = %s")
+                             f"WHERE {ops.quote_name(opts.pk.column)} = %s", fields)
         return compiled[key]
 
     def update(self, pk, using: str = DEFAULT_DB_ALIAS, **values) -> int:
         """Set ``values`` on the row ``pk``; the number of rows changed (0: no such row)."""
         connection = connections[using]
-        sql = self._compiled(values, using)
+        sql, fields = self._compiled(values, using)
         params = []
-        for name, value in values.items():
+        for field, value in zip(fields, values.values()):
             if isinstance(value, RawSQL):
                 params.extend(value.params)
             else:
-                params.append(self.model._meta.get_field(name).get_db_prep_save(value, connection))
+                params.append(field.get_db_prep_save(value, connection))
         params.append(pk)
         with connection.cursor() as cursor:
             cursor.execute(sql, params)

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from training.pipeline.lifecycle import StartStop, stop_process
+from .lifecycle import StartStop, stop_process
 
 __all__ = ["LlamaCppServer", "ServedModel", "llama_cpp_installed"]
 

@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from training.pipeline.lifecycle import StartStop
+from ..lifecycle import StartStop
 
 __all__ = ["LoopbackChatServer", "ordered_ranking_reply", "prompt_labels_and_keys"]
 
