@@ -371,6 +371,34 @@ def test_response_ranking_tampering_is_400(client, at_ranking):
     assert not ResponseRanking.objects.filter(participant=at_ranking).exists()
 
 
+HUGE = "9" * 30  # beyond any integer column
+
+
+def test_huge_numbers_in_consent_rankings_and_screen_numbers_are_4xx_and_save_nothing(client, at_ranking):
+    version = selectors.consent_version_current(at_ranking.study)
+    fresh, _ = start(client, at_ranking.study)
+    response = post(client, fresh, "consent", {"consent_version": HUGE, "statement": ["0", "1", "2"]})
+    assert response.status_code == 400 and "does not belong to this study" in response.content.decode()
+    response = post(client, fresh, "consent", {"consent_version": version.pk, "statement": [HUGE]})
+    assert response.status_code == 400 and "do not match this consent form" in response.content.decode()
+    assert not ConsentRecord.objects.filter(participant=fresh).exists()
+
+    post(client, at_ranking, "criteria-ranking", ranking_post(criterion_keys()))
+    post(client, at_ranking, "before-scenarios", {})
+    at_ranking.refresh_from_db()
+    shown = at_ranking.scenario_plan[0]["responses"]
+    response = post(client, at_ranking, "scenario/1", {**ranking_post(shown[:-1]), f"rank-{HUGE}": "4"})
+    assert response.status_code == 400 and "Unknown response" in response.content.decode()
+    response = post(client, at_ranking, "scenario/1", {**ranking_post(shown[:-1]), f"rank-{shown[-1]}": HUGE})
+    assert response.status_code == 400 and "whole numbers from 1 to" in response.content.decode()
+    assert not ResponseRanking.objects.filter(participant=at_ranking).exists()
+    for method in (client.get, lambda path: client.post(path, {"participant": at_ranking.token, "rank": "1"})):
+        response = method(f"/study/r/{at_ranking.token}/scenario/{HUGE}/")
+        # No such screen is open: sent (303) to the screen that is, never a 500.
+        assert response.status_code == 303 and response["Location"].endswith("/scenario/1/")
+    assert not ResponseRanking.objects.filter(participant=at_ranking).exists()
+
+
 def test_another_participants_token_in_the_form_is_400(client, study):
     mine, _ = start(client, study)
     theirs, _ = start(client, study)
