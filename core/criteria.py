@@ -13,7 +13,7 @@ imports only the standard library, and ``core/__init__.py`` is empty, so
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
